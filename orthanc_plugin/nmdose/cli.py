@@ -1,0 +1,103 @@
+"""The `nmdose` command line: global options, then one sub-command per stage.
+
+Each stage module exposes ``register(subparsers)`` which adds its parsers and sets ``func`` to a handler
+``handler(args, ctx) -> int``. Handlers raise :class:`NmdoseError` for anything the user must fix; ``main`` prints
+it as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nmdose import __version__
+from nmdose.errors import NmdoseError
+
+# Modules that contribute sub-commands, in the order they appear in --help.
+COMMAND_MODULES = [
+    "nmdose.config_cmd",
+    "nmdose.db.cli",
+    "nmdose.stack",
+    "nmdose.echo",
+    "nmdose.simulate.cli",
+    "nmdose.dose.cli",
+]
+
+
+class Context:
+    """What every handler gets: the parsed global options and the configuration, loaded once on first use."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from nmdose.config import load_config
+
+            self._config = load_config(
+                Path(self.args.config_dir),
+                running_mode=self.args.running_mode,
+                auth_mode=self.args.auth_mode,
+                var_dir=Path(self.args.var_dir) if self.args.var_dir else None,
+            )
+        return self._config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nmdose", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"nmdose {__version__}")
+    parser.add_argument("--running-mode", choices=["dev", "test", "prod"], default=None,
+                        help="default: NMDOSE_RUNNING_MODE from .env, else dev")
+    parser.add_argument("--auth-mode", choices=["dev", "keycloak"], default=None,
+                        help="default: NMDOSE_AUTH_MODE from .env, else dev")
+    parser.add_argument("--config-dir", default=str(default_config_dir()),
+                        help="folder holding the YAML files and .env (default: %(default)s)")
+    parser.add_argument("--var-dir", default=None, help="runtime folder (default: from config, var/)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a stage not written yet must not break the others
+            if exc.name and exc.name.startswith("nmdose"):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def default_config_dir() -> Path:
+    """`config/` of the checkout this package runs from, else ./config."""
+    here = Path(__file__).resolve().parents[2] / "config"
+    return here if here.is_dir() else Path.cwd() / "config"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args, Context(args)) or 0)
+    except NmdoseError as exc:
+        print(f"nmdose: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nmdose: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
