@@ -52,12 +52,23 @@ class Context:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nmdose", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"nmdose {__version__}")
-    parser.add_argument("--running-mode", choices=["dev", "test", "prod"], default=None,
-                        help="default: NMDOSE_RUNNING_MODE from .env, else dev")
-    parser.add_argument("--auth-mode", choices=["dev", "keycloak"], default=None,
-                        help="default: NMDOSE_AUTH_MODE from .env, else dev")
-    parser.add_argument("--config-dir", default=str(default_config_dir()),
-                        help="folder holding the YAML files and .env (default: %(default)s)")
+    parser.add_argument(
+        "--running-mode",
+        choices=["dev", "test", "prod"],
+        default=None,
+        help="default: NMDOSE_RUNNING_MODE from .env, else dev",
+    )
+    parser.add_argument(
+        "--auth-mode",
+        choices=["dev", "keycloak"],
+        default=None,
+        help="default: NMDOSE_AUTH_MODE from .env, else dev",
+    )
+    parser.add_argument(
+        "--config-dir",
+        default=str(default_config_dir()),
+        help="folder holding the YAML files and .env (default: %(default)s)",
+    )
     parser.add_argument("--var-dir", default=None, help="runtime folder (default: from config, var/)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

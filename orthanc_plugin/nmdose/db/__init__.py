@@ -1,1 +1,32 @@
-"""db."""
+"""PostgreSQL access: connections, migrations (sql/NNN_*.sql) and the durable job queue."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import psycopg2
+import psycopg2.extras
+
+from nmdose.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from nmdose.config import Config
+
+
+def connect(cfg: Config, database: str | None = None, *, autocommit: bool = False):
+    """A psycopg2 connection to the nmdose database (or `database`), with a clear error when unreachable."""
+    pg = cfg.postgresql
+    try:
+        conn = psycopg2.connect(cfg.dsn(database))
+    except psycopg2.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(
+            f"PostgreSQL {pg.host}:{pg.port}/{database or pg.database} as {pg.user}: unreachable ({reason})"
+        ) from None
+    conn.autocommit = autocommit
+    return conn
+
+
+def json_adapter(value):
+    """Wrap a dict/list for a jsonb parameter."""
+    return psycopg2.extras.Json(value)

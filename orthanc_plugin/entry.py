@@ -1,0 +1,81 @@
+"""Orthanc `PythonScript` entry: thin glue binding Orthanc's callbacks to the nmdose runtime.
+
+All logic lives in the importable `nmdose` package (nmdose.plugin); this file only adapts Orthanc's calling
+conventions. Callbacks return at once: real work goes to worker threads through the durable queue.
+"""
+
+import json
+import logging
+import sys
+
+import orthanc
+
+_conf = json.loads(orthanc.GetConfiguration())
+# The embedded interpreter is Debian's python3 without the project's venv: add its site-packages.
+for _path in reversed(_conf.get("Nmdose", {}).get("SitePackages", [])):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from nmdose.plugin import from_orthanc_configuration  # noqa: E402
+
+
+class _OrthancLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = self.format(record)
+        if record.levelno >= logging.ERROR:
+            orthanc.LogError(msg)
+        elif record.levelno >= logging.WARNING:
+            orthanc.LogWarning(msg)
+        else:
+            orthanc.LogInfo(msg)
+
+
+_handler = _OrthancLogHandler()
+_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+logging.getLogger("nmdose").addHandler(_handler)
+logging.getLogger("nmdose").setLevel(logging.INFO)
+
+plugin = from_orthanc_configuration(_conf)
+
+
+def _versions() -> dict:
+    system = json.loads(orthanc.RestApiGet("/system"))
+    try:
+        python_plugin = json.loads(orthanc.RestApiGet("/plugins/python")).get("Version")
+    except Exception:
+        python_plugin = None
+    return {"orthanc": system.get("Version"), "python_plugin": python_plugin}
+
+
+def on_change(change_type, level, resource_id):
+    if change_type == orthanc.ChangeType.ORTHANC_STARTED:
+        plugin.on_started(_versions())
+    elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
+        plugin.on_stopped()
+
+
+def on_rest(output, uri, **request):
+    path = "/" + (request.get("groups") or ("",))[0]
+    body = request.get("body") or b""
+    if isinstance(body, str):
+        body = body.encode()
+    response = plugin.handle_rest(
+        request["method"], path, request.get("get") or {}, request.get("headers") or {}, body
+    )
+    for key, value in response.headers.items():
+        if key != "Allow":
+            output.SetHttpHeader(key, value)
+    # Orthanc's SDK: AnswerBuffer for 200; SendHttpStatus for other codes except 401 and 405.
+    if response.status == 200:
+        output.AnswerBuffer(response.body, response.content_type)
+    elif response.status == 401:
+        output.SendUnauthorized("nmdose")
+    elif response.status == 405:
+        output.SendMethodNotAllowed(response.headers.get("Allow", "GET"))
+    else:
+        # Plugin 4.0 binds this as (status, str, size); newer ones as (status, bytes).
+        output.SendHttpStatus(response.status, response.body.decode("utf-8", "replace"), len(response.body))
+
+
+orthanc.RegisterOnChangeCallback(on_change)
+orthanc.RegisterRestCallback("/nmdose/(.*)", on_rest)

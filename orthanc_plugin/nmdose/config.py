@@ -1,0 +1,439 @@
+"""One typed configuration object, built once from the YAML files, `.env` and the secret store.
+
+Every file is validated at load: an unknown key, a missing node, a bad port or an AE title longer than 16
+characters fails with a :class:`ConfigError` naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nmdose.errors import ConfigError
+
+REQUIRED_NODES = ("clinicalPACS", "simulationPACS", "researchPACS", "dosePACS")
+RunningMode = Literal["dev", "test", "prod"]
+AuthMode = Literal["dev", "keycloak"]
+# PS3.5 6.2: AE titles are up to 16 characters of the default repertoire, no backslash or control characters.
+_AET_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(_Strict):
+    """A DICOM node: AE title, address, optional Orthanc REST port."""
+
+    name: str = ""
+    aet: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+    http_port: int | None = Field(default=None, ge=1, le=65535)
+    tls: bool = False
+    find_limit: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=30, gt=0, le=3600)
+    local: bool = False
+
+    @field_validator("aet")
+    @classmethod
+    def _aet(cls, value: str) -> str:
+        if not _AET_RE.match(value) or value.strip() != value or not value.strip():
+            raise ValueError(
+                "an AE title of 1-16 printable characters, no backslash, no leading/trailing spaces"
+            )
+        return value
+
+    @property
+    def http_url(self) -> str | None:
+        return f"http://{self.host}:{self.http_port}" if self.http_port else None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class NetworkFile(_Strict):
+    local_aet: str = "NMDOSE_SCU"
+    nodes: dict[str, Node]
+
+    @field_validator("local_aet")
+    @classmethod
+    def _local_aet(cls, value: str) -> str:
+        return Node._aet(value)
+
+
+class ModalityRule(_Strict):
+    pattern: str
+    modalities: list[str]
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"a valid regular expression ({exc})") from None
+        return value
+
+
+class TimeWindow(_Strict):
+    weekdays: str = "00:00-24:00"
+    weekends: str = "00:00-24:00"
+
+    @field_validator("weekdays", "weekends")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        m = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", value)
+        if not m or int(m[1]) > 24 or int(m[3]) > 24 or int(m[2]) > 59 or int(m[4]) > 59:
+            raise ValueError("a window 'HH:MM-HH:MM' (e.g. '19:00-07:00')")
+        return value
+
+
+class Retry(_Strict):
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_s: float = Field(default=30, ge=0)
+    backoff_max_s: float = Field(default=3600, ge=0)
+
+
+class Transfer(_Strict):
+    strategy: Literal["full", "selective", "auto_delete"] = "full"
+    retention_days: int = Field(default=30, ge=0)
+    selective_destination: Literal["dosePACS", "researchPACS"] = "dosePACS"
+
+
+class Forward(_Strict):
+    only_retrieved: bool = True
+
+
+class RetrieveOptions(_Strict):
+    target_modalities: list[str]
+    target_descriptions: list[str] = []
+    modality_rules: list[ModalityRule] = []
+    date_from: str | None = None
+    date_to: str | None = None
+    concurrency: int = Field(default=2, ge=1, le=32)
+    time_window: TimeWindow = TimeWindow()
+    retry: Retry = Retry()
+    backend: Literal["orthanc", "dcmtk"] = "orthanc"
+    transfer: Transfer = Transfer()
+    forward: Forward = Forward()
+
+    @field_validator("target_modalities")
+    @classmethod
+    def _modalities(cls, value: list[str]) -> list[str]:
+        for m in value:
+            if not re.fullmatch(r"[A-Z]{2,4}", m):
+                raise ValueError(f"DICOM modality codes such as PT, NM, CT (got {m!r})")
+        if not value:
+            raise ValueError("at least one modality")
+        return value
+
+    @field_validator("date_from", "date_to")
+    @classmethod
+    def _date(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{4}-?\d{2}-?\d{2}", str(value)):
+            raise ValueError("a date YYYY-MM-DD or YYYYMMDD")
+        return None if value is None else str(value).replace("-", "")
+
+
+class PostgresSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5433, ge=1, le=65535)
+    database: str = "nmdose"
+    orthanc_database: str = "orthanc_index"
+    user: str = "nmdose"
+    local: bool = True
+    connect_timeout_s: float = Field(default=5, gt=0)
+
+
+class Role(_Strict):
+    permissions: list[str]
+
+
+class Account(_Strict):
+    username: str
+    display_name: str = ""
+    roles: list[str]
+
+
+class KeycloakSettings(_Strict):
+    roles_claim: str = "realm_access.roles"
+    role_map: dict[str, str] = {}
+
+
+class AccountsFile(_Strict):
+    roles: dict[str, Role]
+    accounts: list[Account] = []
+    keycloak: KeycloakSettings = KeycloakSettings()
+
+
+class SchemaDefinitions(_Strict):
+    migrations_dir: str = "sql"
+    schemas: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration: files + .env + command-line modes."""
+
+    config_dir: Path
+    var_dir: Path
+    running_mode: RunningMode
+    auth_mode: AuthMode
+    enable_simulation: bool
+    local_aet: str
+    nodes: dict[str, Node]
+    retrieve: RetrieveOptions
+    postgresql: PostgresSettings
+    accounts: AccountsFile
+    schemas: SchemaDefinitions
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def source_node(self) -> Node:
+        """The PACS studies are pulled from: the simulation PACS when ENABLE_SIMULATION=1."""
+        return self.nodes["simulationPACS" if self.enable_simulation else "clinicalPACS"]
+
+    @property
+    def research_node(self) -> Node:
+        return self.nodes["researchPACS"]
+
+    @property
+    def dose_node(self) -> Node:
+        return self.nodes["dosePACS"]
+
+    def active_nodes(self) -> dict[str, Node]:
+        """The nodes in use in this mode (the clinical PACS is never contacted in simulation mode)."""
+        skip = "clinicalPACS" if self.enable_simulation else "simulationPACS"
+        return {name: node for name, node in self.nodes.items() if name != skip}
+
+    @property
+    def migrations_dir(self) -> Path:
+        path = Path(self.schemas.migrations_dir)
+        return path if path.is_absolute() else self.config_dir.parent / path
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @cached_property
+    def secrets(self):
+        """The secret store for this configuration (Vault or environment), see :mod:`nmdose.secrets`."""
+        from nmdose.secrets import secret_store
+
+        return secret_store(self)
+
+    def dsn(self, database: str | None = None, password: str | None = None) -> str:
+        """libpq connection string; the password comes from the secret store unless given."""
+        pg = self.postgresql
+        if password is None:
+            password = self.secrets.get("NMDOSE_DB_PASSWORD")
+        parts = {
+            "host": pg.host,
+            "port": str(pg.port),
+            "dbname": database or pg.database,
+            "user": pg.user,
+            "password": password,
+            "connect_timeout": str(int(pg.connect_timeout_s)),
+            "application_name": "nmdose",
+        }
+        return " ".join(f"{k}={_libpq_quote(v)}" for k, v in parts.items())
+
+    def as_dict(self, mask_secrets: bool = True) -> dict[str, Any]:
+        """The effective configuration for `nmdose config check` (no secret values)."""
+        env = {k: ("***" if _is_secret_name(k) and mask_secrets else v) for k, v in sorted(self.env.items())}
+        return {
+            "config_dir": str(self.config_dir),
+            "var_dir": str(self.var_dir),
+            "running_mode": self.running_mode,
+            "auth_mode": self.auth_mode,
+            "enable_simulation": self.enable_simulation,
+            "source_node": self.source_node.name,
+            "local_aet": self.local_aet,
+            "nodes": {n: node.model_dump() for n, node in self.nodes.items()},
+            "retrieve": self.retrieve.model_dump(),
+            "postgresql": self.postgresql.model_dump(),
+            "accounts": self.accounts.model_dump(),
+            "schemas": self.schemas.model_dump(),
+            "env": env,
+        }
+
+
+def _libpq_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return any(w in upper for w in ("PASSWORD", "TOKEN")) or upper.endswith(("_KEY", "_SECRET"))
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A `.env` file: KEY=VALUE lines, `#` comments, optional quotes. Missing file: empty."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{path}:{lineno}: expected KEY=VALUE, got {raw.strip()!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def _load_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (expected one of the nmdose configuration files)")
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _validate(model: type[BaseModel], data: Any, path: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            what = "unknown key (not a setting nmdose knows; check spelling)"
+        elif err["type"] == "missing":
+            what = "missing (required)"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            what = f"expected {msg[0].lower() + msg[1:]}, got {err.get('input')!r}"
+        lines.append(f"{path}: {key}: {what}")
+    return "; ".join(lines)
+
+
+def _bool_env(name: str, value: str, source: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{source}: {name}: expected 0 or 1, got {value!r}")
+
+
+def load_config(
+    config_dir: Path,
+    *,
+    running_mode: str | None = None,
+    auth_mode: str | None = None,
+    var_dir: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Load and validate every configuration file in `config_dir`. Command-line modes win over `.env`."""
+    config_dir = Path(config_dir).resolve()
+    env_path = config_dir / ".env"
+    env = read_env_file(env_path)
+    process_env = dict(os.environ if environ is None else environ)
+    # The process environment wins over .env (deployments set variables, developers edit .env).
+    merged = {
+        **env,
+        **{k: v for k, v in process_env.items() if k in env or k.startswith(("NMDOSE_", "VAULT_"))},
+    }
+    if "ENABLE_SIMULATION" in process_env:
+        merged["ENABLE_SIMULATION"] = process_env["ENABLE_SIMULATION"]
+
+    mode = running_mode or merged.get("NMDOSE_RUNNING_MODE") or "dev"
+    if mode not in ("dev", "test", "prod"):
+        raise ConfigError(f"{env_path}: NMDOSE_RUNNING_MODE: expected dev, test or prod, got {mode!r}")
+    auth = auth_mode or merged.get("NMDOSE_AUTH_MODE") or "dev"
+    if auth not in ("dev", "keycloak"):
+        raise ConfigError(f"{env_path}: NMDOSE_AUTH_MODE: expected dev or keycloak, got {auth!r}")
+    if mode == "prod" and auth == "dev":
+        raise ConfigError(f"{env_path}: NMDOSE_AUTH_MODE: expected keycloak in prod running mode, got 'dev'")
+    if "ENABLE_SIMULATION" in merged:
+        simulation = _bool_env("ENABLE_SIMULATION", merged["ENABLE_SIMULATION"], str(env_path))
+    else:
+        simulation = mode != "prod"
+
+    net_path = config_dir / "dicom_network_entities.yaml"
+    network = _validate(NetworkFile, _load_yaml(net_path), net_path)
+    for required in REQUIRED_NODES:
+        if required not in network.nodes:
+            raise ConfigError(f"{net_path}: nodes.{required}: missing (required node)")
+    nodes = {name: node.model_copy(update={"name": name}) for name, node in network.nodes.items()}
+    _check_unique_local_ports(nodes, net_path)
+
+    ret_path = config_dir / "retrieve_options.yaml"
+    retrieve = _validate(RetrieveOptions, _load_yaml(ret_path), ret_path)
+    pg_path = config_dir / "postgresql.yaml"
+    postgresql = _validate(PostgresSettings, _load_yaml(pg_path), pg_path)
+    acc_path = config_dir / "nmdose_accounts.yaml"
+    accounts = _validate(AccountsFile, _load_yaml(acc_path), acc_path)
+    for i, account in enumerate(accounts.accounts):
+        for role in account.roles:
+            if role not in accounts.roles:
+                raise ConfigError(
+                    f"{acc_path}: accounts.{i}.roles: expected one of {sorted(accounts.roles)}, got {role!r}"
+                )
+    sch_path = config_dir / "schema_definitions.yaml"
+    schemas = _validate(SchemaDefinitions, _load_yaml(sch_path), sch_path)
+    for required in ("rpacs", "dose", "jobs"):
+        if required not in schemas.schemas:
+            raise ConfigError(f"{sch_path}: schemas.{required}: missing (required schema)")
+
+    if var_dir is None:
+        var_dir = Path(merged.get("NMDOSE_VAR_DIR") or config_dir.parent / "var")
+    return Config(
+        config_dir=config_dir,
+        var_dir=Path(var_dir).resolve(),
+        running_mode=mode,  # type: ignore[arg-type]
+        auth_mode=auth,  # type: ignore[arg-type]
+        enable_simulation=simulation,
+        local_aet=network.local_aet,
+        nodes=nodes,
+        retrieve=retrieve,
+        postgresql=postgresql,
+        accounts=accounts,
+        schemas=schemas,
+        env=merged,
+    )
+
+
+def _check_unique_local_ports(nodes: dict[str, Node], path: Path) -> None:
+    seen: dict[tuple[str, int], str] = {}
+    for name, node in nodes.items():
+        if not node.local:
+            continue
+        for kind, port in (("port", node.port), ("http_port", node.http_port)):
+            if port is None:
+                continue
+            if (node.host, port) in seen:
+                raise ConfigError(
+                    f"{path}: nodes.{name}.{kind}: expected a port not used by another node, "
+                    f"got {port} (also {seen[(node.host, port)]})"
+                )
+            seen[(node.host, port)] = f"{name}.{kind}"

@@ -1,0 +1,40 @@
+"""`nmdose db migrate|status`."""
+
+from __future__ import annotations
+
+import json
+
+from nmdose.db import connect
+from nmdose.db.migrate import migrate, status
+
+
+def register(sub) -> None:
+    p = sub.add_parser("db", help="database migrations")
+    dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    m = dsub.add_parser("migrate", help="apply pending sql/NNN_*.sql migrations (idempotent)")
+    m.set_defaults(func=cmd_migrate)
+    s = dsub.add_parser("status", help="applied and pending migrations")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+
+def cmd_migrate(args, ctx) -> int:
+    cfg = ctx.config
+    with connect(cfg) as conn:
+        done = migrate(conn, cfg.migrations_dir)
+    print(f"applied: {', '.join(done)}" if done else "database is up to date")
+    return 0
+
+
+def cmd_status(args, ctx) -> int:
+    cfg = ctx.config
+    with connect(cfg) as conn:
+        result = status(conn, cfg.migrations_dir)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name in result["applied"]:
+            print(f"applied  {name}")
+        for name in result["pending"]:
+            print(f"pending  {name}")
+    return 0

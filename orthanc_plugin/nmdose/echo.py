@@ -1,0 +1,91 @@
+"""`nmdose echo`: C-ECHO every node from the research PACS (Orthanc REST) and with DCMTK echoscu directly."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from nmdose.config import Config
+from nmdose.errors import PacsError
+from nmdose.pacs.dcmtk import echoscu
+from nmdose.pacs.orthanc_http import OrthancHttp
+
+
+@dataclass
+class EchoResult:
+    node: str
+    aet: str
+    address: str
+    orthanc: str  # ok | FAILED: reason | n/a
+    orthanc_ms: float | None
+    echoscu: str
+    echoscu_ms: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.orthanc in ("ok", "n/a (self)") and self.echoscu == "ok"
+
+
+def echo_nodes(cfg: Config, nodes: list[str] | None = None, *, timeout_s: float = 5) -> list[EchoResult]:
+    """Echo the active nodes (never the clinical PACS in simulation mode unless named explicitly)."""
+    selected = {n: cfg.nodes[n] for n in nodes} if nodes else cfg.active_nodes()
+    research = cfg.research_node
+    rest = (
+        OrthancHttp(research.http_url, name="researchPACS", timeout_s=timeout_s + 5)
+        if research.http_url
+        else None
+    )
+    results = []
+    for name, node in selected.items():
+        if name == "researchPACS":
+            o_state, o_ms = "n/a (self)", None
+        elif rest is None:
+            o_state, o_ms = "n/a (no REST)", None
+        else:
+            started = time.monotonic()
+            try:
+                rest.post(f"/modalities/{name}/echo", {"Timeout": int(timeout_s)})
+                o_state = "ok"
+            except PacsError as exc:
+                o_state = f"FAILED: {exc}"
+            o_ms = round((time.monotonic() - started) * 1000, 1)
+        tool = echoscu(cfg.local_aet, node.aet, node.host, node.port, timeout_s=timeout_s)
+        if tool.ok:
+            e_state = "ok"
+        else:
+            lines = [ln for ln in (tool.stderr + tool.stdout).splitlines() if ln.strip()]
+            e_state = "FAILED: " + (lines[-1].strip() if lines else f"exit code {tool.returncode}")
+        results.append(
+            EchoResult(name, node.aet, node.address, o_state, o_ms, e_state, round(tool.seconds * 1000, 1))
+        )
+    return results
+
+
+def register(sub) -> None:
+    p = sub.add_parser("echo", help="C-ECHO every configured node (through Orthanc and with echoscu)")
+    p.add_argument("nodes", nargs="*", help="node names (default: the nodes active in this mode)")
+    p.add_argument("--timeout", type=float, default=5, help="seconds per echo (default: %(default)s)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_echo)
+
+
+def cmd_echo(args, ctx) -> int:
+    cfg = ctx.config
+    for name in args.nodes:
+        if name not in cfg.nodes:
+            from nmdose.errors import ConfigError
+
+            raise ConfigError(f"unknown node {name!r}: expected one of {', '.join(cfg.nodes)}")
+    results = echo_nodes(cfg, args.nodes or None, timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps([asdict(r) | {"ok": r.ok} for r in results], indent=2))
+    else:
+        print(f"{'node':16} {'AET':16} {'address':22} {'via research PACS':28} {'echoscu':28}")
+        for r in results:
+            o = r.orthanc + (
+                f" {r.orthanc_ms:.0f} ms" if r.orthanc_ms is not None and r.orthanc == "ok" else ""
+            )
+            e = r.echoscu + (f" {r.echoscu_ms:.0f} ms" if r.echoscu == "ok" else "")
+            print(f"{r.node:16} {r.aet:16} {r.address:22} {o[:60]:28} {e[:80]:28}")
+    return 0 if all(r.ok for r in results) else 1

@@ -1,0 +1,70 @@
+"""Orthanc's REST API over HTTP (from the CLI, and from plugin worker threads over loopback, which releases
+the GIL while waiting instead of holding it as `orthanc.RestApi*` does on plugin 4.0)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from nmdose.errors import PacsError, PacsTimeout
+
+
+class OrthancHttp:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str = "orthanc",
+        timeout_s: float = 60,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ):
+        self.base = base_url.rstrip("/")
+        self.name = name
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.session.headers.update(headers or {})
+        if auth:
+            self.session.auth = auth
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        params: dict | None = None,
+        timeout_s: float | None = None,
+    ) -> requests.Response:
+        url = f"{self.base}{path}"
+        try:
+            response = self.session.request(
+                method, url, json=json_body, data=data, params=params, timeout=timeout_s or self.timeout_s
+            )
+        except requests.Timeout:
+            raise PacsTimeout(
+                f"{self.name}: {method} {path} timed out after {timeout_s or self.timeout_s} s"
+            ) from None
+        except requests.ConnectionError:
+            raise PacsError(f"{self.name}: REST API unreachable at {self.base}") from None
+        if response.status_code >= 400:
+            detail = response.text.strip()
+            try:
+                body = response.json()
+                detail = body.get("Details") or body.get("Message") or body.get("error") or detail
+            except ValueError:
+                pass
+            raise PacsError(f"{self.name}: {method} {path} -> HTTP {response.status_code}: {detail[:500]}")
+        return response
+
+    def get(self, path: str, **kw) -> Any:
+        return self.request("GET", path, **kw).json()
+
+    def post(self, path: str, body: Any = None, **kw) -> Any:
+        response = self.request("POST", path, json_body=body, **kw)
+        return response.json() if response.content else None
+
+    def delete(self, path: str, **kw) -> None:
+        self.request("DELETE", path, **kw)

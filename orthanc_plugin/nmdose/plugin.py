@@ -1,0 +1,135 @@
+"""The nmdose runtime inside the research Orthanc: routes, workers, event handlers.
+
+`orthanc_plugin/entry.py` builds one :class:`Plugin` and binds Orthanc's callbacks to its methods; nothing
+here imports the `orthanc` module, so all of it is testable outside Orthanc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from nmdose import __version__
+from nmdose.config import Config
+from nmdose.db import connect
+from nmdose.db.migrate import migrate, status
+from nmdose.web.router import Request, Response, Router
+from nmdose.workers import WorkerPool
+
+log = logging.getLogger("nmdose.plugin")
+
+
+class Plugin:
+    def __init__(self, cfg: Config, *, node: str = "researchPACS", worker_threads: int = 2):
+        self.cfg = cfg
+        self.node = node
+        self.orthanc_versions: dict[str, Any] = {}
+        self.router = Router()
+        self.workers = WorkerPool(
+            lambda: connect(cfg),
+            {},
+            threads=worker_threads,
+            name=f"{node}-worker",
+            backoff_s=cfg.retrieve.retry.backoff_s,
+            backoff_max_s=cfg.retrieve.retry.backoff_max_s,
+        )
+        self.migration_error: str | None = None
+        self.started = threading.Event()
+        self._register_routes()
+
+    # ----- Orthanc events (bound in entry.py)
+    def on_started(self, orthanc_versions: dict[str, Any] | None = None) -> None:
+        """Orthanc is up: migrate (in the background, never blocking Orthanc) and start the workers."""
+        self.orthanc_versions = orthanc_versions or {}
+        threading.Thread(target=self._start_background, name="nmdose-start", daemon=True).start()
+
+    def _start_background(self) -> None:
+        try:
+            with contextlib.closing(connect(self.cfg)) as conn:
+                applied = migrate(conn, self.cfg.migrations_dir)
+            if applied:
+                log.warning("nmdose: applied migrations %s", ", ".join(applied))
+            self.migration_error = None
+        except Exception as exc:
+            self.migration_error = str(exc)
+            log.error("nmdose: database not ready at start: %s", exc)
+        self.workers.start()
+        self.started.set()
+
+    def on_stopped(self) -> None:
+        self.workers.stop()
+
+    # ----- REST
+    def handle_rest(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> Response:
+        return self.router.dispatch(Request(method, path, query, headers, body))
+
+    def _register_routes(self) -> None:
+        self.router.add("GET", "/health", self._health)
+
+    def health(self) -> dict[str, Any]:
+        database: str
+        migrations: dict[str, Any]
+        try:
+            with contextlib.closing(connect(self.cfg)) as conn:
+                st = status(conn, self.cfg.migrations_dir)
+            database = "ok"
+            migrations = {"applied": len(st["applied"]), "pending": st["pending"], "ok": not st["pending"]}
+        except Exception as exc:
+            database = f"error: {exc}"
+            migrations = {"applied": None, "pending": None, "ok": False, "error": self.migration_error}
+        alive = self.workers.alive()
+        ok = database == "ok" and migrations["ok"] and alive == self.workers.size
+        return {
+            "status": "ok" if ok else "degraded",
+            "node": self.node,
+            "versions": {
+                "nmdose": __version__,
+                "orthanc": self.orthanc_versions.get("orthanc"),
+                "python_plugin": self.orthanc_versions.get("python_plugin"),
+                "python": platform.python_version(),
+            },
+            "database": database,
+            "migrations": migrations,
+            "workers": {
+                "alive": alive,
+                "expected": self.workers.size,
+                "jobs_done": self.workers.jobs_done,
+                "last_error": self.workers.last_error,
+            },
+            "running_mode": self.cfg.running_mode,
+            "auth_mode": self.cfg.auth_mode,
+            "enable_simulation": self.cfg.enable_simulation,
+        }
+
+    def _health(self, request: Request) -> Response:
+        data = self.health()
+        return Response.json(data, 200 if data["status"] == "ok" else 503)
+
+
+def from_orthanc_configuration(
+    conf: dict[str, Any], environ: dict[str, str] | None = None, factory: Callable[..., Plugin] = Plugin
+) -> Plugin:
+    """Build the plugin from the `Nmdose` section the stack writes into the Orthanc configuration."""
+    import os
+    from pathlib import Path
+
+    from nmdose.config import load_config
+
+    section = conf.get("Nmdose", {})
+    env = dict(os.environ if environ is None else environ)
+    if "EnableSimulation" in section:
+        env["ENABLE_SIMULATION"] = "1" if section["EnableSimulation"] else "0"
+    cfg = load_config(
+        Path(section.get("ConfigDir", "config")),
+        running_mode=section.get("RunningMode"),
+        auth_mode=section.get("AuthMode"),
+        var_dir=Path(section["VarDir"]) if section.get("VarDir") else None,
+        environ=env,
+    )
+    return factory(cfg, node=section.get("Node", "researchPACS"))

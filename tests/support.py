@@ -1,0 +1,98 @@
+"""Test helpers: configuration folders on free ports in temporary directories, and the local stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nmdose.config import Config, load_config
+from nmdose.stack import Stack, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_tempdir(prefix: str = "nmdose-test-") -> Path:
+    """A temporary folder the `postgres` system user can traverse (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(path, 0o755)
+    return path
+
+
+def make_config_dir(
+    root: Path,
+    *,
+    nodes: dict[str, dict[str, Any]] | None = None,
+    retrieve: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    free_ports: bool = True,
+) -> Path:
+    """Copy config/*.yaml into root/config with every local port moved to a free one."""
+    cfg_dir = root / "config"
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    for f in (REPO / "config").glob("*.yaml"):
+        shutil.copy(f, cfg_dir / f.name)
+    net = yaml.safe_load((cfg_dir / "dicom_network_entities.yaml").read_text())
+    for name, node in net["nodes"].items():
+        if free_ports and node.get("local"):
+            node["port"] = free_port()
+            node["http_port"] = free_port()
+        node.update((nodes or {}).get(name, {}))
+    (cfg_dir / "dicom_network_entities.yaml").write_text(yaml.safe_dump(net, sort_keys=False))
+    pg = yaml.safe_load((cfg_dir / "postgresql.yaml").read_text())
+    if free_ports:
+        pg["port"] = free_port()
+    (cfg_dir / "postgresql.yaml").write_text(yaml.safe_dump(pg, sort_keys=False))
+    if retrieve:
+        ret = yaml.safe_load((cfg_dir / "retrieve_options.yaml").read_text())
+        ret.update(retrieve)
+        (cfg_dir / "retrieve_options.yaml").write_text(
+            yaml.safe_dump(ret, sort_keys=False, allow_unicode=True)
+        )
+    sch = yaml.safe_load((cfg_dir / "schema_definitions.yaml").read_text())
+    sch["migrations_dir"] = str(REPO / "sql")
+    (cfg_dir / "schema_definitions.yaml").write_text(yaml.safe_dump(sch, sort_keys=False))
+    lines = {
+        "ENABLE_SIMULATION": "1",
+        "NMDOSE_RUNNING_MODE": "test",
+        "NMDOSE_AUTH_MODE": "dev",
+        "NMDOSE_SECRETS_BACKEND": "env",
+        **(env or {}),
+    }
+    (cfg_dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    return cfg_dir
+
+
+def load(cfg_dir: Path) -> Config:
+    """Load a test configuration, ignoring the developer's own environment variables."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("NMDOSE_", "VAULT_", "ENABLE_"))}
+    return load_config(cfg_dir, var_dir=cfg_dir.parent / "var", environ=environ)
+
+
+class RunningStack:
+    """A started local stack in a temporary folder; `close()` stops it and removes the folder."""
+
+    def __init__(self, *, research_plugin: bool = True, **config_kw):
+        self.root = make_tempdir()
+        self.config_dir = make_config_dir(self.root, **config_kw)
+        self.cfg = load(self.config_dir)
+        self.stack = Stack(self.cfg, research_plugin=research_plugin)
+        try:
+            self.stack.up()
+        except BaseException:
+            self.close()
+            raise
+
+    def cli_args(self) -> list[str]:
+        return ["--config-dir", str(self.config_dir), "--var-dir", str(self.cfg.var_dir)]
+
+    def close(self, keep: bool = False) -> None:
+        try:
+            self.stack.down()
+        finally:
+            if not keep:
+                shutil.rmtree(self.root, ignore_errors=True)

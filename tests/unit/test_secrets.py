@@ -1,0 +1,110 @@
+"""Secrets: environment/.env in development, HashiCorp Vault KV v2 (spoken over real HTTP) in production."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from nmdose.errors import ConfigError, SecretError
+from nmdose.secrets import EnvSecretStore, VaultSecretStore
+from tests.support import load, make_config_dir
+
+
+class _Vault(BaseHTTPRequestHandler):
+    """The part of Vault's HTTP API that hvac uses to read a KV v2 secret."""
+
+    token = "s.test-token"
+    data = {"NMDOSE_DB_PASSWORD": "from-vault"}
+
+    def do_GET(self):  # noqa: N802
+        if self.headers.get("X-Vault-Token") != self.token:
+            self._send(403, {"errors": ["permission denied"]})
+        elif self.path.startswith("/v1/secret/data/nmdose"):
+            self._send(200, {"data": {"data": self.data, "metadata": {"version": 1, "deletion_time": ""}}})
+        else:
+            self._send(404, {"errors": []})
+
+    def _send(self, code, body):
+        raw = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def vault():
+    server = HTTPServer(("127.0.0.1", 0), _Vault)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_vault_backend_reads_kv2_secret(tmp_path, vault):
+    cfg_dir = make_config_dir(
+        tmp_path,
+        free_ports=False,
+        env={"NMDOSE_SECRETS_BACKEND": "vault", "VAULT_ADDR": vault, "VAULT_TOKEN": _Vault.token},
+    )
+    cfg = load(cfg_dir)
+    assert isinstance(cfg.secrets, VaultSecretStore)
+    assert cfg.secrets.get("NMDOSE_DB_PASSWORD") == "from-vault"
+    assert "password='from-vault'" in cfg.dsn()
+
+
+def test_vault_wrong_token_is_a_clear_error(tmp_path, vault):
+    cfg_dir = make_config_dir(
+        tmp_path,
+        free_ports=False,
+        env={"NMDOSE_SECRETS_BACKEND": "vault", "VAULT_ADDR": vault, "VAULT_TOKEN": "wrong"},
+    )
+    with pytest.raises(SecretError, match=r"Vault at http://127\.0\.0\.1:\d+: cannot read secret/nmdose"):
+        load(cfg_dir).secrets.get("NMDOSE_DB_PASSWORD")
+
+
+def test_vault_missing_key_is_a_clear_error(tmp_path, vault):
+    cfg_dir = make_config_dir(
+        tmp_path,
+        free_ports=False,
+        env={"NMDOSE_SECRETS_BACKEND": "vault", "VAULT_ADDR": vault, "VAULT_TOKEN": _Vault.token},
+    )
+    with pytest.raises(SecretError, match="has no key KEYCLOAK_CLIENT_SECRET"):
+        load(cfg_dir).secrets.get("KEYCLOAK_CLIENT_SECRET")
+
+
+def test_vault_unreachable_is_a_clear_error(tmp_path):
+    cfg_dir = make_config_dir(
+        tmp_path,
+        free_ports=False,
+        env={"NMDOSE_SECRETS_BACKEND": "vault", "VAULT_ADDR": "http://127.0.0.1:9", "VAULT_TOKEN": "t"},
+    )
+    with pytest.raises(SecretError, match="cannot read"):
+        load(cfg_dir).secrets.get("NMDOSE_DB_PASSWORD")
+
+
+def test_vault_backend_without_address_is_a_config_error(tmp_path):
+    cfg_dir = make_config_dir(tmp_path, free_ports=False, env={"NMDOSE_SECRETS_BACKEND": "vault"})
+    with pytest.raises(ConfigError, match="VAULT_ADDR and VAULT_TOKEN"):
+        _ = load(cfg_dir).secrets
+
+
+def test_prod_mode_requires_vault(tmp_path):
+    cfg_dir = make_config_dir(
+        tmp_path, free_ports=False, env={"NMDOSE_RUNNING_MODE": "prod", "NMDOSE_AUTH_MODE": "keycloak"}
+    )
+    with pytest.raises(ConfigError, match="expected vault in prod"):
+        _ = load(cfg_dir).secrets
+
+
+def test_env_store_generates_a_local_secret_once(tmp_path):
+    store = EnvSecretStore({}, tmp_path / "var" / "secrets.env")
+    with pytest.raises(SecretError, match="NMDOSE_DB_PASSWORD not set"):
+        store.get("NMDOSE_DB_PASSWORD")
+    first = store.ensure("NMDOSE_DB_PASSWORD")
+    assert len(first) >= 24 and store.ensure("NMDOSE_DB_PASSWORD") == first
+    assert (tmp_path / "var" / "secrets.env").stat().st_mode & 0o077 == 0
