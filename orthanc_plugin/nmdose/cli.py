@@ -105,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NmdoseError as exc:
         print(f"nmdose: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("nmdose: interrupted", file=sys.stderr)
         return 130

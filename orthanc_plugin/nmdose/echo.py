@@ -68,6 +68,37 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=5, help="seconds per echo (default: %(default)s)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_echo)
+    register_health(sub)
+
+
+def register_health(sub) -> None:
+    p = sub.add_parser("health", help="the research PACS plugin's /nmdose/health answer")
+    p.add_argument("--wait", type=float, default=30, help="seconds to wait for it to become ok")
+    p.set_defaults(func=cmd_health)
+
+
+def cmd_health(args, ctx) -> int:
+    node = ctx.config.research_node
+    rest = OrthancHttp(node.http_url, name="researchPACS", timeout_s=10)
+    deadline = time.monotonic() + args.wait
+    while True:
+        response = rest.session.get(f"{rest.base}/nmdose/health", timeout=10) if _up(rest) else None
+        data = response.json() if response is not None and response.content else {}
+        if data.get("status") == "ok" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if not data:
+        raise PacsError(f"researchPACS: {node.http_url}/nmdose/health did not answer (is the stack up?)")
+    print(json.dumps(data, indent=2))
+    return 0 if data.get("status") == "ok" else 1
+
+
+def _up(rest: OrthancHttp) -> bool:
+    try:
+        rest.get("/system")
+        return True
+    except PacsError:
+        return False
 
 
 def cmd_echo(args, ctx) -> int:

@@ -462,12 +462,7 @@ class Stack:
         if not node.http_port:
             raise StackError(f"{name}: a local node needs http_port in dicom_network_entities.yaml")
         orthanc = find_orthanc()
-        for sub in ("storage", "index"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-        conf_path = base / "orthanc.json"
-        fd = os.open(conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.orthanc_config(name), fh, indent=2)
+        conf_path = self.write_orthanc_config(name)
         with log.open("ab") as out:
             out.write(
                 f"\n===== nmdose stack: starting {name} {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
@@ -502,6 +497,24 @@ class Stack:
         raise StackError(
             f"{name}: Orthanc did not answer on {node.http_url} within 90 s; log: {log}\n{_tail(log)}"
         )
+
+    def write_orthanc_config(self, name: str) -> Path:
+        """Generate var/orthanc/<name>/orthanc.json (mode 0600: it holds the index password)."""
+        base = self.orthanc_dir(name)
+        for sub in ("storage", "index"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        conf_path = base / "orthanc.json"
+        fd = os.open(conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.orthanc_config(name), fh, indent=2)
+        return conf_path
+
+    def orthanc_exec(self, name: str) -> None:
+        """Replace this process by the node's Orthanc (containers: the same config as the native stack)."""
+        conf_path = self.write_orthanc_config(name)
+        orthanc = find_orthanc()
+        os.chdir(self.orthanc_dir(name))
+        os.execve(orthanc, [orthanc, str(conf_path)], dicom_env())
 
     def orthanc_down(self, name: str, *, sig: int = signal.SIGTERM, timeout_s: float = 60) -> bool:
         """Stop the Orthanc this stack started for `name` (pid file + command line check)."""
@@ -547,6 +560,10 @@ def register(sub) -> None:
     st = ssub.add_parser("status", help="which local servers run")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+    run = ssub.add_parser("run", help="run one Orthanc node in the foreground (containers)")
+    run.add_argument("node")
+    run.add_argument("--no-plugin", action="store_true")
+    run.set_defaults(func=cmd_run)
 
 
 def _print_status(rows: list[ProcessStatus], as_json: bool) -> None:
@@ -570,6 +587,16 @@ def cmd_down(args, ctx) -> int:
     stopped = Stack(ctx.config).down()
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
+
+
+def cmd_run(args, ctx) -> int:
+    cfg = ctx.config
+    if args.node not in cfg.nodes or not cfg.nodes[args.node].http_port:
+        raise StackError(
+            f"{args.node}: not an Orthanc node of {cfg.config_dir / 'dicom_network_entities.yaml'}"
+        )
+    Stack(cfg, research_plugin=not args.no_plugin).orthanc_exec(args.node)
+    return 0  # not reached
 
 
 def cmd_status(args, ctx) -> int:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make demo`: the whole pipeline on the local embedded stack, with synthetic data only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=.venv/bin/nmdose
+[ -f config/.env ] || { cp config/.env.example config/.env; echo "demo: created config/.env from config/.env.example"; }
+
+echo "== 1. local stack (PostgreSQL, simulation PACS, research PACS + nmdose plugin, dose PACS stand-in)"
+$N stack up
+
+echo "== 2. simulated clinical PACS (synthetic studies, seed 42)"
+$N simulate --studies "${DEMO_STUDIES:-200}" --years 10 --seed 42
+
+echo "== 3. C-ECHO of every active node"
+$N echo
+
+echo "== 4. research PACS plugin health"
+$N health
+
+echo "== demo done. Stop everything with: make stop"

@@ -1,0 +1,45 @@
+"""docker-compose.yml (production) stays consistent with the native stack's configuration."""
+
+import re
+
+import yaml
+
+from tests.support import REPO, load
+
+
+def compose():
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_uses_the_configured_postgresql_port_and_databases():
+    cfg = load(REPO / "config")
+    pg = compose()["services"]["postgres"]
+    assert f"port={cfg.postgresql.port}" in pg["command"]
+    assert pg["environment"]["POSTGRES_USER"] == cfg.postgresql.user
+    assert pg["environment"]["POSTGRES_DB"] == cfg.postgresql.database
+    init = (REPO / "docker" / "postgres-init.sql").read_text()
+    assert f"CREATE DATABASE {cfg.postgresql.orthanc_database} " in init
+
+
+def test_compose_runs_the_research_pacs_through_the_same_launcher():
+    svc = compose()["services"]["research-pacs"]
+    assert svc["command"][-3:] == ["stack", "run", "researchPACS"]
+    assert svc["network_mode"] == "host" and svc["environment"]["TCP_NODELAY"] == "1"
+    assert svc["environment"]["NMDOSE_SECRETS_BACKEND"] == "vault"  # prod mode requires Vault
+    assert "./config:/opt/nmdose/config:ro" in svc["volumes"]
+
+
+def test_image_installs_the_same_debian_packages_as_make_deps():
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "FROM debian:bookworm" in dockerfile and "bash scripts/install-deps.sh" in dockerfile
+    packages = re.search(r"APT_PACKAGES=\(([^)]*)\)", (REPO / "scripts" / "install-deps.sh").read_text())[1]
+    for needed in ("orthanc", "orthanc-python", "orthanc-postgresql", "dcmtk", "postgresql", "lua5.1"):
+        assert needed in packages.split()
+
+
+def test_no_secret_value_in_compose():
+    text = (REPO / "docker-compose.yml").read_text()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if re.search(r"(?i)(password|token|secret_key|client_secret)$", key.strip()):
+            assert not value.strip(), f"secret value in docker-compose.yml: {line.strip()}"
