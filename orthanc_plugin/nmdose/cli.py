@@ -24,6 +24,9 @@ COMMAND_MODULES = [
     "nmdose.stack",
     "nmdose.echo",
     "nmdose.simulate.cli",
+    "nmdose.census.cli",
+    "nmdose.retrieve.cli",
+    "nmdose.forward.cli",
     "nmdose.dose.cli",
 ]
 
@@ -76,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a stage not written yet must not break the others
-            if exc.name and exc.name.startswith("nmdose"):
+            if exc.name == name:
                 continue
             raise
         module.register(sub)

@@ -22,6 +22,27 @@ from nmdose.workers import WorkerPool
 
 log = logging.getLogger("nmdose.plugin")
 
+# Stage modules that contribute to the plugin. Each may define `register_routes(router, plugin)` and
+# `job_handlers(plugin) -> dict[kind, handler(job)]`; a stage not written yet is skipped.
+STAGE_MODULES = [
+    "nmdose.census.routes",
+    "nmdose.retrieve.routes",
+    "nmdose.forward.routes",
+    "nmdose.dose.routes",
+    "nmdose.web.pages",
+]
+
+
+def _stage_modules():
+    import importlib
+
+    for name in STAGE_MODULES:
+        try:
+            yield importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
 
 class Plugin:
     def __init__(self, cfg: Config, *, node: str = "researchPACS", worker_threads: int = 2):
@@ -71,6 +92,16 @@ class Plugin:
 
     def _register_routes(self) -> None:
         self.router.add("GET", "/health", self._health)
+        for module in self.stages:
+            if hasattr(module, "register_routes"):
+                module.register_routes(self.router, self)
+
+    def rest_client(self):
+        """Orthanc's REST API over loopback HTTP, for worker threads (releases the GIL while waiting)."""
+        from nmdose.pacs.orthanc_http import OrthancHttp
+
+        node = self.cfg.nodes[self.node]
+        return OrthancHttp(node.http_url, name=self.node, timeout_s=node.timeout_s + 30)
 
     def health(self) -> dict[str, Any]:
         database: str
