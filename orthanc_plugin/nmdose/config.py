@@ -165,8 +165,13 @@ class Account(_Strict):
 
 
 class KeycloakSettings(_Strict):
+    issuer: str | None = None  # e.g. https://keycloak.hospital/realms/nmdose
+    jwks_url: str | None = None  # default: {issuer}/protocol/openid-connect/certs
+    audience: str | None = None  # checked against `aud` when set
+    client_id: str | None = None  # checked against `azp` when set
     roles_claim: str = "realm_access.roles"
     role_map: dict[str, str] = {}
+    leeway_s: int = Field(default=30, ge=0, le=600)
 
 
 class AccountsFile(_Strict):
@@ -399,6 +404,13 @@ def load_config(
                 raise ConfigError(
                     f"{acc_path}: accounts.{i}.roles: expected one of {sorted(accounts.roles)}, got {role!r}"
                 )
+    for realm_role, role in accounts.keycloak.role_map.items():
+        if role not in accounts.roles:
+            raise ConfigError(
+                f"{acc_path}: keycloak.role_map.{realm_role}: expected one of {sorted(accounts.roles)}, got {role!r}"
+            )
+    if auth == "keycloak" and not accounts.keycloak.issuer:
+        raise ConfigError(f"{acc_path}: keycloak.issuer: missing (required with --auth-mode keycloak)")
     sch_path = config_dir / "schema_definitions.yaml"
     schemas = _validate(SchemaDefinitions, _load_yaml(sch_path), sch_path)
     for required in ("rpacs", "dose", "jobs"):

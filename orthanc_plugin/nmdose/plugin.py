@@ -17,7 +17,7 @@ from nmdose import __version__
 from nmdose.config import Config
 from nmdose.db import connect
 from nmdose.db.migrate import migrate, status
-from nmdose.web.router import Request, Response, Router
+from nmdose.web.router import PUBLIC, Request, Response, Router
 from nmdose.workers import WorkerPool
 
 log = logging.getLogger("nmdose.plugin")
@@ -49,7 +49,9 @@ class Plugin:
         self.cfg = cfg
         self.node = node
         self.orthanc_versions: dict[str, Any] = {}
-        self.router = Router()
+        from nmdose.auth import authenticator
+
+        self.router = Router(authenticate=authenticator(cfg))
         self.workers = WorkerPool(
             lambda: connect(cfg),
             {},
@@ -91,7 +93,7 @@ class Plugin:
         return self.router.dispatch(Request(method, path, query, headers, body))
 
     def _register_routes(self) -> None:
-        self.router.add("GET", "/health", self._health)
+        self.router.add("GET", "/health", self._health, permission=PUBLIC)
         for module in self.stages:
             if hasattr(module, "register_routes"):
                 module.register_routes(self.router, self)

@@ -147,3 +147,17 @@ def test_config_check_cli_masks_secrets_and_fails_with_one_line(cfg_dir, capsys)
 def test_running_mode_option_wins_over_env(cfg_dir, capsys):
     assert main(["--config-dir", str(cfg_dir), "--running-mode", "dev", "config", "check", "--json"]) == 0
     assert '"running_mode": "dev"' in capsys.readouterr().out
+
+
+def test_keycloak_mode_requires_an_issuer(cfg_dir):
+    (cfg_dir / ".env").write_text("NMDOSE_AUTH_MODE=keycloak\n")
+    with pytest.raises(ConfigError, match=r"nmdose_accounts\.yaml: keycloak\.issuer: missing"):
+        load(cfg_dir)
+    edit(cfg_dir / "nmdose_accounts.yaml", lambda d: d["keycloak"].update(issuer="https://kc/realms/nmdose"))
+    assert load(cfg_dir).auth_mode == "keycloak"
+
+
+def test_role_map_to_unknown_role_is_an_error(cfg_dir):
+    edit(cfg_dir / "nmdose_accounts.yaml", lambda d: d["keycloak"]["role_map"].update({"x": "wizard"}))
+    with pytest.raises(ConfigError, match=r"keycloak\.role_map\.x: expected one of"):
+        load(cfg_dir)

@@ -17,6 +17,9 @@ from nmdose.errors import NmdoseError
 
 log = logging.getLogger("nmdose.web")
 
+# Permission of routes anyone may call, also in keycloak mode (e.g. /health for monitoring).
+PUBLIC = "public"
+
 
 @dataclass
 class Request:
