@@ -52,9 +52,14 @@ class Plugin:
         from nmdose.auth import authenticator
 
         self.router = Router(authenticate=authenticator(cfg))
+        self.stages = list(_stage_modules())
+        handlers: dict[str, Callable] = {}
+        for module in self.stages:
+            if hasattr(module, "job_handlers"):
+                handlers.update(module.job_handlers(self))
         self.workers = WorkerPool(
             lambda: connect(cfg),
-            {},
+            handlers,
             threads=worker_threads,
             name=f"{node}-worker",
             backoff_s=cfg.retrieve.retry.backoff_s,
