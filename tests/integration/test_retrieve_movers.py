@@ -87,3 +87,27 @@ def test_source_down_is_reported_not_raised(filled):
         assert not result.ok and result.error
     finally:
         stack.stack.orthanc_up("simulationPACS")
+
+
+def test_csv_rows_resolve_by_cfind_to_one_none_or_several_studies(filled, tmp_path):
+    from nmdose.retrieve.csv_input import read_csv, resolve
+
+    stack, manifest, rest = filled
+    a, b = manifest.studies[0], manifest.studies[1]
+    by_patient = [s for s in manifest.studies if s.patient_id == a.patient_id]
+    path = tmp_path / "list.csv"
+    path.write_text(f"AccessionNumber\n{a.accession}\nNOPE999\n\n{b.accession}\n")
+    rows, problems = read_csv(path)
+    assert problems == []
+    outcomes = {
+        r.row.value: (r.outcome, [s["StudyInstanceUID"] for s in r.studies])
+        for r in resolve(rows, rest, stack.cfg.source_node.name)
+    }
+    assert outcomes == {
+        a.accession: ("one study", [a.study_uid]),
+        "NOPE999": ("no match", []),
+        b.accession: ("one study", [b.study_uid]),
+    }
+    path.write_text(f"PatientID\n{a.patient_id}\n")
+    (res,) = resolve(read_csv(path)[0], rest, stack.cfg.source_node.name)
+    assert sorted(s["StudyInstanceUID"] for s in res.studies) == sorted(s.study_uid for s in by_patient)
