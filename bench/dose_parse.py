@@ -1,0 +1,92 @@
+"""Benchmark: dose parse+extract time against plain ``pydicom.dcmread`` over the same synthetic files.
+
+Generates >= 500 dose SRs, PET/NM image headers and dose screens in a temporary folder, then times (median of 3):
+``dcmread`` of every file (the baseline; ``dcmread_sbp`` is the same with ``stop_before_pixels``) and
+``parse_file`` of every file. Prints ``key=value`` lines; goal ``parse_vs_dcmread <= 1.5``.
+Run: ``.venv/bin/python bench/dose_parse.py [N]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from nmdose.dose.parse import parse_file
+from nmdose.simulate import rdsr as R
+
+
+def generate(folder: Path, n: int) -> list[Path]:
+    """``n`` files: 40 % CT RDSR (1-8 events), 10 % ESR, 10 % RRDSR, 20 % PET, 15 % NM, 5 % dose screens."""
+    files: list[Path] = []
+    for i in range(n):
+        study = R.DoseStudyInfo(patient_id=f"B{i:05d}", accession_number=f"A{i:05d}")
+        events = [
+            R.CtAcquisition(
+                acquisition_protocol=f"Protocol {k}",
+                ctdivol_mgy=5.0 + k,
+                dlp_mgycm=100.0 + 10 * k,
+                sources=[R.XraySource()] if k % 3 else [R.XraySource("A"), R.XraySource("B", kvp=100)],
+            )
+            for k in range(1 + i % 8)
+        ]
+        admin = R.RadiopharmaceuticalAdministration(
+            activity_mbq=300.0 + i % 100, start_datetime=dt.datetime(2024, 1, 1, 9)
+        )
+        uids = {"series_uid": generate_uid(), "sop_uid": generate_uid()}
+        slot = i % 20
+        if slot < 8:
+            ds = R.ct_radiation_dose_sr(study, events, **uids)
+        elif slot < 10:
+            ds = R.ct_radiation_dose_sr(study, events, sop_class="enhanced_sr", **uids)
+        elif slot < 12:
+            ds = R.radiopharmaceutical_dose_sr(study, admin, **uids)
+        elif slot < 16:
+            ds = R.pet_nm_image_header(study, admin, modality="PT", **uids)
+        elif slot < 19:
+            ds = R.pet_nm_image_header(study, R.RadiopharmaceuticalAdministration("mdp", "Tc99m", 740.0),
+                                       modality="NM", **uids)  # fmt: skip
+        else:
+            ds = R.philips_dose_info(study, events, **uids)
+        files.append(R.save(ds, folder / f"{i:05d}.dcm"))
+    return files
+
+
+def timed(fn, files: list[Path]) -> float:
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for f in files:
+            fn(f)
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def main(argv: list[str]) -> int:
+    n = int(argv[1]) if len(argv) > 1 else 600
+    with tempfile.TemporaryDirectory(prefix="nmdose-bench-") as tmp:
+        files = generate(Path(tmp), n)
+        for f in files:  # warm the page cache once so neither side pays the first read
+            f.read_bytes()
+        dcmread_s = timed(dcmread, files)
+        dcmread_sbp_s = timed(lambda f: dcmread(f, stop_before_pixels=True), files)
+        parse_s = timed(parse_file, files)
+        errors = sum(1 for f in files if parse_file(f)["status"] != "ok")
+    print(f"files={n}")
+    print(f"dcmread_s={dcmread_s:.4f}")
+    print(f"dcmread_sbp_s={dcmread_sbp_s:.4f}")
+    print(f"parse_s={parse_s:.4f}")
+    print(f"parse_vs_dcmread={parse_s / dcmread_s:.3f}")
+    print(f"parse_vs_dcmread_sbp={parse_s / dcmread_sbp_s:.3f}")
+    print(f"parse_not_ok={errors}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

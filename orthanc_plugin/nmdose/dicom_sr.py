@@ -1,0 +1,387 @@
+"""Generic DICOM SR content items (PS3.3 C.17.3): build them, and walk a content tree once.
+
+Shared by the synthetic-object builders (`nmdose.simulate.rdsr`) and the dose readers (`nmdose.dose`). Codes are
+plain ``(value, scheme, meaning)`` triples (:class:`Code`) so this module needs no code table of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from struct import unpack_from
+from typing import Any, NamedTuple
+
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.sr._snomed_dict import mapping as _SNOMED
+from pydicom.valuerep import TEXT_VR_DELIMS
+
+_SRT_TO_SCT: dict[str, str] = _SNOMED["SRT"]
+
+
+class Code(NamedTuple):
+    """A coded concept: code value, coding scheme designator, code meaning."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+    @property
+    def key(self) -> str:
+        """Scheme-qualified code, legacy SNOMED-RT mapped to SNOMED-CT: ``"SCT:51185008"``."""
+        return code_key(self.scheme, self.value)
+
+
+def code_key(scheme: str | None, value: str | None) -> str:
+    """``"SCHEME:VALUE"`` with SRT (and the SNM3 alias) mapped to its SCT equivalent where one exists."""
+    scheme = (scheme or "").strip().upper()
+    value = (value or "").strip()
+    if scheme in ("SRT", "SNM3"):
+        sct = _SRT_TO_SCT.get(value)
+        if sct is not None:
+            return "SCT:" + sct
+    return f"{scheme}:{value}"
+
+
+# --------------------------------------------------------------------------------------------------- build
+
+
+def code_sequence_item(code: Code) -> Dataset:
+    """One item of a Code Sequence (Basic Coded Entry Attributes; LongCodeValue when over 16 chars)."""
+    item = Dataset()
+    if len(code.value) > 16:
+        item.LongCodeValue = code.value
+    else:
+        item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme
+    item.CodeMeaning = code.meaning
+    return item
+
+
+def _item(relationship: str | None, value_type: str, concept: Code | None) -> Dataset:
+    item = Dataset()
+    if relationship:
+        item.RelationshipType = relationship
+    item.ValueType = value_type
+    if concept is not None:
+        item.ConceptNameCodeSequence = [code_sequence_item(concept)]
+    return item
+
+
+def container(
+    concept: Code,
+    children: Iterable[Dataset],
+    *,
+    relationship: str | None = "CONTAINS",
+    continuity: str = "SEPARATE",
+    template: str | None = None,
+) -> Dataset:
+    """CONTAINER content item; ``template`` adds a ContentTemplateSequence (DCMR, e.g. ``"10011"``)."""
+    item = _item(relationship, "CONTAINER", concept)
+    item.ContinuityOfContent = continuity
+    if template is not None:
+        tpl = Dataset()
+        tpl.MappingResource = "DCMR"
+        tpl.TemplateIdentifier = template
+        item.ContentTemplateSequence = [tpl]
+    kids = [c for c in children if c is not None]
+    if kids:
+        item.ContentSequence = kids
+    return item
+
+
+def num(
+    relationship: str,
+    concept: Code,
+    value: float | str | None,
+    unit: Code | None,
+) -> Dataset:
+    """NUM content item; ``value`` None gives an empty MeasuredValueSequence (value unknown)."""
+    item = _item(relationship, "NUM", concept)
+    if value is None:
+        item.MeasuredValueSequence = Sequence([])
+        return item
+    mv = Dataset()
+    mv.NumericValue = value if isinstance(value, str) else format_ds(value)
+    if unit is not None:
+        mv.MeasurementUnitsCodeSequence = [code_sequence_item(unit)]
+    item.MeasuredValueSequence = [mv]
+    return item
+
+
+def code(relationship: str, concept: Code, value: Code | None) -> Dataset:
+    """CODE content item; ``value`` None gives an empty ConceptCodeSequence (a non-conformant quirk)."""
+    item = _item(relationship, "CODE", concept)
+    item.ConceptCodeSequence = [code_sequence_item(value)] if value is not None else Sequence([])
+    return item
+
+
+def text(relationship: str, concept: Code, value: str) -> Dataset:
+    """TEXT content item."""
+    item = _item(relationship, "TEXT", concept)
+    item.TextValue = value
+    return item
+
+
+def uidref(relationship: str, concept: Code, value: str) -> Dataset:
+    """UIDREF content item."""
+    item = _item(relationship, "UIDREF", concept)
+    item.UID = value
+    return item
+
+
+def datetime_item(relationship: str, concept: Code, value: str) -> Dataset:
+    """DATETIME content item (value in DICOM DT form, ``YYYYMMDDHHMMSS``)."""
+    item = _item(relationship, "DATETIME", concept)
+    item.DateTime = value
+    return item
+
+
+def pname(relationship: str, concept: Code, value: str) -> Dataset:
+    """PNAME content item."""
+    item = _item(relationship, "PNAME", concept)
+    item.PersonName = value
+    return item
+
+
+def format_ds(value: float) -> str:
+    """A decimal string of at most 16 characters."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    text_ = repr(float(value))
+    if len(text_) <= 16:
+        return text_
+    return f"{value:.10g}"[:16]
+
+
+# --------------------------------------------------------------------------------------------------- walk
+
+
+@dataclass(slots=True)
+class Node:
+    """One content item reduced to what the dose readers use; built once per file by :func:`walk`."""
+
+    value_type: str
+    concept: str  # code key, "" when the item has no concept name
+    relationship: str
+    value: Any = None  # str for TEXT/UIDREF/DATETIME/PNAME, the raw NumericValue for NUM, a Code for CODE
+    unit: Code | None = None
+    children: list[Node] = field(default_factory=list)
+    concept_meaning: str = ""
+
+    def find(self, concept: str) -> Node | None:
+        """First direct child with this concept key."""
+        for child in self.children:
+            if child.concept == concept:
+                return child
+        return None
+
+    def find_all(self, concept: str) -> list[Node]:
+        """Every direct child with this concept key."""
+        return [c for c in self.children if c.concept == concept]
+
+    def descendants(self) -> Iterator[Node]:
+        """Depth-first, pre-order, excluding self."""
+        stack = list(reversed(self.children))
+        while stack:
+            node = stack.pop()
+            yield node
+            if node.children:
+                stack.extend(reversed(node.children))
+
+
+# Tags read by the walker; it reads pydicom's raw element bytes itself (one dict lookup per tag, no per-element
+# conversion objects), which is what keeps parsing close to the cost of dcmread.
+_CONCEPT_NAME = 0x0040A043
+_VALUE_TYPE = 0x0040A040
+_RELATIONSHIP = 0x0040A010
+_CONTENT = 0x0040A730
+_MEASURED_VALUE = 0x0040A300
+_NUMERIC_VALUE = 0x0040A30A
+_UNITS = 0x004008EA
+_CONCEPT_CODE = 0x0040A168
+_TEXT_VALUE = 0x0040A160
+_UID = 0x0040A124
+_DATETIME = 0x0040A120
+_PERSON_NAME = 0x0040A123
+_CODE_VALUE = 0x00080100
+_SCHEME = 0x00080102
+_MEANING = 0x00080104
+_LONG_CODE_VALUE = 0x00080119
+_URN_CODE_VALUE = 0x00080120
+
+
+def _encodings(ds: Dataset) -> list[str]:
+    try:
+        return convert_encodings(ds.get("SpecificCharacterSet"))
+    except Exception:  # unknown or malformed declaration: decode as Latin-1, the readers warn on the text
+        return ["iso8859"]
+
+
+_SQ_TAGS = frozenset({_CONCEPT_NAME, _CONTENT, _MEASURED_VALUE, _UNITS, _CONCEPT_CODE, 0x0040A504, 0x0040A170,
+                      0x00081199, 0x0040A0B0, 0x0040A370, 0x0040A375, 0x0040A385, 0x0040A525})  # fmt: skip
+_LONG_VRS = frozenset(
+    {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
+)
+_ITEM = (0xFFFE, 0xE000)
+_ITEM_END = (0xFFFE, 0xE00D)
+_SEQUENCE_END = (0xFFFE, 0xE0DD)
+
+
+def _raw_items(
+    buf: memoryview, pos: int, end: int | None, implicit: bool, fmt: str
+) -> tuple[list[dict], int]:
+    """Items of a raw sequence value as ``{tag: bytes | list[items]}``; stops at its end or delimiter."""
+    items: list[dict] = []
+    limit = len(buf) if end is None else end
+    hhl = fmt + "HHL"
+    while pos + 8 <= limit:
+        group, element, length = unpack_from(hhl, buf, pos)
+        pos += 8
+        if (group, element) == _SEQUENCE_END:
+            break
+        if (group, element) != _ITEM:
+            raise ValueError(
+                f"sequence item tag expected at offset {pos - 8}, found ({group:04X},{element:04X})"
+            )
+        if length == 0xFFFFFFFF:
+            item, pos = _raw_dataset(buf, pos, None, implicit, fmt)
+        else:
+            if pos + length > limit:
+                raise ValueError("sequence item runs past the end of its sequence")
+            item, _ = _raw_dataset(buf, pos, pos + length, implicit, fmt)
+            pos += length
+        items.append(item)
+    return items, pos
+
+
+def _raw_dataset(buf: memoryview, pos: int, end: int | None, implicit: bool, fmt: str) -> tuple[dict, int]:
+    data: dict = {}
+    limit = len(buf) if end is None else end
+    hh, long_, short = fmt + "HH", fmt + "L", fmt + "H"
+    while pos + 8 <= limit:
+        group, element = unpack_from(hh, buf, pos)
+        if group == 0xFFFE:
+            if element == 0xE00D:
+                return data, pos + 8
+            raise ValueError(f"unexpected delimiter ({group:04X},{element:04X}) in a sequence item")
+        tag = group << 16 | element
+        if implicit:
+            vr = None
+            (length,) = unpack_from(long_, buf, pos + 4)
+            pos += 8
+        else:
+            vr = bytes(buf[pos + 4 : pos + 6])
+            if vr in _LONG_VRS:
+                (length,) = unpack_from(long_, buf, pos + 8)
+                pos += 12
+            else:
+                (length,) = unpack_from(short, buf, pos + 6)
+                pos += 8
+        if vr == b"SQ" or (vr in (None, b"UN") and (length == 0xFFFFFFFF or tag in _SQ_TAGS)):
+            if length == 0xFFFFFFFF:
+                data[tag], pos = _raw_items(buf, pos, None, implicit, fmt)
+            else:
+                if pos + length > limit:
+                    raise ValueError(f"sequence ({group:04X},{element:04X}) runs past the end of its item")
+                data[tag], _ = _raw_items(buf, pos, pos + length, implicit, fmt)
+                pos += length
+            continue
+        if length == 0xFFFFFFFF:
+            raise ValueError(f"undefined length for ({group:04X},{element:04X}), not a sequence")
+        if pos + length > limit:
+            raise ValueError(f"element ({group:04X},{element:04X}) runs past the end of its item")
+        data[tag] = buf[pos : pos + length]
+        pos += length
+    return data, pos
+
+
+def _sequence(item: Any, tag: int) -> Any:
+    """Items of a sequence element: parsed here from raw bytes, or pydicom's own when it already parsed them."""
+    if type(item) is dict:
+        return item.get(tag)
+    elem = item._dict.get(tag)
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):  # defined-length sequence pydicom has not parsed (it is lazy)
+        fmt = "<" if elem.is_little_endian else ">"
+        items, _ = _raw_items(memoryview(value), 0, len(value), bool(elem.is_implicit_VR), fmt)
+        return items
+    return value
+
+
+def _text(item: Any, tag: int, encodings: list[str]) -> Any:
+    if type(item) is dict:
+        value = item.get(tag)
+    else:
+        elem = item._dict.get(tag)
+        if elem is None:
+            return None
+        value = elem.value
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            text = decode_bytes(raw, encodings, TEXT_VR_DELIMS)
+        text = text.rstrip(" \x00")
+        if "\\" in text:
+            return text.split("\\")
+        return text if text else None
+    if isinstance(value, (str, int, float)):
+        return value
+    if type(value).__name__ == "MultiValue":
+        return list(value)
+    return str(value)
+
+
+def _first_code(seq: Any, encodings: list[str]) -> Code | None:
+    if not seq:
+        return None
+    item = seq[0]
+    value = _text(item, _CODE_VALUE, encodings) or _text(item, _LONG_CODE_VALUE, encodings)
+    if value is None:
+        value = _text(item, _URN_CODE_VALUE, encodings)
+    return Code(
+        str(value or "").strip(),
+        str(_text(item, _SCHEME, encodings) or "").strip(),
+        str(_text(item, _MEANING, encodings) or "").strip(),
+    )
+
+
+def walk(item: Dataset, encodings: list[str] | None = None) -> Node:
+    """Reduce an SR document (or one content item) and its ContentSequence to :class:`Node`s, once."""
+    if encodings is None:
+        encodings = _encodings(item)
+    concept = _first_code(_sequence(item, _CONCEPT_NAME), encodings)
+    value_type = str(_text(item, _VALUE_TYPE, encodings) or "").strip()
+    node = Node(
+        value_type=value_type,
+        concept=concept.key if concept else "",
+        relationship=str(_text(item, _RELATIONSHIP, encodings) or "").strip(),
+        concept_meaning=concept.meaning if concept else "",
+    )
+    if value_type == "NUM":
+        mvs = _sequence(item, _MEASURED_VALUE)
+        if mvs:
+            mv = mvs[0]
+            node.value = _text(mv, _NUMERIC_VALUE, encodings)
+            node.unit = _first_code(_sequence(mv, _UNITS), encodings)
+    elif value_type == "CODE":
+        node.value = _first_code(_sequence(item, _CONCEPT_CODE), encodings)
+    elif value_type == "TEXT":
+        node.value = _text(item, _TEXT_VALUE, encodings)
+    elif value_type == "UIDREF":
+        node.value = _text(item, _UID, encodings)
+    elif value_type == "DATETIME":
+        node.value = _text(item, _DATETIME, encodings)
+    elif value_type == "PNAME":
+        node.value = _text(item, _PERSON_NAME, encodings)
+    children = _sequence(item, _CONTENT)
+    if children:
+        node.children = [walk(child, encodings) for child in children]
+    return node

@@ -1,0 +1,88 @@
+"""Philips "Dose Info" secondary-capture reader: one ExposureDoseSequence (0040,030E) item per scan (CTDIvol,
+kVp, mA, exposure time) and the study's total DLP in the private element (00E1,xx21) of creator ELSCINT1.
+
+These objects carry no Irradiation Event UID: events are numbered, and a study that also has an RDSR uses the
+RDSR (see :func:`nmdose.dose.parse.merge_study`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from nmdose.dose.result import Report, empty_event, empty_source
+
+PHILIPS_CREATOR = "ELSCINT1"
+PHILIPS_GROUP = 0x00E1
+PHILIPS_TOTAL_DLP = 0x21
+ACQUISITION_TYPES = {
+    "SPIRAL": ("Spiral Acquisition", "SCT:116152004"),
+    "SEQUENCED": ("Sequenced Acquisition", "DCM:113804"),
+    "CONSTANT_ANGLE": ("Constant Angle Acquisition", "DCM:113805"),
+    "STATIONARY": ("Stationary Acquisition", "DCM:113806"),
+    "FREE": ("Free Acquisition", "DCM:113807"),
+}
+
+
+def _safe(ds: Dataset, keyword: str) -> Any:
+    try:
+        return ds.get(keyword)
+    except Exception:
+        return None
+
+
+def is_dose_screen(ds: Dataset) -> bool:
+    """A secondary capture or CT object carrying ExposureDoseSequence."""
+    return "ExposureDoseSequence" in ds
+
+
+def private_total_dlp(ds: Dataset, report: Report) -> float | None:
+    """Total DLP from (00E1,xx21) of private creator ELSCINT1, in mGy·cm (Philips writes it as DS)."""
+    try:
+        block = ds.private_block(PHILIPS_GROUP, PHILIPS_CREATOR)
+        elem = ds.get(block.get_tag(PHILIPS_TOTAL_DLP))
+    except Exception:
+        return None
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").strip("\x00 ")
+    return report.plausible(report.number(value, "Philips total DLP (00E1,xx21 ELSCINT1)"), "mGy.cm",
+                            "Philips total DLP (00E1,xx21 ELSCINT1)")  # fmt: skip
+
+
+def read_dose_screen(ds: Dataset, report: Report) -> dict[str, Any]:
+    """The ``ct`` part of the contract from a Philips Dose Info object."""
+    events = []
+    for index, item in enumerate(_safe(ds, "ExposureDoseSequence") or (), start=1):
+        event = empty_event()
+        label = f"ExposureDoseSequence item {index}"
+        kind = str(_safe(item, "AcquisitionType") or "").strip().upper()
+        if kind in ACQUISITION_TYPES:
+            event["acquisition_type"], event["acquisition_type_code"] = ACQUISITION_TYPES[kind]
+        event["ctdivol_mgy"] = report.plausible(report.number(_safe(item, "CTDIvol"), f"{label}: CTDIvol"), "mGy",
+                                                f"{label}: CTDIvol (0018,9345)")  # fmt: skip
+        exposure_ms = report.number(_safe(item, "ExposureTime"), f"{label}: Exposure Time (0018,1150)")
+        event["exposure_time_s"] = report.plausible(
+            None if exposure_ms is None else exposure_ms / 1000.0, "s", f"{label}: Exposure Time"
+        )
+        event["acquisition_protocol"] = report.text(
+            _safe(item, "CommentsOnRadiationDose"), f"{label}: comments"
+        )
+        source = empty_source()
+        source["kvp"] = report.plausible(
+            report.number(_safe(item, "KVP"), f"{label}: KVP"), "kV", f"{label}: KVP"
+        )
+        current = _safe(item, "XRayTubeCurrentInmA")
+        if current is None:
+            current = _safe(item, "XRayTubeCurrent")
+        source["tube_current_ma"] = report.plausible(report.number(current, f"{label}: X-Ray Tube Current"), "mA",
+                                                     f"{label}: X-Ray Tube Current")  # fmt: skip
+        if any(v is not None for v in source.values()):
+            event["sources"] = [source]
+        events.append(event)
+    total = private_total_dlp(ds, report)
+    if total is None:
+        report.warn("Philips total DLP (00E1,xx21 ELSCINT1)", "absent")
+    return {"total_dlp_mgycm": total, "total_events": len(events), "events": events}

@@ -1,0 +1,1 @@
+"""Dose parser unit tests."""
