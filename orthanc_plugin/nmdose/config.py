@@ -94,6 +94,8 @@ class TimeWindow(_Strict):
         m = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", value)
         if not m or int(m[1]) > 24 or int(m[3]) > 24 or int(m[2]) > 59 or int(m[4]) > 59:
             raise ValueError("a window 'HH:MM-HH:MM' (e.g. '19:00-07:00')")
+        if (m[1], m[2]) == (m[3], m[4]):
+            raise ValueError("a window that opens (start and end differ; '00:00-24:00' for all day)")
         return value
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from nmdose import __version__
 from nmdose.config import Config
-from nmdose.db import connect
+from nmdose.db import connect, queue
 from nmdose.db.migrate import migrate, status
 from nmdose.web.router import PUBLIC, Request, Response, Router
 from nmdose.workers import WorkerPool
@@ -79,6 +79,10 @@ class Plugin:
         try:
             with contextlib.closing(connect(self.cfg)) as conn:
                 applied = migrate(conn, self.cfg.migrations_dir)
+                # jobs this node's workers held when it stopped (crash, kill -9) are resumed
+                requeued = queue.requeue_running(conn, worker_prefix=f"{self.node}-worker")
+            if requeued:
+                log.warning("nmdose: resumed %d jobs left running by the previous run", requeued)
             if applied:
                 log.warning("nmdose: applied migrations %s", ", ".join(applied))
             self.migration_error = None

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 import pytest
+from pydantic import ValidationError
 
 from nmdose.config import TimeWindow
 from nmdose.retrieve.window import allows, in_window, next_open
@@ -40,6 +41,6 @@ def test_next_open_waits_for_the_evening():
     assert next_open(inside, NIGHTS) == inside
 
 
-def test_window_that_never_opens_is_an_error():
-    with pytest.raises(ValueError, match="never opens"):
-        next_open(datetime(2026, 11, 23), TimeWindow(weekdays="10:00-10:00", weekends="10:00-10:00"))
+def test_window_that_never_opens_is_refused_by_the_configuration():
+    with pytest.raises(ValidationError, match="a window that opens"):
+        TimeWindow(weekdays="10:00-10:00", weekends="00:00-24:00")

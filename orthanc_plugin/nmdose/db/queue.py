@@ -77,9 +77,12 @@ def complete(conn, job: Job) -> None:
     conn.commit()
 
 
-def fail(conn, job: Job, error: str, *, backoff_s: float = 30, backoff_max_s: float = 3600) -> str:
-    """Record a failed attempt: retry later with exponential back-off, or `failed` after max_attempts."""
-    final = job.attempts >= job.max_attempts
+def fail(
+    conn, job: Job, error: str, *, backoff_s: float = 30, backoff_max_s: float = 3600, final: bool = False
+) -> str:
+    """Record a failed attempt: retry later with exponential back-off, or `failed` after max_attempts
+    (or at once when `final`: the error will not go away by retrying)."""
+    final = final or job.attempts >= job.max_attempts
     delay = min(backoff_max_s, backoff_s * (2 ** max(0, job.attempts - 1)))
     with conn.cursor() as cur:
         cur.execute(
@@ -92,6 +95,17 @@ def fail(conn, job: Job, error: str, *, backoff_s: float = 30, backoff_max_s: fl
         )
     conn.commit()
     return "failed" if final else "pending"
+
+
+def defer(conn, job: Job, until, reason: str) -> None:
+    """Put a claimed job back without counting the attempt (e.g. outside the retrieval time window)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """UPDATE jobs.queue SET state = 'pending', attempts = GREATEST(attempts - 1, 0), locked_by = NULL,
+                      not_before = %s, last_error = %s, updated_at = now() WHERE id = %s""",
+            (until, reason, job.id),
+        )
+    conn.commit()
 
 
 def requeue_running(conn, worker_prefix: str | None = None) -> int:

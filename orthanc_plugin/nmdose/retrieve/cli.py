@@ -1,0 +1,185 @@
+"""`nmdose retrieve run|status|studies|retry|csv`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+from nmdose.db import connect
+from nmdose.pacs.orthanc_http import OrthancHttp
+from nmdose.progress import Progress
+from nmdose.retrieve import runner
+from nmdose.retrieve.csv_input import read_csv, resolve
+
+
+def register(sub) -> None:
+    p = sub.add_parser("retrieve", help="move target studies from the source PACS into the research PACS")
+    rsub = p.add_subparsers(dest="retrieve_command", metavar="ACTION", required=True)
+    r = rsub.add_parser("run", help="retrieve the queued studies (concurrency and time window from config)")
+    r.add_argument("--limit", type=int, help="at most N studies this run")
+    r.add_argument("--backend", choices=["orthanc", "dcmtk"], help="default: retrieve_options.yaml backend")
+    r.add_argument("--dry-run", action="store_true", help="list what would be retrieved, move nothing")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_run)
+    s = rsub.add_parser("status", help="studies per state, instances and bytes received")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+    st = rsub.add_parser("studies", help="studies with their state and last error")
+    st.add_argument("--state", choices=["pending", "moving", "verifying", "done", "partial", "failed"])
+    st.add_argument("--limit", type=int, default=200)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_studies)
+    rt = rsub.add_parser("retry", help="queue failed (and with --partial, partial) studies again")
+    rt.add_argument("--failed", action="store_true", required=True)
+    rt.add_argument("--partial", action="store_true")
+    rt.set_defaults(func=cmd_retry)
+    c = rsub.add_parser(
+        "csv", help="queue studies listed in a CSV (AccessionNumber, PatientID or StudyInstanceUID)"
+    )
+    c.add_argument("file", type=Path)
+    c.add_argument("--run", action="store_true", help="retrieve them right away")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_csv)
+
+
+def cmd_run(args, ctx) -> int:
+    cfg = ctx.config
+    with contextlib.closing(connect(cfg)) as conn:
+        before = runner.status(conn)
+        if args.dry_run:
+            rows = runner.studies(conn, "pending", limit=args.limit or 100000)
+            for row in rows:
+                print(f"{row['study_instance_uid']}  from {row['source_node']}  ({row['origin']})")
+            print(f"{len(rows)} studies would be retrieved")
+            return 0
+    todo = sum(n for s, n in before["queue"].items() if s in ("pending", "running"))
+    if args.limit is not None:
+        todo = min(todo, args.limit)
+    bar = Progress(todo, "retrieve")
+    started = time.monotonic()
+
+    def progress(r: runner.Retriever) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        bar.update(
+            r.studies_done, f"studies, {r.instances_done} instances, {r.bytes_done / 1e6 / elapsed:.1f} MB/s"
+        )
+
+    r = runner.run(cfg, backend=args.backend, limit=args.limit, progress=progress)
+    bar.close()
+    elapsed = time.monotonic() - started
+    with contextlib.closing(connect(cfg)) as conn:
+        after = runner.status(conn)
+    summary = {
+        "studies_done_this_run": r.studies_done,
+        "instances": r.instances_done,
+        "megabytes": round(r.bytes_done / 1e6, 1),
+        "seconds": round(elapsed, 1),
+        "mb_per_s": round(r.bytes_done / 1e6 / elapsed, 1) if elapsed else None,
+        "by_state": after["by_state"],
+        "waiting": after["queue"].get("pending", 0),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"retrieved {r.studies_done} studies, {r.instances_done} instances, {summary['megabytes']} MB "
+            f"in {elapsed:.1f} s ({summary['mb_per_s']} MB/s)"
+        )
+        print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(after["by_state"].items())))
+        if summary["waiting"]:
+            print(f"{summary['waiting']} studies wait (back-off or outside the time window)")
+    return 1 if after["by_state"].get("failed") else 0
+
+
+def cmd_status(args, ctx) -> int:
+    with contextlib.closing(connect(ctx.config)) as conn:
+        st = runner.status(conn)
+    if args.json:
+        print(json.dumps(st))
+    else:
+        print(f"{st['studies']} studies: " + ", ".join(f"{k} {v}" for k, v in sorted(st["by_state"].items())))
+        print(f"{st['instances_received']} instances, {st['bytes_received'] / 1e6:.1f} MB received")
+    return 0
+
+
+def cmd_studies(args, ctx) -> int:
+    with contextlib.closing(connect(ctx.config)) as conn:
+        rows = runner.studies(conn, args.state, args.limit)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for row in rows:
+        got = f"{row['received_instances'] or 0}/{row['expected_instances'] or '?'}"
+        print(f"{row['state']:9} {row['study_instance_uid']:64} {got:>9}  {row['last_error'] or ''}")
+    return 0
+
+
+def cmd_retry(args, ctx) -> int:
+    states = ("failed", "partial") if args.partial else ("failed",)
+    with contextlib.closing(connect(ctx.config)) as conn:
+        n = runner.retry(conn, states)
+    print(f"{n} studies queued again")
+    return 0
+
+
+def cmd_csv(args, ctx) -> int:
+    cfg = ctx.config
+    rows, problems = read_csv(args.file)
+    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS")
+    resolutions = resolve(rows, rest, cfg.source_node.name)
+    targets = []
+    with contextlib.closing(connect(cfg)) as conn:
+        with conn.cursor() as cur:
+            for res in resolutions:
+                uids = [s["StudyInstanceUID"] for s in res.studies]
+                cur.execute(
+                    """INSERT INTO rpacs.csv_request (file, line, key, value, outcome, studies)
+                       VALUES (%s, %s, %s, %s, %s, %s)""",
+                    (str(args.file), res.row.line, res.row.key, res.row.value, res.outcome, uids),
+                )
+                for s in res.studies:
+                    n = s.get("NumberOfStudyRelatedInstances")
+                    targets.append(
+                        runner.Target(
+                            s["StudyInstanceUID"],
+                            cfg.source_node.name,
+                            int(n) if n not in (None, "") else None,
+                            origin="csv",
+                        )
+                    )
+        conn.commit()
+        queued = runner.queue_studies(conn, targets, max_attempts=cfg.retrieve.retry.max_attempts)
+    report = {
+        "rows": len(rows) + len(problems),
+        "problems": [{"line": p.line, "error": p.message} for p in problems],
+        "no_match": [
+            {"line": r.row.line, "value": r.row.value} for r in resolutions if r.outcome == "no match"
+        ],
+        "several": [
+            {"line": r.row.line, "value": r.row.value, "studies": len(r.studies)}
+            for r in resolutions
+            if len(r.studies) > 1
+        ],
+        "errors": [{"line": r.row.line, "error": r.error} for r in resolutions if r.error],
+        "studies_found": len(targets),
+        "studies_queued": queued,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for p in report["problems"]:
+            print(f"line {p['line']}: {p['error']}")
+        for r in report["no_match"]:
+            print(f"line {r['line']}: {r['value']} matched no study")
+        for r in report["several"]:
+            print(f"line {r['line']}: {r['value']} matched {r['studies']} studies (all queued)")
+        for r in report["errors"]:
+            print(f"line {r['line']}: query failed: {r['error']}")
+        print(f"{report['studies_found']} studies found, {queued} newly queued")
+    if args.run:
+        r = runner.run(cfg)
+        print(f"retrieved {r.studies_done} studies, {r.instances_done} instances")
+    # rows that need the user's attention make the exit code non-zero; the good rows ran anyway
+    return 1 if problems or report["errors"] or report["no_match"] else 0

@@ -1,0 +1,390 @@
+"""The retrieval run: queued studies are moved from the source PACS into the research PACS and verified.
+
+Each study is one `retrieve` job in the durable queue (key = StudyInstanceUID) and one row in
+`rpacs.retrieval` (`pending → moving → verifying → done`, or `partial` / `failed`), every step in
+`rpacs.retrieval_event`. A job outside the time window is deferred without using an attempt; a failed move or an
+incomplete study is retried with exponential back-off (an incomplete one only for its missing series); a study the
+source no longer has fails at once with that reason. Crash-safe: jobs left `running` by a dead process are
+requeued, and a study found already complete in the research PACS is marked done without moving anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nmdose.config import Config
+from nmdose.db import connect, queue
+from nmdose.errors import PacsError
+from nmdose.pacs.orthanc_http import OrthancHttp
+from nmdose.retrieve.mover import Mover, MovescuMover, OrthancMover, verify
+from nmdose.retrieve.window import in_window, next_open
+from nmdose.workers import Deferred, WorkerPool
+
+KIND = "retrieve"
+log = logging.getLogger("nmdose.retrieve")
+
+
+class RetrieveError(PacsError):
+    """A move or its verification did not succeed (retried with back-off unless permanent)."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass
+class Target:
+    study_uid: str
+    source_node: str
+    expected_instances: int | None = None
+    origin: str = "census"
+    backend: str | None = None  # None: the configured backend of whichever worker handles it
+
+
+def queue_studies(conn, targets: Iterable[Target], *, max_attempts: int = 5) -> int:
+    """Queue studies once each (re-queueing a known study changes nothing); returns how many are new."""
+    new = 0
+    with conn.cursor() as cur:
+        for t in targets:
+            cur.execute(
+                """INSERT INTO rpacs.retrieval (study_instance_uid, source_node, origin, expected_instances)
+                   VALUES (%s, %s, %s, %s) ON CONFLICT (study_instance_uid) DO NOTHING RETURNING 1""",
+                (t.study_uid, t.source_node, t.origin, t.expected_instances),
+            )
+            if cur.fetchone() is None:
+                continue
+            cur.execute(
+                "INSERT INTO rpacs.retrieval_event (study_instance_uid, step, detail) VALUES (%s, 'queued', %s)",
+                (t.study_uid, t.origin),
+            )
+            cur.execute(
+                """INSERT INTO jobs.queue (kind, key, payload, max_attempts) VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (kind, key) DO NOTHING""",
+                (
+                    KIND,
+                    t.study_uid,
+                    _json({"source": t.source_node, "expected": t.expected_instances, "backend": t.backend}),
+                    max_attempts,
+                ),
+            )
+            new += 1
+    conn.commit()
+    return new
+
+
+def retry(conn, states: tuple[str, ...] = ("failed",)) -> int:
+    """Put failed (or partial) studies back in the queue with fresh attempts."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """UPDATE rpacs.retrieval SET state = 'pending', last_error = NULL, updated_at = now()
+                WHERE state = ANY(%s) RETURNING study_instance_uid, source_node, expected_instances""",
+            (list(states),),
+        )
+        rows = cur.fetchall()
+    conn.commit()
+    for uid, source, expected in rows:
+        queue.enqueue(conn, KIND, uid, {"source": source, "expected": expected}, reset=True)
+        _event(conn, uid, "retry", detail="requeued by user")
+    return len(rows)
+
+
+def status(conn) -> dict[str, Any]:
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT state, count(*), coalesce(sum(received_instances), 0), coalesce(sum(bytes_received), 0)
+                 FROM rpacs.retrieval GROUP BY state"""
+        )
+        rows = cur.fetchall()
+    by_state = {s: n for s, n, _, _ in rows}
+    return {
+        "studies": sum(by_state.values()),
+        "by_state": by_state,
+        "instances_received": sum(int(i) for _, _, i, _ in rows),
+        "bytes_received": sum(int(b) for _, _, _, b in rows),
+        "queue": queue.counts(conn).get(KIND, {}),
+    }
+
+
+def studies(conn, state: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT study_instance_uid, source_node, origin, state, attempts, expected_instances,
+                      received_instances, missing_series, last_status, last_error, log_path, updated_at
+                 FROM rpacs.retrieval WHERE (%s::text IS NULL OR state = %s)
+                 ORDER BY updated_at DESC LIMIT %s""",
+            (state, state, limit),
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def _json(value: Any):
+    from psycopg2.extras import Json
+
+    return Json(value)
+
+
+def _event(conn, uid: str, step: str, **fields: Any) -> None:
+    cols = ["study_instance_uid", "step", *fields]
+    with conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO rpacs.retrieval_event ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+            [uid, step, *fields.values()],
+        )
+    conn.commit()
+
+
+def _update(conn, uid: str, **fields: Any) -> None:
+    sets = ", ".join(f"{k} = %s" for k in fields)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE rpacs.retrieval SET {sets}, updated_at = now() WHERE study_instance_uid = %s",
+            [*fields.values(), uid],
+        )
+    conn.commit()
+
+
+class Retriever:
+    """Handles `retrieve` jobs; used by the plugin's workers and by `nmdose retrieve run`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        rest: OrthancHttp,
+        *,
+        backend: str | None = None,
+        now: Callable[[], datetime] = datetime.now,
+    ):
+        self.cfg = cfg
+        self.rest = rest
+        self.override = backend  # `nmdose retrieve run --backend`
+        self.backend = backend or cfg.retrieve.backend
+        self.now = now
+        self.moves = threading.BoundedSemaphore(cfg.retrieve.concurrency)
+        self._local = threading.local()
+        self.studies_done = 0
+        self.instances_done = 0
+        self.bytes_done = 0
+
+    def mover(self, source_name: str, backend: str) -> Mover:
+        source = self.cfg.nodes[source_name]
+        target = self.cfg.research_node.aet
+        if backend == "dcmtk":
+            return MovescuMover(self.cfg, source, target)
+        return OrthancMover(self.rest, source, target, timeout_s=max(600, source.timeout_s * 60))
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = connect(self.cfg)
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    # ----- the job
+    def handle(self, job: queue.Job) -> None:
+        uid = job.key
+        source_name = job.payload.get("source") or self.cfg.source_node.name
+        source = self.cfg.nodes[source_name]
+        expected = job.payload.get("expected")
+        backend = self.override or job.payload.get("backend") or self.backend
+        now = self.now()
+        if not in_window(now, self.cfg.retrieve.time_window):
+            until = next_open(now, self.cfg.retrieve.time_window)
+            _event(self._conn(), uid, "defer", detail=f"outside the time window until {until:%Y-%m-%d %H:%M}")
+            raise Deferred(until.astimezone(), "outside the retrieval time window")
+        conn = self._conn()
+        _update(
+            conn,
+            uid,
+            state="moving",
+            attempts=job.attempts,
+            backend=backend,
+            started_at=datetime.now().astimezone(),
+        )
+        before = verify(self.rest, source, uid, expected_instances=expected)
+        if before.expected is None and not before.missing_series and before.received == 0:
+            # the source announces nothing for this study
+            _update(conn, uid, state="moving", last_error="source has no such study")
+            raise RetrieveError(
+                f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
+            )
+        if before.complete:
+            self._done(conn, uid, before, skipped=True)
+            return
+        series = before.missing_series if before.received else None
+        with self.moves:
+            result = self.mover(source_name, backend).move(uid, series_uids=series)
+        _event(
+            conn,
+            uid,
+            "move",
+            attempt=job.attempts,
+            backend=backend,
+            ok=result.ok,
+            dicom_status=result.status,
+            seconds=result.seconds,
+            completed=result.completed,
+            failed=result.failed,
+            detail=result.error or (f"series {len(series)}" if series else "study"),
+            log_path=result.log_path,
+        )
+        _update(conn, uid, last_status=result.status, log_path=result.log_path)
+        if not result.ok:
+            _update(conn, uid, last_error=result.error)
+            raise RetrieveError(
+                f"C-MOVE of {uid} from {source_name} failed: {result.error or result.status}",
+                permanent=result.status == "not-found",
+            )
+        _update(conn, uid, state="verifying")
+        after = verify(self.rest, source, uid, expected_instances=expected)
+        _event(
+            conn,
+            uid,
+            "verify",
+            attempt=job.attempts,
+            ok=after.complete,
+            detail=f"{after.received}/{after.expected} instances",
+        )
+        if not after.complete:
+            _update(
+                conn,
+                uid,
+                state="partial",
+                received_instances=after.received,
+                missing_series=after.missing_series,
+                last_error=f"{after.received}/{after.expected} instances after the move",
+            )
+            raise RetrieveError(
+                f"{uid}: {after.received} of {after.expected} instances arrived; "
+                f"{len(after.missing_series)} series missing (retried for those only)"
+            )
+        self._done(conn, uid, after)
+
+    def _done(self, conn, uid: str, check, *, skipped: bool = False) -> None:
+        size = self._disk_size(uid)
+        _update(
+            conn,
+            uid,
+            state="done",
+            received_instances=check.received,
+            expected_instances=check.expected,
+            missing_series=[],
+            bytes_received=size,
+            last_error=None,
+            finished_at=datetime.now().astimezone(),
+        )
+        _event(
+            conn,
+            uid,
+            "skipped" if skipped else "done",
+            detail="already complete in the research PACS" if skipped else f"{check.received} instances",
+        )
+        log.info(
+            "study %s %s: %d instances", uid, "already complete" if skipped else "retrieved", check.received
+        )
+        self.studies_done += 1
+        if not skipped:
+            self.instances_done += check.received
+            self.bytes_done += size or 0
+
+    def _disk_size(self, uid: str) -> int | None:
+        with contextlib.suppress(PacsError, KeyError, IndexError):
+            ids = self.rest.post("/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": uid}})
+            return int(self.rest.get(f"/studies/{ids[0]}/statistics")["DiskSize"])
+        return None
+
+    __call__ = handle
+
+    def on_failure(self, job: queue.Job, error: str, state: str) -> None:
+        conn = self._conn()
+        if state == "failed":
+            _update(conn, job.key, state="failed", last_error=error, finished_at=datetime.now().astimezone())
+            _event(conn, job.key, "failed", attempt=job.attempts, ok=False, detail=error)
+        else:
+            with conn.cursor() as cur:
+                cur.execute(
+                    """UPDATE rpacs.retrieval SET state = CASE WHEN state = 'partial' THEN 'partial' ELSE 'pending'
+                       END, last_error = %s, updated_at = now() WHERE study_instance_uid = %s""",
+                    (error, job.key),
+                )
+            conn.commit()
+            _event(conn, job.key, "retry", attempt=job.attempts, ok=False, detail=error)
+
+
+def worker_name() -> str:
+    return f"cli:{socket.gethostname()}:{os.getpid()}"
+
+
+def requeue_dead_cli_jobs(conn) -> int:
+    """Jobs left `running` by a CLI process of this host that no longer exists go back to `pending`."""
+    host = socket.gethostname()
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, locked_by FROM jobs.queue WHERE kind = %s AND state = 'running'", (KIND,))
+        stale = []
+        for job_id, locked_by in cur.fetchall():
+            parts = (locked_by or "").split(":")
+            if len(parts) >= 3 and parts[0] == "cli" and parts[1] == host:
+                try:
+                    os.kill(int(parts[2].split("-")[0]), 0)
+                except (ProcessLookupError, ValueError):
+                    stale.append(job_id)
+        if stale:
+            cur.execute(
+                """UPDATE jobs.queue SET state = 'pending', locked_by = NULL, attempts = GREATEST(attempts - 1, 0)
+                    WHERE id = ANY(%s)""",
+                (stale,),
+            )
+            cur.execute(
+                """UPDATE rpacs.retrieval r SET state = 'pending' FROM jobs.queue q
+                    WHERE q.id = ANY(%s) AND r.study_instance_uid = q.key AND r.state IN ('moving', 'verifying')""",
+                (stale,),
+            )
+    conn.commit()
+    return len(stale)
+
+
+def run(
+    cfg: Config,
+    *,
+    backend: str | None = None,
+    limit: int | None = None,
+    progress: Callable[[Retriever], None] | None = None,
+) -> Retriever:
+    """Drain the ready `retrieve` jobs from this process (the CLI), `concurrency` studies at a time."""
+    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
+    retriever = Retriever(cfg, rest, backend=backend)
+    with contextlib.closing(connect(cfg)) as conn:
+        requeue_dead_cli_jobs(conn)
+
+    def handler(job: queue.Job) -> None:
+        try:
+            retriever.handle(job)
+        finally:
+            if progress:
+                progress(retriever)
+
+    handler.on_failure = retriever.on_failure  # type: ignore[attr-defined]
+    pool = WorkerPool(
+        lambda: connect(cfg),
+        {KIND: handler},
+        threads=cfg.retrieve.concurrency,
+        name=worker_name(),
+        backoff_s=cfg.retrieve.retry.backoff_s,
+        backoff_max_s=cfg.retrieve.retry.backoff_max_s,
+    )
+    pool.start(exit_when_idle=True, max_jobs=limit)
+    pool.join()
+    retriever.close()
+    return retriever
