@@ -1,0 +1,136 @@
+"""The plan of one simulated study, decided before any file is written (so the manifest is the ground truth)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from nmdose.errors import NmdoseError
+from nmdose.simulate.catalog import Exam, Radiopharmaceutical, Scanner
+
+
+class SimulationError(NmdoseError):
+    """The simulation could not be generated, written or read (names the folder and what was expected)."""
+
+
+# SOP classes (PS3.4 Annex B).
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+NM_IMAGE = "1.2.840.10008.5.1.4.1.1.20"
+XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
+RADIOPHARMACEUTICAL_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.68"
+ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
+COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+
+SOP_CLASS_NAMES = {
+    CT_IMAGE: "CT Image Storage",
+    PET_IMAGE: "Positron Emission Tomography Image Storage",
+    NM_IMAGE: "Nuclear Medicine Image Storage",
+    XRAY_RADIATION_DOSE_SR: "X-Ray Radiation Dose SR Storage",
+    RADIOPHARMACEUTICAL_RADIATION_DOSE_SR: "Radiopharmaceutical Radiation Dose SR Storage",
+    ENHANCED_SR: "Enhanced SR Storage",
+    COMPREHENSIVE_SR: "Comprehensive SR Storage",
+}
+
+# Mess planted on purpose; each name is a key of Manifest.mess listing the affected StudyInstanceUIDs.
+MESS_EARLIEST = "earliest_study"
+MESS_MISLABELLED = "modalities_wrong_for_description"
+MESS_NOT_IN_DEFAULT = "description_not_in_default_targets"
+MESS_KOREAN = "korean_description"
+MESS_PT_BQ = "pt_activity_in_bq"
+MESS_PT_MBQ = "pt_activity_in_mbq"
+MESS_NO_WEIGHT = "missing_patient_weight"
+MESS_RDSR_SPLIT = "rdsr_split_over_two_objects"
+MESS_ENHANCED_SR = "dose_report_in_enhanced_sr"
+MESS_SRT_CODES = "legacy_srt_codes"
+MESS_INJECTION_MISMATCH = "injection_time_differs_in_rrdsr"
+
+MESS_DESCRIPTIONS = {
+    MESS_EARLIEST: "one study years before all others: the earliest StudyDate overall",
+    MESS_MISLABELLED: "ModalitiesInStudy wrong for the description (e.g. a PET-CT arriving as CT\\SR only)",
+    MESS_NOT_IN_DEFAULT: "StudyDescription missing from the default target descriptions",
+    MESS_KOREAN: "Korean StudyDescription, SpecificCharacterSet ISO_IR 192",
+    MESS_PT_BQ: "PET images hold RadionuclideTotalDose in Bq (NM images hold MBq)",
+    MESS_PT_MBQ: "PET images hold RadionuclideTotalDose in MBq (unusual scanner setting)",
+    MESS_NO_WEIGHT: "PatientWeight absent from PT/NM images",
+    MESS_RDSR_SPLIT: "CT dose report split over two X-Ray Radiation Dose SR objects (continued report)",
+    MESS_ENHANCED_SR: "CT dose report in an Enhanced SR from an older scanner (no RDSR)",
+    MESS_SRT_CODES: "legacy SNOMED-RT (SRT) codes in the radiopharmaceutical sequence",
+    MESS_INJECTION_MISMATCH: "injection time in the Radiopharmaceutical Dose SR differs from the PET header",
+}
+
+
+@dataclass
+class Patient:
+    """A synthetic patient: no real person, IDs like SIM000123."""
+
+    number: int
+    birth_date: date
+    sex: str
+    height_m: float
+    weight_kg: float
+
+    @property
+    def patient_id(self) -> str:
+        return f"SIM{self.number:06d}"
+
+    @property
+    def name(self) -> str:
+        return f"SIM^PATIENT{self.number}"
+
+
+@dataclass
+class SeriesPlan:
+    """One series: modality, SOP class, how many instances, and how its images look."""
+
+    uid: str
+    number: int
+    modality: str
+    sop_class: str
+    description: str
+    kind: str  # ct, ct_localizer, pt, nm_whole_body, nm_static, nm_tomo, nm_recon, ct_dose, rp_dose
+    instances: int
+    frames: int = 1
+    rows: int = 0
+    cols: int = 0
+    sop_uids: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class StudyPlan:
+    """Everything about one study, decided from the seed before files are written."""
+
+    index: int
+    uid: str
+    exam: Exam
+    scanner: Scanner
+    patient: Patient
+    started: datetime
+    accession: str
+    frame_of_reference_uid: str
+    weight_kg: float | None
+    radiopharmaceutical: Radiopharmaceutical | None = None
+    activity_mbq: float = 0.0
+    injection: datetime | None = None
+    rrdsr: bool = False
+    mess: set[str] = field(default_factory=set)
+    series: list[SeriesPlan] = field(default_factory=list)
+    dose_objects: list[dict] = field(default_factory=list)
+
+    @property
+    def korean(self) -> bool:
+        return self.exam.korean
+
+    @property
+    def charset(self) -> str:
+        return "ISO_IR 192" if self.exam.korean else "ISO_IR 100"
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(sorted({s.modality for s in self.series}))
+
+    @property
+    def age_years(self) -> int:
+        b, d = self.patient.birth_date, self.started.date()
+        return d.year - b.year - ((d.month, d.day) < (b.month, b.day))
