@@ -50,6 +50,8 @@ def _versions() -> dict:
 def on_change(change_type, level, resource_id):
     if change_type == orthanc.ChangeType.ORTHANC_STARTED:
         plugin.on_started(_versions())
+    elif change_type == orthanc.ChangeType.STABLE_STUDY:
+        plugin.on_stable_study(resource_id)
     elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
         plugin.on_stopped()
 

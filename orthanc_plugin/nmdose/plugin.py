@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
+import queue as stdqueue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +23,10 @@ from nmdose.workers import WorkerPool
 
 log = logging.getLogger("nmdose.plugin")
 
-# Stage modules that contribute to the plugin. Each may define `register_routes(router, plugin)` and
-# `job_handlers(plugin) -> dict[kind, handler(job)]`; a stage not written yet is skipped.
+# Stage modules that contribute to the plugin. Each may define `register_routes(router, plugin)`,
+# `job_handlers(plugin) -> dict[kind, handler(job)]`, `on_started(plugin)` (after migrations, on a background
+# thread) and `on_stable_study(plugin, orthanc_study_id)` (on the plugin's event thread, never on Orthanc's
+# callback thread); a stage not written yet is skipped.
 STAGE_MODULES = [
     "nmdose.census.routes",
     "nmdose.retrieve.routes",
@@ -67,6 +70,8 @@ class Plugin:
         )
         self.migration_error: str | None = None
         self.started = threading.Event()
+        self.events: stdqueue.Queue[tuple[str, str]] = stdqueue.Queue()
+        self._event_thread: threading.Thread | None = None
         self._register_routes()
 
     # ----- Orthanc events (bound in entry.py)
@@ -90,10 +95,38 @@ class Plugin:
             self.migration_error = str(exc)
             log.error("nmdose: database not ready at start: %s", exc)
         self.workers.start()
+        self._event_thread = threading.Thread(target=self._dispatch_events, name="nmdose-events", daemon=True)
+        self._event_thread.start()
+        for module in self.stages:
+            if hasattr(module, "on_started"):
+                try:
+                    module.on_started(self)
+                except Exception:
+                    log.exception("nmdose: %s.on_started failed", module.__name__)
         self.started.set()
 
     def on_stopped(self) -> None:
+        self.events.put(("stop", ""))
         self.workers.stop()
+
+    def on_stable_study(self, orthanc_study_id: str) -> None:
+        """Orthanc's callback thread: record the event in memory and return at once."""
+        self.events.put(("stable_study", orthanc_study_id))
+
+    def _dispatch_events(self) -> None:
+        while True:
+            kind, resource = self.events.get()
+            if kind == "stop":
+                return
+            for module in self.stages:
+                handler = getattr(module, f"on_{kind}", None)
+                if handler is None:
+                    continue
+                try:
+                    handler(self, resource)
+                except Exception:
+                    log.exception("nmdose: %s.on_%s(%s) failed", module.__name__, kind, resource)
+            self.workers.wake()
 
     # ----- REST
     def handle_rest(
