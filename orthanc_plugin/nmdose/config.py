@@ -41,6 +41,9 @@ class Node(_Strict):
     find_limit: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=30, gt=0, le=3600)
     local: bool = False
+    # Extra Orthanc settings for a local node, merged last into its generated configuration
+    # (e.g. {"StableAge": 60, "ConcurrentJobs": 4}).
+    orthanc_settings: dict[str, Any] = {}
 
     @field_validator("aet")
     @classmethod

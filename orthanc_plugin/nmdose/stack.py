@@ -444,6 +444,7 @@ class Stack:
                     "Node": name,
                     "SitePackages": _site_packages(),
                 }
+        conf.update(node.orthanc_settings)
         return conf
 
     def orthanc_up(self, name: str) -> None:

@@ -142,3 +142,9 @@ def test_echo_every_active_node(stack, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["node"] for r in rows] == ["simulationPACS", "researchPACS", "dosePACS"]
     assert all(r["ok"] and r["echoscu_ms"] > 0 for r in rows)
+
+
+def test_node_orthanc_settings_reach_the_generated_configuration(tmp_path):
+    cfg = load(make_config_dir(tmp_path, nodes={"researchPACS": {"orthanc_settings": {"StableAge": 3}}}))
+    conf = Stack(cfg).orthanc_config("researchPACS")
+    assert conf["StableAge"] == 3 and conf["DicomAet"] == "ORTHANC"
