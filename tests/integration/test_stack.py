@@ -145,6 +145,12 @@ def test_echo_every_active_node(stack, capsys):
 
 
 def test_node_orthanc_settings_reach_the_generated_configuration(tmp_path):
-    cfg = load(make_config_dir(tmp_path, nodes={"researchPACS": {"orthanc_settings": {"StableAge": 3}}}))
+    cfg = load(
+        make_config_dir(
+            tmp_path,
+            nodes={"researchPACS": {"orthanc_settings": {"StableAge": 3}}},
+            env={"NMDOSE_DB_PASSWORD": "test-only"},
+        )
+    )
     conf = Stack(cfg).orthanc_config("researchPACS")
     assert conf["StableAge"] == 3 and conf["DicomAet"] == "ORTHANC"
