@@ -28,7 +28,20 @@ def store_all(cfg, folder: Path) -> float:
     started = time.monotonic()
     result = run_tool(
         "storescu",
-        ["-aet", cfg.local_aet, "-aec", node.aet, "+sd", "+r", "+sp", "*.dcm", "-R", node.host, str(node.port), str(folder)],
+        [
+            "-aet",
+            cfg.local_aet,
+            "-aec",
+            node.aet,
+            "+sd",
+            "+r",
+            "+sp",
+            "*.dcm",
+            "-R",
+            node.host,
+            str(node.port),
+            str(folder),
+        ],
         timeout_s=3600,
     )
     elapsed = time.monotonic() - started
