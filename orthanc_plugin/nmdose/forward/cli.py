@@ -1,0 +1,142 @@
+"""`nmdose forward status|study|pending|purge|protect|unprotect|selective`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from nmdose.db import connect
+from nmdose.errors import NmdoseError
+from nmdose.forward import purge, runner
+from nmdose.pacs.orthanc_http import OrthancHttp
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "forward", help="dose objects + one image per series from the research to the dose PACS"
+    )
+    fsub = p.add_subparsers(dest="forward_command", metavar="ACTION", required=True)
+    s = fsub.add_parser("status", help="studies per state, instances sent, stable-to-forwarded time")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+    st = fsub.add_parser("study", help="forward one study now (instances already sent are skipped)")
+    st.add_argument("uid", metavar="StudyInstanceUID")
+    st.add_argument("--force", action="store_true", help="send the selection again, even what was sent")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_study)
+    pe = fsub.add_parser("pending", help="studies not forwarded yet (waiting, retrying, failed, never seen)")
+    pe.add_argument("--limit", type=int, default=500)
+    pe.add_argument("--json", action="store_true")
+    pe.set_defaults(func=cmd_pending)
+    pu = fsub.add_parser("purge", help="auto_delete: delete unselected instances after the retention period")
+    pu.add_argument(
+        "--retention-days", type=int, help="default: retrieve_options.yaml transfer.retention_days"
+    )
+    pu.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
+    pu.add_argument("--json", action="store_true")
+    pu.set_defaults(func=cmd_purge)
+    pr = fsub.add_parser("protect", help="keep a study whole in the research PACS (auto_delete skips it)")
+    pr.add_argument("uid", metavar="StudyInstanceUID")
+    pr.add_argument("--reason")
+    pr.set_defaults(func=cmd_protect)
+    up = fsub.add_parser("unprotect", help="let auto_delete clean a protected study again")
+    up.add_argument("uid", metavar="StudyInstanceUID")
+    up.set_defaults(func=cmd_unprotect)
+    se = fsub.add_parser("selective", help="selective transfer of one study from the source PACS")
+    se.add_argument("uid", metavar="StudyInstanceUID")
+    se.add_argument("--destination", choices=["dosePACS", "researchPACS"])
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=cmd_selective)
+
+
+def _print(data, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=1, ensure_ascii=False, default=str))
+        return
+    if isinstance(data, list):
+        for row in data:
+            print("  ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+        print(f"{len(data)} studies")
+        return
+    for key, value in data.items():
+        print(
+            f"{key}: {json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, dict) else value}"
+        )
+
+
+def cmd_status(args, ctx) -> int:
+    with contextlib.closing(connect(ctx.config)) as conn:
+        _print(runner.status(conn), args.json)
+    return 0
+
+
+def cmd_study(args, ctx) -> int:
+    result = runner.forward_now(ctx.config, args.uid, force=args.force)
+    _print(result, args.json)
+    return 0 if result["state"] == "done" or str(result.get("outcome", "")).startswith("deferred") else 1
+
+
+def cmd_pending(args, ctx) -> int:
+    with contextlib.closing(connect(ctx.config)) as conn:
+        _print(runner.pending(conn, args.limit), args.json)
+    return 0
+
+
+def cmd_purge(args, ctx) -> int:
+    cfg = ctx.config
+    if cfg.retrieve.transfer.strategy != "auto_delete" and not args.dry_run:
+        raise NmdoseError(
+            f"transfer.strategy is {cfg.retrieve.transfer.strategy!r} in {cfg.config_dir / 'retrieve_options.yaml'}"
+            "; purge deletes instances only under 'auto_delete' (use --dry-run to see what it would delete)"
+        )
+    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
+    with contextlib.closing(connect(cfg)) as conn:
+        r = purge.purge(cfg, rest, conn, retention_days=args.retention_days, dry_run=args.dry_run)
+    _print(
+        {
+            "studies": len(r.studies),
+            "deleted_instances": r.deleted_instances,
+            "deleted_megabytes": round(r.deleted_bytes / 1e6, 1),
+            "kept_instances": r.kept_instances,
+            "protected_skipped": len(r.skipped_protected),
+            "dry_run": r.dry_run,
+        },
+        args.json,
+    )
+    return 0
+
+
+def cmd_protect(args, ctx) -> int:
+    with contextlib.closing(connect(ctx.config)) as conn:
+        purge.protect(conn, args.uid, args.reason, by="cli")
+    print(f"{args.uid} protected")
+    return 0
+
+
+def cmd_unprotect(args, ctx) -> int:
+    with contextlib.closing(connect(ctx.config)) as conn:
+        found = purge.unprotect(conn, args.uid)
+    print(f"{args.uid} {'unprotected' if found else 'was not protected'}")
+    return 0
+
+
+def cmd_selective(args, ctx) -> int:
+    from nmdose.forward.selective import retrieve_selected
+
+    cfg = ctx.config
+    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
+    r = retrieve_selected(cfg, rest, cfg.source_node, args.uid, destination=args.destination)
+    _print(
+        {
+            "study": r.study_uid,
+            "ok": r.ok,
+            "destination": r.destination,
+            "announced_instances": r.announced_instances,
+            "selected_instances": r.selected_instances,
+            "bytes_moved": r.bytes_moved,
+            "seconds": round(r.seconds, 2),
+            "error": r.error,
+        },
+        args.json,
+    )
+    return 0 if r.ok else 1
