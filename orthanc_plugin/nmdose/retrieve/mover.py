@@ -59,7 +59,7 @@ class OrthancMover:
         target_aet: str,
         *,
         timeout_s: float = 3600,
-        poll_s: float = 0.2,
+        poll_s: float = 0.5,
     ):
         self.rest = rest
         self.source = source
@@ -107,6 +107,7 @@ class OrthancMover:
 
     def _follow(self, study_uid: str, job_id: str, started: float) -> MoveResult:
         deadline = started + self.timeout_s
+        delay = 0.01  # short studies finish in tens of ms: poll fast first, then back off to poll_s
         while True:
             job = self.rest.get(f"/jobs/{job_id}")
             state = job.get("State")
@@ -140,7 +141,8 @@ class OrthancMover:
                     seconds=time.monotonic() - started,
                     error=f"C-MOVE job {job_id} still {state} after {self.timeout_s:.0f} s; cancelled",
                 )
-            time.sleep(self.poll_s)
+            time.sleep(delay)
+            delay = min(delay * 1.5, self.poll_s)
 
 
 _STATUS_RE = re.compile(r"0x([0-9A-Fa-f]{4})")

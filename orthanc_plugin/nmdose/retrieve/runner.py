@@ -24,7 +24,7 @@ from nmdose.config import Config
 from nmdose.db import connect, queue
 from nmdose.errors import PacsError
 from nmdose.pacs.orthanc_http import OrthancHttp
-from nmdose.retrieve.mover import Mover, MovescuMover, OrthancMover, verify
+from nmdose.retrieve.mover import Mover, MovescuMover, OrthancMover, Verification, verify
 from nmdose.retrieve.window import in_window, next_open
 from nmdose.workers import Deferred, WorkerPool
 
@@ -213,17 +213,26 @@ class Retriever:
             backend=backend,
             started_at=datetime.now().astimezone(),
         )
-        before = verify(self.rest, source, uid, expected_instances=expected)
-        if before.expected is None and not before.missing_series and before.received == 0:
-            # the source announces nothing for this study
-            _update(conn, uid, state="moving", last_error="source has no such study")
-            raise RetrieveError(
-                f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
-            )
-        if before.complete:
-            self._done(conn, uid, before, skipped=True)
+        if self.cfg.retrieve.transfer.strategy == "selective":
+            self._selective(conn, job, uid, source)
             return
-        series = before.missing_series if before.received else None
+        # Fast path: what the research PACS already holds is a local lookup; the source is asked (series-level
+        # C-FIND) only when the announced count is unknown or the study is partly there.
+        present, _size = self._research_count(uid)
+        series = None
+        if expected is not None and present >= expected:
+            self._done(conn, uid, Verification(uid, expected, present, []), skipped=True)
+            return
+        if present or expected is None:
+            before = verify(self.rest, source, uid, expected_instances=expected)
+            if before.expected is None and not before.missing_series and before.received == 0:
+                raise RetrieveError(
+                    f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
+                )
+            if before.complete:
+                self._done(conn, uid, before, skipped=True)
+                return
+            series = before.missing_series if before.received else None
         with self.moves:
             result = self.mover(source_name, backend).move(uid, series_uids=series)
         _event(
@@ -248,7 +257,15 @@ class Retriever:
                 permanent=result.status == "not-found",
             )
         _update(conn, uid, state="verifying")
-        after = verify(self.rest, source, uid, expected_instances=expected)
+        received, _size = self._research_count(uid)
+        if expected is not None and received >= expected:
+            after = Verification(uid, expected, received, [])
+        else:
+            after = verify(self.rest, source, uid, expected_instances=expected)
+            if after.expected is None and not after.missing_series and after.received == 0:
+                raise RetrieveError(
+                    f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
+                )
         _event(
             conn,
             uid,
@@ -271,6 +288,53 @@ class Retriever:
                 f"{len(after.missing_series)} series missing (retried for those only)"
             )
         self._done(conn, uid, after)
+
+    def _selective(self, conn, job: queue.Job, uid: str, source) -> None:
+        """transfer.strategy = selective: only dose objects + one image per series are moved (nmdose.forward)."""
+        from nmdose.forward.selective import retrieve_selected
+
+        with self.moves:
+            sel = retrieve_selected(self.cfg, self.rest, source, uid)
+        _event(
+            conn,
+            uid,
+            "move",
+            attempt=job.attempts,
+            backend="selective",
+            ok=sel.ok,
+            seconds=sel.seconds,
+            completed=sel.selected_instances,
+            detail=sel.error
+            or f"{sel.selected_instances}/{sel.announced_instances} instances -> "
+            f"{sel.destination}, {sel.bytes_moved} bytes",
+        )
+        if not sel.ok:
+            raise RetrieveError(
+                f"selective transfer of {uid}: {sel.error}", permanent="has no study" in (sel.error or "")
+            )
+        _update(
+            conn,
+            uid,
+            state="done",
+            received_instances=sel.selected_instances,
+            expected_instances=sel.selected_instances,
+            bytes_received=sel.bytes_moved,
+            last_error=None,
+            finished_at=datetime.now().astimezone(),
+        )
+        self.studies_done += 1
+        self.instances_done += sel.selected_instances
+        self.bytes_done += sel.bytes_moved or 0
+
+    def _research_count(self, uid: str) -> tuple[int, int]:
+        """(instances, bytes) the research PACS holds for a study: a local index lookup, no DICOM traffic."""
+        ids = self.rest.post("/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": uid}})
+        count = size = 0
+        for study_id in ids:
+            st = self.rest.get(f"/studies/{study_id}/statistics")
+            count += int(st.get("CountInstances", 0))
+            size += int(st.get("DiskSize", 0))
+        return count, size
 
     def _done(self, conn, uid: str, check, *, skipped: bool = False) -> None:
         size = self._disk_size(uid)
