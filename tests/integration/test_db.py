@@ -148,3 +148,16 @@ def test_workers_survive_bad_jobs_and_a_database_that_goes_away(scratch_db, stac
     pool.stop()
     assert sorted(done) == ["ok-1", "ok-2"]
     assert queue.counts(scratch_db)["test"] == {"done": 2, "failed": 1}
+
+
+def test_asking_again_for_a_running_job_runs_it_once_more(scratch_db):
+    migrate(scratch_db, REPO / "sql")
+    queue.enqueue(scratch_db, "forward", "study-1")
+    job = queue.claim(scratch_db, ["forward"], "w")
+    assert queue.enqueue(scratch_db, "forward", "study-1", {"again": True}, reset=True)
+    assert queue.claim(scratch_db, ["forward"], "w") is None  # never twice at once
+    queue.complete(scratch_db, job)
+    again = queue.claim(scratch_db, ["forward"], "w")
+    assert again is not None and again.payload == {"again": True}
+    queue.complete(scratch_db, again)
+    assert queue.counts(scratch_db) == {"forward": {"done": 1}}

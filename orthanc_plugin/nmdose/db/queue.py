@@ -25,15 +25,18 @@ class Job:
 def enqueue(
     conn, kind: str, key: str, payload: dict | None = None, *, max_attempts: int = 5, reset: bool = False
 ) -> bool:
-    """Queue (kind, key) once. Returns True if a new job was created (or a finished one was reset)."""
+    """Queue (kind, key) once; True if a job was created. With `reset`, a finished job is queued again and a
+    running one is marked to run once more when it completes (True in both cases)."""
     with conn.cursor() as cur:
         if reset:
             cur.execute(
                 """INSERT INTO jobs.queue (kind, key, payload, max_attempts) VALUES (%s, %s, %s, %s)
                    ON CONFLICT (kind, key) DO UPDATE
-                     SET state = 'pending', attempts = 0, not_before = now(), last_error = NULL,
-                         payload = EXCLUDED.payload, updated_at = now(), finished_at = NULL
-                     WHERE jobs.queue.state <> 'running'
+                     SET rerun = (jobs.queue.state = 'running'),
+                         state = CASE WHEN jobs.queue.state = 'running' THEN 'running' ELSE 'pending' END,
+                         attempts = CASE WHEN jobs.queue.state = 'running' THEN jobs.queue.attempts ELSE 0 END,
+                         not_before = now(), last_error = NULL, payload = EXCLUDED.payload, updated_at = now(),
+                         finished_at = NULL
                    RETURNING id""",
                 (kind, key, Json(payload or {}), max_attempts),
             )
@@ -68,10 +71,15 @@ def claim(conn, kinds: list[str], worker: str) -> Job | None:
 
 
 def complete(conn, job: Job) -> None:
+    """Mark done, or back to pending when it was asked for again while running (`rerun`)."""
     with conn.cursor() as cur:
         cur.execute(
-            """UPDATE jobs.queue SET state = 'done', finished_at = now(), updated_at = now(),
-                      locked_by = NULL, last_error = NULL WHERE id = %s""",
+            """UPDATE jobs.queue
+                  SET state = CASE WHEN rerun THEN 'pending' ELSE 'done' END,
+                      finished_at = CASE WHEN rerun THEN NULL ELSE now() END,
+                      attempts = CASE WHEN rerun THEN 0 ELSE attempts END,
+                      not_before = now(), rerun = false, updated_at = now(), locked_by = NULL, last_error = NULL
+                WHERE id = %s""",
             (job.id,),
         )
     conn.commit()
