@@ -218,10 +218,10 @@ class Retriever:
             return
         # Fast path: what the research PACS already holds is a local lookup; the source is asked (series-level
         # C-FIND) only when the announced count is unknown or the study is partly there.
-        present, _size = self._research_count(uid)
+        present, size = self._research_count(uid)
         series = None
         if expected is not None and present >= expected:
-            self._done(conn, uid, Verification(uid, expected, present, []), skipped=True)
+            self._done(conn, uid, Verification(uid, expected, present, []), size, skipped=True)
             return
         if present or expected is None:
             before = verify(self.rest, source, uid, expected_instances=expected)
@@ -230,7 +230,7 @@ class Retriever:
                     f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
                 )
             if before.complete:
-                self._done(conn, uid, before, skipped=True)
+                self._done(conn, uid, before, size, skipped=True)
                 return
             series = before.missing_series if before.received else None
         with self.moves:
@@ -257,7 +257,7 @@ class Retriever:
                 permanent=result.status == "not-found",
             )
         _update(conn, uid, state="verifying")
-        received, _size = self._research_count(uid)
+        received, size = self._research_count(uid)
         if expected is not None and received >= expected:
             after = Verification(uid, expected, received, [])
         else:
@@ -287,7 +287,9 @@ class Retriever:
                 f"{uid}: {after.received} of {after.expected} instances arrived; "
                 f"{len(after.missing_series)} series missing (retried for those only)"
             )
-        self._done(conn, uid, after)
+        if after.received != received:
+            size = self._research_count(uid)[1]
+        self._done(conn, uid, after, size)
 
     def _selective(self, conn, job: queue.Job, uid: str, source) -> None:
         """transfer.strategy = selective: only dose objects + one image per series are moved (nmdose.forward)."""
@@ -336,8 +338,7 @@ class Retriever:
             size += int(st.get("DiskSize", 0))
         return count, size
 
-    def _done(self, conn, uid: str, check, *, skipped: bool = False) -> None:
-        size = self._disk_size(uid)
+    def _done(self, conn, uid: str, check, size: int | None, *, skipped: bool = False) -> None:
         _update(
             conn,
             uid,
@@ -362,12 +363,6 @@ class Retriever:
         if not skipped:
             self.instances_done += check.received
             self.bytes_done += size or 0
-
-    def _disk_size(self, uid: str) -> int | None:
-        with contextlib.suppress(PacsError, KeyError, IndexError):
-            ids = self.rest.post("/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": uid}})
-            return int(self.rest.get(f"/studies/{ids[0]}/statistics")["DiskSize"])
-        return None
 
     __call__ = handle
 
