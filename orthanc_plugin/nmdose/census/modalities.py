@@ -1,0 +1,100 @@
+"""Expected modalities per StudyDescription, and the correction of studies that do not carry them.
+
+Only image modalities count: a PET-CT with or without its dose report (SR) is the same exam. The expected set of
+a description is the one most of its studies carry, unless a `modality_rules` entry of retrieve_options.yaml
+(first regex that matches, case-insensitive) says otherwise. Corrections live in the database only; the source
+PACS is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from nmdose.config import ModalityRule
+
+# Modalities of non-image objects: they do not define what kind of exam a study is.
+NON_IMAGE = frozenset({"SR", "KO", "PR", "DOC", "REG", "SEG", "RWV", "PLAN", "FID", "AU"})
+
+
+def image_modalities(modalities: Iterable[str]) -> tuple[str, ...]:
+    """The image modalities of a set, sorted."""
+    return tuple(sorted({m for m in modalities if m and m not in NON_IMAGE}))
+
+
+def fmt(modalities: Iterable[str]) -> str:
+    """Modalities as DICOM writes them (CT\\PT)."""
+    return "\\".join(modalities) or "(none)"
+
+
+def rule_for(description: str, rules: Sequence[ModalityRule]) -> ModalityRule | None:
+    """The first rule whose pattern matches the description (re.search, case-insensitive)."""
+    for rule in rules:
+        if re.search(rule.pattern, description, re.IGNORECASE):
+            return rule
+    return None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the studies of one description should carry, and where that comes from."""
+
+    description: str
+    expected: tuple[str, ...]  # image modalities
+    full: tuple[str, ...]  # the most common complete set among studies with the expected image modalities
+    source: str  # "rule <pattern>" or "majority"
+    studies: int
+    agreeing: int
+    tie: bool = False
+
+    def why(self) -> str:
+        if self.source == "majority":
+            tie = ", tie broken alphabetically" if self.tie else ""
+            return f"majority: {self.agreeing} of {self.studies} studies carry {fmt(self.expected)}{tie}"
+        return f"{self.source} expects {fmt(self.expected)}"
+
+
+def expectations(
+    studies: Iterable[tuple[str, Sequence[str]]], rules: Sequence[ModalityRule] = ()
+) -> dict[str, Expectation]:
+    """Per description, the expected modalities from (description, modalities found) of every study."""
+    by_description: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+    for description, found in studies:
+        by_description[description].append(tuple(sorted(set(found))))
+    result: dict[str, Expectation] = {}
+    for description, sets in by_description.items():
+        cores = Counter(image_modalities(s) for s in sets)
+        rule = rule_for(description, rules)
+        tie = False
+        if rule is not None:
+            expected = image_modalities(rule.modalities)
+            source = f"rule {rule.pattern!r}"
+        else:
+            top = max(cores.values())
+            best = sorted(c for c, n in cores.items() if n == top)
+            expected, tie = best[0], len(best) > 1
+            source = "majority"
+        fulls = Counter(s for s in sets if image_modalities(s) == expected)
+        full = sorted(fulls.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if fulls else expected
+        result[description] = Expectation(
+            description, expected, full, source, len(sets), cores.get(expected, 0), tie
+        )
+    return result
+
+
+def correction(found: Sequence[str], exp: Expectation) -> tuple[list[str] | None, str | None]:
+    """(corrected set, reason), or (None, None) when the study carries the expected image modalities."""
+    core = image_modalities(found)
+    if core == exp.expected:
+        return None, None
+    if exp.full and image_modalities(exp.full) == exp.expected:
+        corrected = sorted(exp.full)
+    else:
+        corrected = sorted(set(exp.expected) | {m for m in found if m in NON_IMAGE})
+    reason = (
+        f"ModalitiesInStudy {fmt(sorted(found))} lacks or adds image modalities for "
+        f"{exp.description!r} ({exp.why()})"
+    )
+    return corrected, reason
