@@ -41,6 +41,11 @@ class Node(_Strict):
     find_limit: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=30, gt=0, le=3600)
     local: bool = False
+    # Census: "filter" (default) queries without ModalitiesInStudy and filters in nmdose, which never loses a
+    # study; "check" tries the PACS's own ModalitiesInStudy matching on one range and uses it when it agrees
+    # (fewer answers on a mixed PACS). Orthanc 1.10 with LimitFindResults drops studies under that matching
+    # without any error, so "check" is only for PACSs known to match correctly.
+    modality_matching: Literal["filter", "check"] = "filter"
     # Extra Orthanc settings for a local node, merged last into its generated configuration
     # (e.g. {"StableAge": 60, "ConcurrentJobs": 4}).
     orthanc_settings: dict[str, Any] = {}

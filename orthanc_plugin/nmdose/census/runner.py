@@ -409,7 +409,7 @@ class Census:
         kept = self._filter(window, answers)
         if kept is None:  # the PACS ignored ModalitiesInStudy: fall back and redo the window
             return self._query_window(window)
-        if not self.checked and len(kept) >= self._check_min():
+        if not self.checked and self._may_check() and len(kept) >= self._check_min():
             self._check_matching(window, kept)
         return kept, counted
 
@@ -456,6 +456,10 @@ class Census:
                 )
                 return None
         return kept
+
+    def _may_check(self) -> bool:
+        node = self.cfg.nodes.get(self.finder.name)
+        return node is not None and node.modality_matching == "check"
 
     def _check_min(self) -> int:
         return max(3, (self.limit or 0) // 4)

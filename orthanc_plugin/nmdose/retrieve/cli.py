@@ -47,6 +47,11 @@ def register(sub) -> None:
 def cmd_run(args, ctx) -> int:
     cfg = ctx.config
     with contextlib.closing(connect(cfg)) as conn:
+        queued = runner.queue_census_targets(
+            conn, cfg.source_node.name, max_attempts=cfg.retrieve.retry.max_attempts
+        )
+        if queued:
+            print(f"queued {queued} census target studies from {cfg.source_node.name}")
         before = runner.status(conn)
         if args.dry_run:
             rows = runner.studies(conn, "pending", limit=args.limit or 100000)

@@ -19,12 +19,17 @@ def register_routes(router, plugin) -> None:
     def start(request: Request) -> Response:
         body = request.json()
         queued = 0
+        if body.get("census", True):
+            with contextlib.closing(connect(plugin.cfg)) as conn:
+                queued += runner.queue_census_targets(
+                    conn, plugin.cfg.source_node.name, max_attempts=plugin.cfg.retrieve.retry.max_attempts
+                )
         if body.get("studies"):
             targets = [
                 runner.Target(uid, plugin.cfg.source_node.name, origin="manual") for uid in body["studies"]
             ]
             with contextlib.closing(connect(plugin.cfg)) as conn:
-                queued = runner.queue_studies(
+                queued += runner.queue_studies(
                     conn, targets, max_attempts=plugin.cfg.retrieve.retry.max_attempts
                 )
         plugin.workers.wake()

@@ -80,6 +80,23 @@ def queue_studies(conn, targets: Iterable[Target], *, max_attempts: int = 5) -> 
     return new
 
 
+def queue_census_targets(conn, source_node: str, *, max_attempts: int = 5) -> int:
+    """Queue every census study of `source_node` whose description is a target (new ones only)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('rpacs.study')")
+        if cur.fetchone()[0] is None:
+            return 0
+        cur.execute(
+            """SELECT s.study_uid, s.instance_count FROM rpacs.study s
+                WHERE s.is_target AND s.source_node = %s
+                  AND NOT EXISTS (SELECT 1 FROM rpacs.retrieval r WHERE r.study_instance_uid = s.study_uid)
+                ORDER BY s.study_date, s.study_uid""",
+            (source_node,),
+        )
+        rows = cur.fetchall()
+    return queue_studies(conn, [Target(uid, source_node, n) for uid, n in rows], max_attempts=max_attempts)
+
+
 def retry(conn, states: tuple[str, ...] = ("failed",)) -> int:
     """Put failed (or partial) studies back in the queue with fresh attempts."""
     with conn.cursor() as cur:
