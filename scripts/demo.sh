@@ -17,4 +17,19 @@ $N echo
 echo "== 4. research PACS plugin health"
 $N health
 
+echo "== 5. census of the source PACS"
+$N census run
+
+echo "== 6. retrieval of the target studies into the research PACS"
+$N retrieve run
+
+echo "== 7. forwarding of dose objects + one image per series to the dose PACS (on stable study)"
+$N forward wait --timeout 600
+$N forward status
+
+if $N dose --help 2>/dev/null | grep -q summary; then
+  echo "== 8. dose extraction on the dose PACS"
+  $N dose summary || true
+fi
+
 echo "== demo done. Stop everything with: make stop"

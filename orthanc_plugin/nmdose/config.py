@@ -46,6 +46,8 @@ class Node(_Strict):
     # (fewer answers on a mixed PACS). Orthanc 1.10 with LimitFindResults drops studies under that matching
     # without any error, so "check" is only for PACSs known to match correctly.
     modality_matching: Literal["filter", "check"] = "filter"
+    # Retrieval from this node waits for retrieve_options.yaml's time_window (protects a clinical PACS).
+    use_time_window: bool = True
     # Extra Orthanc settings for a local node, merged last into its generated configuration
     # (e.g. {"StableAge": 60, "ConcurrentJobs": 4}).
     orthanc_settings: dict[str, Any] = {}

@@ -168,7 +168,7 @@ def test_outside_the_time_window_nothing_moves(tmp_path):
     later = (datetime.now() + timedelta(hours=12)).strftime("%H:%M")
     until = (datetime.now() + timedelta(hours=12, minutes=1)).strftime("%H:%M")
     closed = {**FAST_RETRY, "time_window": {"weekdays": f"{later}-{until}", "weekends": f"{later}-{until}"}}
-    running = RunningStack(retrieve=closed)
+    running = RunningStack(retrieve=closed, nodes={"simulationPACS": {"use_time_window": True}})
     try:
         out = tmp_path / "sim"
         manifest = generate(out, studies=2, years=1, seed=5, today=date(2026, 6, 30))

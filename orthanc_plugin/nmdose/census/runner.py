@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg2.extras import Json
 
+from nmdose import logfiles
 from nmdose.census import descriptions, store
 from nmdose.census.finder import PROBE_KEYS, RETURN_KEYS, FindResult, StudyFinder, split_modalities
 from nmdose.census.ranges import (
@@ -85,22 +86,9 @@ class CensusSummary:
         return asdict(self)
 
 
-_file_handlers: dict[str, logging.Handler] = {}
-
-
 def attach_log_file(cfg: Config) -> Path:
-    """Send the census logger to var/log/census.log (once per file)."""
-    path = cfg.log_dir / "census.log"
-    if str(path) not in _file_handlers:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        for logger in (log, store.study_log):
-            logger.addHandler(handler)
-            if logger.level == logging.NOTSET or logger.level > logging.INFO:
-                logger.setLevel(logging.INFO)
-        _file_handlers[str(path)] = handler
-    return path
+    """Send the census loggers to var/log/census.log."""
+    return logfiles.attach_log_file(cfg, "census.log", log, store.study_log)
 
 
 @dataclass

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 
 from nmdose.db import connect
 from nmdose.errors import NmdoseError
 from nmdose.forward import purge, runner
 from nmdose.pacs.orthanc_http import OrthancHttp
+from nmdose.progress import Progress
 
 
 def register(sub) -> None:
@@ -19,6 +21,9 @@ def register(sub) -> None:
     s = fsub.add_parser("status", help="studies per state, instances sent, stable-to-forwarded time")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
+    w = fsub.add_parser("wait", help="wait until every retrieved study has been forwarded (plugin workers)")
+    w.add_argument("--timeout", type=float, default=300, help="seconds (default: %(default)s)")
+    w.set_defaults(func=cmd_wait)
     st = fsub.add_parser("study", help="forward one study now (instances already sent are skipped)")
     st.add_argument("uid", metavar="StudyInstanceUID")
     st.add_argument("--force", action="store_true", help="send the selection again, even what was sent")
@@ -62,6 +67,30 @@ def _print(data, as_json: bool) -> None:
         print(
             f"{key}: {json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, dict) else value}"
         )
+
+
+def cmd_wait(args, ctx) -> int:
+    """Forwarding happens in the research PACS plugin once a study is stable (StableAge): wait for it."""
+    deadline = time.monotonic() + args.timeout
+    bar = None
+    while True:
+        with contextlib.closing(connect(ctx.config)) as conn, conn.cursor() as cur:
+            cur.execute(
+                """SELECT count(*), count(*) FILTER (WHERE f.state IN ('done', 'failed'))
+                     FROM rpacs.retrieval r LEFT JOIN rpacs.forward_study f ON f.study_instance_uid = r.study_instance_uid
+                    WHERE r.state = 'done'"""
+            )
+            total, finished = cur.fetchone()
+        bar = bar or Progress(total, "forward")
+        bar.update(finished, "studies forwarded")
+        if finished >= total:
+            bar.close()
+            return 0
+        if time.monotonic() > deadline:
+            bar.close()
+            print(f"nmdose: {total - finished} retrieved studies not forwarded after {args.timeout:.0f} s")
+            return 1
+        time.sleep(1)
 
 
 def cmd_status(args, ctx) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 from nmdose.config import Config
 from nmdose.db import connect, queue
 from nmdose.errors import PacsError
+from nmdose.logfiles import attach_log_file
 from nmdose.pacs.orthanc_http import OrthancHttp
 from nmdose.retrieve.mover import Mover, MovescuMover, OrthancMover, Verification, verify
 from nmdose.retrieve.window import in_window, next_open
@@ -217,7 +218,7 @@ class Retriever:
         expected = job.payload.get("expected")
         backend = self.override or job.payload.get("backend") or self.backend
         now = self.now()
-        if not in_window(now, self.cfg.retrieve.time_window):
+        if source.use_time_window and not in_window(now, self.cfg.retrieve.time_window):
             until = next_open(now, self.cfg.retrieve.time_window)
             _event(self._conn(), uid, "defer", detail=f"outside the time window until {until:%Y-%m-%d %H:%M}")
             raise Deferred(until.astimezone(), "outside the retrieval time window")
@@ -439,6 +440,7 @@ def run(
     progress: Callable[[Retriever], None] | None = None,
 ) -> Retriever:
     """Drain the ready `retrieve` jobs from this process (the CLI), `concurrency` studies at a time."""
+    attach_log_file(cfg, "retrieve.log", log, logging.getLogger("nmdose.workers"))
     rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
     retriever = Retriever(cfg, rest, backend=backend)
     with contextlib.closing(connect(cfg)) as conn:
