@@ -3,7 +3,12 @@
 Generates >= 500 dose SRs, PET/NM image headers and dose screens in a temporary folder, then times (median of 3):
 ``dcmread`` of every file (the baseline; ``dcmread_sbp`` is the same with ``stop_before_pixels``) and
 ``parse_file`` of every file. Prints ``key=value`` lines; goal ``parse_vs_dcmread <= 1.5``.
-Run: ``.venv/bin/python bench/dose_parse.py [N]``.
+
+Then, unless ``--no-ingest``, it starts a throw-away PostgreSQL (the local stack's launcher, free port, /tmp),
+ingests the same files with ``ingest_files`` (parse included, one transaction per study) and prints
+``ingest_files_per_s`` and ``ingest_rows_per_s`` (rows written to the dose tables per second), then re-ingests
+them (``reingest_files_per_s``: the no-op path).
+Run: ``.venv/bin/python bench/dose_parse.py [N] [--no-ingest]``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import time
 from pathlib import Path
 
 from pydicom import dcmread
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydicom.uid import generate_uid
 
 from nmdose.dose.parse import parse_file
@@ -68,7 +75,52 @@ def timed(fn, files: list[Path]) -> float:
     return statistics.median(runs)
 
 
+def bench_ingest(files: list[Path]) -> dict[str, float]:
+    """Ingest into a throw-away PostgreSQL; rows/s over the dose tables."""
+    from contextlib import closing
+
+    from nmdose.db import connect
+    from nmdose.db.migrate import migrate
+    from nmdose.dose.ingest import ingest_files
+    from nmdose.stack import Stack
+    from tests.support import load, make_config_dir, make_tempdir
+
+    root = make_tempdir("nmdose-bench-dose-")
+    cfg = load(make_config_dir(root))
+    stack = Stack(cfg)
+    try:
+        (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
+        stack.postgres_up()
+        with closing(connect(cfg)) as conn:
+            migrate(conn, cfg.migrations_dir)
+            start = time.perf_counter()
+            outcomes = ingest_files(conn, files, source="bench")
+            first_s = time.perf_counter() - start
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT (SELECT count(*) FROM dose.object) + (SELECT count(*) FROM dose.study)"
+                    " + (SELECT count(*) FROM dose.ct_event) + (SELECT count(*) FROM dose.radiopharmaceutical)"
+                    " + (SELECT count(*) FROM dose.series_protocol)"
+                )
+                rows = cur.fetchone()[0]
+            conn.rollback()
+            start = time.perf_counter()
+            again = ingest_files(conn, files, source="bench")
+            second_s = time.perf_counter() - start
+        assert all(o["status"] == "ingested" for o in outcomes), outcomes[:3]
+        assert all(o["status"] == "unchanged" for o in again)
+        return {"ingest_rows": rows, "ingest_s": first_s, "ingest_files_per_s": len(files) / first_s,
+                "ingest_rows_per_s": rows / first_s, "reingest_files_per_s": len(files) / second_s}  # fmt: skip
+    finally:
+        stack.postgres_down()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
+    ingest = "--no-ingest" not in argv
+    argv = [a for a in argv if a != "--no-ingest"]
     n = int(argv[1]) if len(argv) > 1 else 600
     with tempfile.TemporaryDirectory(prefix="nmdose-bench-") as tmp:
         files = generate(Path(tmp), n)
@@ -78,6 +130,7 @@ def main(argv: list[str]) -> int:
         dcmread_sbp_s = timed(lambda f: dcmread(f, stop_before_pixels=True), files)
         parse_s = timed(parse_file, files)
         errors = sum(1 for f in files if parse_file(f)["status"] != "ok")
+        ingest_stats = bench_ingest(files) if ingest else {}
     print(f"files={n}")
     print(f"dcmread_s={dcmread_s:.4f}")
     print(f"dcmread_sbp_s={dcmread_sbp_s:.4f}")
@@ -85,6 +138,8 @@ def main(argv: list[str]) -> int:
     print(f"parse_vs_dcmread={parse_s / dcmread_s:.3f}")
     print(f"parse_vs_dcmread_sbp={parse_s / dcmread_sbp_s:.3f}")
     print(f"parse_not_ok={errors}")
+    for key, value in ingest_stats.items():
+        print(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}")
     return 0
 
 

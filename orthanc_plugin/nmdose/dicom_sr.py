@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from struct import unpack_from
+from struct import Struct, unpack_from
 from typing import Any, NamedTuple
 
 from pydicom.charset import convert_encodings, decode_bytes
@@ -256,7 +256,9 @@ def _raw_items(
     return items, pos
 
 
-def _raw_dataset(buf: memoryview, pos: int, end: int | None, implicit: bool, fmt: str) -> tuple[dict, int]:
+def _raw_dataset(buf: Any, pos: int, end: int | None, implicit: bool, fmt: str) -> tuple[dict, int]:
+    if not implicit and fmt == "<":
+        return _raw_dataset_explicit_le(buf, pos, end)
     data: dict = {}
     limit = len(buf) if end is None else end
     hh, long_, short = fmt + "HH", fmt + "L", fmt + "H"
@@ -292,9 +294,76 @@ def _raw_dataset(buf: memoryview, pos: int, end: int | None, implicit: bool, fmt
             raise ValueError(f"undefined length for ({group:04X},{element:04X}), not a sequence")
         if pos + length > limit:
             raise ValueError(f"element ({group:04X},{element:04X}) runs past the end of its item")
-        data[tag] = buf[pos : pos + length]
+        data[tag] = bytes(buf[pos : pos + length])
         pos += length
     return data, pos
+
+
+_EXPLICIT_LE_HEADER = Struct("<HH2sH").unpack_from
+_UINT32_LE = Struct("<L").unpack_from
+
+
+def _raw_dataset_explicit_le(buf: Any, pos: int, end: int | None) -> tuple[dict, int]:
+    """The common case (explicit VR little endian): one struct call per element header, sequences inline."""
+    data: dict = {}
+    limit = len(buf) if end is None else end
+    header, uint32, long_vrs = _EXPLICIT_LE_HEADER, _UINT32_LE, _LONG_VRS
+    while pos + 8 <= limit:
+        group, element, vr, length = header(buf, pos)
+        if group == 0xFFFE:
+            if element == 0xE00D:
+                return data, pos + 8
+            raise ValueError(f"unexpected delimiter ({group:04X},{element:04X}) in a sequence item")
+        if vr in long_vrs:
+            (length,) = uint32(buf, pos + 8)
+            pos += 12
+            if vr == b"SQ" or (vr == b"UN" and (length == 0xFFFFFFFF or (group << 16 | element) in _SQ_TAGS)):
+                if length == 0xFFFFFFFF:
+                    data[group << 16 | element], pos = _raw_items_explicit_le(buf, pos, limit)
+                else:
+                    if pos + length > limit:
+                        raise ValueError(
+                            f"sequence ({group:04X},{element:04X}) runs past the end of its item"
+                        )
+                    data[group << 16 | element], _ = _raw_items_explicit_le(buf, pos, pos + length)
+                    pos += length
+                continue
+            if length == 0xFFFFFFFF:
+                raise ValueError(f"undefined length for ({group:04X},{element:04X}), not a sequence")
+        else:
+            pos += 8
+        if pos + length > limit:
+            raise ValueError(f"element ({group:04X},{element:04X}) runs past the end of its item")
+        data[group << 16 | element] = buf[pos : pos + length]
+        pos += length
+    return data, pos
+
+
+_ITEM_HEADER = Struct("<HHL").unpack_from
+
+
+def _raw_items_explicit_le(buf: Any, pos: int, limit: int) -> tuple[list[dict], int]:
+    """:func:`_raw_items` for explicit VR little endian."""
+    items: list[dict] = []
+    header = _ITEM_HEADER
+    while pos + 8 <= limit:
+        group, element, length = header(buf, pos)
+        pos += 8
+        if group != 0xFFFE or element != 0xE000:
+            if group == 0xFFFE and element == 0xE0DD:
+                break
+            raise ValueError(
+                f"sequence item tag expected at offset {pos - 8}, found ({group:04X},{element:04X})"
+            )
+        if length == 0xFFFFFFFF:
+            item, pos = _raw_dataset_explicit_le(buf, pos, limit)
+        else:
+            if pos + length > limit:
+                raise ValueError("sequence item runs past the end of its sequence")
+            item, _ = _raw_dataset_explicit_le(buf, pos, pos + length)
+            pos += length
+        items.append(item)
+    return items, pos
 
 
 def _sequence(item: Any, tag: int) -> Any:
@@ -307,7 +376,7 @@ def _sequence(item: Any, tag: int) -> Any:
     value = elem.value
     if isinstance(value, (bytes, bytearray)):  # defined-length sequence pydicom has not parsed (it is lazy)
         fmt = "<" if elem.is_little_endian else ">"
-        items, _ = _raw_items(memoryview(value), 0, len(value), bool(elem.is_implicit_VR), fmt)
+        items, _ = _raw_items(bytes(value), 0, len(value), bool(elem.is_implicit_VR), fmt)
         return items
     return value
 
@@ -315,6 +384,15 @@ def _sequence(item: Any, tag: int) -> Any:
 def _text(item: Any, tag: int, encodings: list[str]) -> Any:
     if type(item) is dict:
         value = item.get(tag)
+        if type(value) is bytes:  # the common case: a raw value parsed by this module
+            try:
+                text = value.decode("ascii")
+            except UnicodeDecodeError:
+                text = decode_bytes(value, encodings, TEXT_VR_DELIMS)
+            text = text.rstrip(" \x00")
+            if "\\" in text:
+                return text.split("\\")
+            return text if text else None
     else:
         elem = item._dict.get(tag)
         if elem is None:
@@ -339,10 +417,17 @@ def _text(item: Any, tag: int, encodings: list[str]) -> Any:
     return str(value)
 
 
-def _first_code(seq: Any, encodings: list[str]) -> Code | None:
-    if not seq:
-        return None
-    item = seq[0]
+def sequence_items(item: Any, tag: int) -> Any:
+    """Items of a sequence element of a dataset or raw item (raw dicts when pydicom had not parsed it)."""
+    return _sequence(item, tag)
+
+
+def item_text(item: Any, tag: int, encodings: list[str] | None = None) -> Any:
+    """A text value of a dataset or raw item (ASCII fast path; else decoded with ``encodings``)."""
+    return _text(item, tag, encodings or ["iso8859"])
+
+
+def _read_code(item: Any, encodings: list[str]) -> Code:
     value = _text(item, _CODE_VALUE, encodings) or _text(item, _LONG_CODE_VALUE, encodings)
     if value is None:
         value = _text(item, _URN_CODE_VALUE, encodings)
@@ -353,15 +438,48 @@ def _first_code(seq: Any, encodings: list[str]) -> Code | None:
     )
 
 
+# Raw code items repeat a lot (every event has the same concept names): decoded once per distinct bytes.
+_CODE_CACHE: dict[tuple, tuple[Code, str]] = {}
+_CODE_CACHE_MAX = 20000
+
+
+def _code_and_key(seq: Any, encodings: list[str]) -> tuple[Code | None, str]:
+    """First code of a code sequence and its key (``""`` when absent)."""
+    if not seq:
+        return None, ""
+    item = seq[0]
+    if type(item) is not dict:
+        code = _read_code(item, encodings)
+        return code, code.key
+    get = item.get
+    cache_key = (get(_CODE_VALUE), get(_SCHEME), get(_MEANING), get(_LONG_CODE_VALUE), get(_URN_CODE_VALUE),
+                 encodings[0] if len(encodings) == 1 else tuple(encodings))  # fmt: skip
+    try:
+        hit = _CODE_CACHE.get(cache_key)
+    except TypeError:  # an unhashable value (a nested sequence where a text was expected)
+        code = _read_code(item, encodings)
+        return code, code.key
+    if hit is None:
+        code = _read_code(item, encodings)
+        if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+            _CODE_CACHE.clear()
+        hit = _CODE_CACHE[cache_key] = (code, code.key)
+    return hit
+
+
+def _first_code(seq: Any, encodings: list[str]) -> Code | None:
+    return _code_and_key(seq, encodings)[0]
+
+
 def walk(item: Dataset, encodings: list[str] | None = None) -> Node:
     """Reduce an SR document (or one content item) and its ContentSequence to :class:`Node`s, once."""
     if encodings is None:
         encodings = _encodings(item)
-    concept = _first_code(_sequence(item, _CONCEPT_NAME), encodings)
+    concept, concept_key = _code_and_key(_sequence(item, _CONCEPT_NAME), encodings)
     value_type = str(_text(item, _VALUE_TYPE, encodings) or "").strip()
     node = Node(
         value_type=value_type,
-        concept=concept.key if concept else "",
+        concept=concept_key,
         relationship=str(_text(item, _RELATIONSHIP, encodings) or "").strip(),
         concept_meaning=concept.meaning if concept else "",
     )

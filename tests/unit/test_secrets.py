@@ -98,7 +98,9 @@ def test_prod_mode_requires_vault(tmp_path):
         tmp_path, free_ports=False, env={"NMDOSE_RUNNING_MODE": "prod", "NMDOSE_AUTH_MODE": "keycloak"}
     )
     accounts = cfg_dir / "nmdose_accounts.yaml"
-    accounts.write_text(accounts.read_text().replace("issuer: null", "issuer: https://kc.example/realms/nmdose"))
+    accounts.write_text(
+        accounts.read_text().replace("issuer: null", "issuer: https://kc.example/realms/nmdose")
+    )
     with pytest.raises(ConfigError, match="expected vault in prod"):
         _ = load(cfg_dir).secrets
 

@@ -1,7 +1,8 @@
-"""``nmdose dose parse FILE... [--json]``: the offline dose parser, the contract other tools use.
+"""``nmdose dose parse|ingest|summary|worker``: the dose parser, its ingest into PostgreSQL and the spool worker.
 
-Exit status: 0 when every file parsed (``ok``) or holds no dose (``not_dose``); 1 when any file is ``error``.
-Files are processed one by one and printed as they are parsed; a bad file never stops the run.
+``parse FILE... [--json]`` is the offline contract other tools use. Exit status: 0 when every file parsed
+(``ok``) or holds no dose (``not_dose``); 1 when any file is ``error``. Files are processed one by one and
+printed as they are parsed; a bad file never stops the run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,30 @@ def register(subparsers: Any) -> None:
     parse.add_argument("files", nargs="+", metavar="FILE", help="DICOM files")
     parse.add_argument("--json", action="store_true", help="one JSON object per file (JSON Lines)")
     parse.set_defaults(func=parse_handler)
+    ingest = dose_sub.add_parser(
+        "ingest",
+        help="parse dose objects and store them in the dose schema (idempotent)",
+        epilog="Exit status: 0 unless a file went to the dead letters (1).",
+    )
+    ingest.add_argument("files", nargs="+", metavar="FILE|DIR", help="DICOM files or folders (walked)")
+    ingest.add_argument("--json", action="store_true", help="one JSON outcome per file (JSON Lines)")
+    ingest.add_argument("--source", default="cli", help="recorded as the objects' source (default: cli)")
+    ingest.set_defaults(func=ingest_handler)
+    summary = dose_sub.add_parser("summary", help="per protocol: N, median CTDIvol, DLP and activity")
+    summary.add_argument(
+        "--by",
+        choices=["description", "acquisition"],
+        default="description",
+        help="study description (exam type, default) or CT acquisition protocol",
+    )
+    summary.add_argument("--json", action="store_true")
+    summary.set_defaults(func=summary_handler)
+    worker = dose_sub.add_parser(
+        "worker", help="drain the dose spool (hooks of the dose PACS) into PostgreSQL"
+    )
+    worker.add_argument("--once", action="store_true", help="drain what is there, then exit")
+    worker.add_argument("--spool", default=None, help="spool folder (default: <var>/spool/dose)")
+    worker.set_defaults(func=worker_handler)
     dose.set_defaults(func=lambda args, ctx: (dose.print_help(), 2)[1])
 
 
@@ -65,3 +90,79 @@ def _row(result: dict[str, Any]) -> str:
     return (
         f"{result['status']:<8} {result['kind']:<24} {events!s:>6} {dlp:>11} {activity:>12}  {result['file']}"
     )
+
+
+def ingest_handler(args: argparse.Namespace, ctx: Any) -> int:
+    """Ingest files/folders; print one outcome per file; 1 when any went to the dead letters."""
+    from nmdose.dose.ingest import ingest_files
+
+    outcomes = ingest_files(ctx.config, args.files, source=args.source)
+    out = sys.stdout
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o["status"]] = counts.get(o["status"], 0) + 1
+        if args.json:
+            out.write(json.dumps(o, ensure_ascii=False) + "\n")
+        else:
+            line = f"{o['status']:<12} {o.get('kind') or '':<24} {o['file']}"
+            out.write(line + (f"\n             {o['error']}" if o.get("error") else "") + "\n")
+    if not args.json:
+        out.write("total: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "\n")
+    return 1 if counts.get("dead_letter") else 0
+
+
+def summary_handler(args: argparse.Namespace, ctx: Any) -> int:
+    """Print the per-protocol summary from the dose schema."""
+    from contextlib import closing
+
+    from nmdose.db import connect
+    from nmdose.dose.summary import protocol_summary
+
+    with closing(connect(ctx.config)) as conn:
+        rows = protocol_summary(conn, by=args.by)
+    if args.json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return 0
+    sys.stdout.write(_summary_table(rows, args.by))
+    return 0
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _summary_table(rows: list[dict[str, Any]], by: str) -> str:
+    title = "study description" if by == "description" else "CT acquisition protocol"
+    lines = [
+        f"{title:<36} {'N':>5} {'events':>6} {'CTDIvol mGy':>11} {'DLP mGy.cm':>11} {'activity MBq':>12}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{(r['protocol'] or '(none)')[:36]:<36} {r['n']:>5} {r['n_events']:>6} "
+            f"{_fmt(r['median_ctdivol_mgy']):>11} {_fmt(r['median_dlp_mgycm']):>11} "
+            f"{_fmt(r['median_activity_mbq']):>12}"
+        )
+    if not rows:
+        lines.append("(no dose records yet)")
+    lines.append(
+        "medians: CTDIvol per CT event, DLP per study (sum of its events)"
+        + (", activity per study" if by == "description" else "")
+    )
+    return "\n".join(lines) + "\n"
+
+
+def worker_handler(args: argparse.Namespace, ctx: Any) -> int:
+    """Run the spool worker in the foreground."""
+    from pathlib import Path
+
+    from nmdose.dose.spool import Worker
+
+    worker = Worker(ctx.config, Path(args.spool) if args.spool else None)
+    total = worker.run(once=args.once)
+    if args.once:
+        sys.stdout.write(
+            f"entries={total.entries} ingested={total.ingested} unchanged={total.unchanged} "
+            f"not_dose={total.not_dose} dead_letter={total.dead_letter}\n"
+        )
+    return 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from nmdose.dose.header import get_value
 from nmdose.dose.result import Report, empty_event, empty_source
 
 PHILIPS_CREATOR = "ELSCINT1"
@@ -25,10 +26,7 @@ ACQUISITION_TYPES = {
 
 
 def _safe(ds: Dataset, keyword: str) -> Any:
-    try:
-        return ds.get(keyword)
-    except Exception:
-        return None
+    return get_value(ds, keyword)
 
 
 def is_dose_screen(ds: Dataset) -> bool:

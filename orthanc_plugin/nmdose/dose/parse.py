@@ -15,10 +15,11 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from nmdose.dicom_sr import walk
+from nmdose.dicom_sr import item_text, sequence_items, walk
 from nmdose.dose import codes as C
 from nmdose.dose.ct_radiation_dose import is_ct_dose_report, read_ct_radiation_dose
 from nmdose.dose.dose_screen import is_dose_screen, read_dose_screen
+from nmdose.dose.header import get_value
 from nmdose.dose.merge import merge_study
 from nmdose.dose.nm_image_header import read_nm_image_header
 from nmdose.dose.pet_image_header import read_pet_image_header
@@ -114,10 +115,7 @@ def _charset(ds: Dataset) -> str:
 
 
 def _get(ds: Dataset, keyword: str) -> Any:
-    try:
-        return ds.get(keyword)
-    except Exception:
-        return None
+    return get_value(ds, keyword)
 
 
 def _header(ds: Dataset, result: dict[str, Any], report: Report) -> None:
@@ -204,15 +202,22 @@ def _structured_report(ds: Dataset, sop: str, result: dict[str, Any], report: Re
     result["status"] = "not_dose"
 
 
+_CONTENT_TEMPLATE_SEQUENCE = 0x0040A504
+_TEMPLATE_IDENTIFIER = 0x0040DB00
+
+
 def _check_template(ds: Dataset, title: str, report: Report) -> None:
-    seq = _get(ds, "ContentTemplateSequence")
+    try:  # read from the raw bytes like the content tree (pydicom's sequence conversion is slow)
+        seq = sequence_items(ds, _CONTENT_TEMPLATE_SEQUENCE)
+        found = str(item_text(seq[0], _TEMPLATE_IDENTIFIER) or "").strip() if seq else ""
+    except Exception:
+        seq, found = None, ""
     expected = TEMPLATE_BY_TITLE.get(title)
     if not seq:
         report.warn(
             "ContentTemplateSequence (0040,A504)", f"missing; read as TID {expected} from the document title"
         )
         return
-    found = str(_get(seq[0], "TemplateIdentifier") or "").strip()
     if expected and found != expected:
         report.warn(
             "ContentTemplateSequence (0040,A504)",

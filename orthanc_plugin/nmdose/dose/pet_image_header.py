@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from nmdose.dicom_sr import Code
 from nmdose.dose import codes as C
+from nmdose.dose.header import get_value
 from nmdose.dose.result import Report, coded, empty_administration, iso_datetime, parse_dt, parse_tm
 
 _NUCLIDE_TEXT = re.compile(r"(?i)\b(?:(F|C|N|O|Ga|Rb|Cu|Zr|I|Tc|In|Tl|Lu|Y|Ra|Sm)[-\s^]?(\d{1,3}m?)|(\d{1,3}m?)[-\s^]?"
@@ -25,10 +26,7 @@ _NUCLIDE_BY_TEXT = {k.lower(): k for k in C.RADIONUCLIDES}
 
 
 def _safe(ds: Dataset, keyword: str) -> Any:
-    try:
-        return ds.get(keyword)
-    except Exception:  # a value pydicom cannot convert: treat as absent (the caller warns where it matters)
-        return None
+    return get_value(ds, keyword)
 
 
 def _first_code(ds: Dataset, keyword: str) -> Code | None:

@@ -8,14 +8,12 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from nmdose.dose.header import get_value
 from nmdose.dose.result import Report
 
 
 def _safe(ds: Dataset, keyword: str) -> Any:
-    try:
-        return ds.get(keyword)
-    except Exception:
-        return None
+    return get_value(ds, keyword)
 
 
 def read_protocol(ds: Dataset, report: Report) -> dict[str, Any]:

@@ -1,0 +1,294 @@
+"""Dose ingest against the real stack: PostgreSQL, the Orthanc dose-PACS stand-in with its Lua hook, the spool
+worker the stack runs, DCMTK storescu, and the Conquest Lua import script run by a real Lua 5.1 interpreter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from pydicom.uid import generate_uid
+
+from nmdose.cli import main
+from nmdose.db import connect
+from nmdose.dose.ingest import ingest_files
+from nmdose.dose.spool import enqueue, spool_dir
+from nmdose.simulate import rdsr as R
+from nmdose.stack import _pid_alive, dicom_env
+from tests.support import REPO
+from tests.unit.dose.test_bad_input import _broken_corpus
+
+pytestmark = pytest.mark.integration
+
+LUA = shutil.which("lua5.1")
+STORESCU = shutil.which("storescu")
+
+
+def _query(cfg, sql: str, params: tuple = ()) -> list[tuple]:
+    with closing(connect(cfg)) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _counts(cfg, study: str) -> dict[str, int]:
+    out = {}
+    for table in ("object", "study", "ct_event", "radiopharmaceutical", "series_protocol"):
+        (n,) = _query(cfg, f"SELECT count(*) FROM dose.{table} WHERE study_instance_uid = %s", (study,))[0]
+        out[table] = n
+    return out
+
+
+def _wait(predicate, timeout_s: float = 20.0, step: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def _pet_ct_study(folder: Path, *, events: int = 2) -> tuple[R.DoseStudyInfo, list[Path]]:
+    """A PET-CT study: CT RDSR, radiopharmaceutical RDSR, one PET image header."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study = R.DoseStudyInfo(study_instance_uid=generate_uid(), study_description="PET-CT WB nmdose-test")
+    ct_events = [R.CtAcquisition(acquisition_protocol=f"WB {i}", dlp_mgycm=100.0 + i) for i in range(events)]
+    admin = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
+    files = [
+        R.save(R.ct_radiation_dose_sr(study, ct_events, series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "ct.dcm"),
+        R.save(R.radiopharmaceutical_dose_sr(study, admin, series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "rrdsr.dcm"),
+        R.save(R.pet_nm_image_header(study, admin, modality="PT", series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "pet.dcm"),
+    ]  # fmt: skip
+    return study, files
+
+
+@pytest.fixture
+def tmp(tmp_path_factory) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="nmdose-dose-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_ingesting_twice_adds_nothing_and_a_continued_rdsr_adds_only_new_events(stack, tmp):
+    study, files = _pet_ct_study(tmp / "a", events=2)
+    first = ingest_files(stack.cfg, files)
+    assert [o["status"] for o in first] == ["ingested"] * 3
+    before = _counts(stack.cfg, study.study_instance_uid)
+    assert before == {"object": 3, "study": 1, "ct_event": 2, "radiopharmaceutical": 1, "series_protocol": 3}
+    again = ingest_files(stack.cfg, files)
+    assert [o["status"] for o in again] == ["unchanged"] * 3
+    assert _counts(stack.cfg, study.study_instance_uid) == before
+    # a cumulative RDSR repeating the two events plus a third, and a continued one with a fourth only
+    events = [R.CtAcquisition(acquisition_protocol=f"WB {i}", dlp_mgycm=100.0 + i) for i in range(2)]
+    old = R.ct_radiation_dose_sr(study, events, series_uid=generate_uid(), sop_uid=generate_uid())
+    old_uids = [
+        row[0]
+        for row in _query(
+            stack.cfg,
+            "SELECT irradiation_event_uid FROM dose.ct_event WHERE study_instance_uid = %s ORDER BY ordinal",
+            (study.study_instance_uid,),
+        )
+    ]
+    for event, uid in zip(events, old_uids, strict=True):
+        event.irradiation_event_uid = uid
+    third = R.CtAcquisition(acquisition_protocol="WB 2", dlp_mgycm=50.0)
+    cumulative = R.ct_radiation_dose_sr(
+        study, [*events, third], series_uid=generate_uid(), sop_uid=generate_uid()
+    )
+    continued = R.ct_radiation_dose_sr(study, [R.CtAcquisition(acquisition_protocol="WB 3", dlp_mgycm=25.0)],
+                                       series_uid=generate_uid(), sop_uid=generate_uid())  # fmt: skip
+    del old
+    extra = [R.save(cumulative, tmp / "cumulative.dcm"), R.save(continued, tmp / "continued.dcm")]
+    assert [o["status"] for o in ingest_files(stack.cfg, extra)] == ["ingested", "ingested"]
+    rows = _query(
+        stack.cfg,
+        "SELECT ct_event_count, ct_total_dlp_mgycm, ct_effective_dose_msv, nm_total_activity_mbq, "
+        "nm_effective_dose_msv, total_effective_dose_msv, activity_per_kg_mbq FROM dose.study "
+        "WHERE study_instance_uid = %s",
+        (study.study_instance_uid,),
+    )
+    count, dlp, ct_e, activity, nm_e, total, per_kg = rows[0]
+    assert count == 4 and dlp == pytest.approx(100 + 101 + 50 + 25)
+    assert ct_e == pytest.approx(dlp * 0.0145)  # chest, adult, ICRP 103 (Deak 2010)
+    assert activity == pytest.approx(370.0) and nm_e == pytest.approx(370.0 * 0.019)  # FDG, ICRP 128
+    assert total == pytest.approx(ct_e + nm_e) and per_kg == pytest.approx(370.0 / 70.0)
+    (adm,) = _query(
+        stack.cfg,
+        "SELECT source, injection_time_difference_s, header_activity_mbq FROM dose.radiopharmaceutical "
+        "WHERE study_instance_uid = %s",
+        (study.study_instance_uid,),
+    )
+    assert adm == ("rrdsr", 0.0, 370.0)
+
+
+def test_a_file_that_fails_goes_to_the_dead_letters_and_the_others_are_ingested(stack, tmp):
+    study, files = _pet_ct_study(tmp / "b")
+    bad = tmp / "b" / "garbage.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + os.urandom(500))
+    outcomes = {Path(o["file"]).name: o for o in ingest_files(stack.cfg, [tmp / "b"])}
+    assert outcomes["garbage.dcm"]["status"] == "dead_letter"
+    assert all(outcomes[f.name]["status"] == "ingested" for f in files)
+    (row,) = _query(
+        stack.cfg, "SELECT attempts, error FROM dose.dead_letter WHERE file_path = %s", (str(bad),)
+    )
+    assert row[0] == 1 and str(bad) in row[1]
+    ingest_files(stack.cfg, [bad])
+    assert _query(stack.cfg, "SELECT attempts FROM dose.dead_letter WHERE file_path = %s", (str(bad),)) == [
+        (2,)
+    ]
+
+
+@pytest.mark.skipif(STORESCU is None, reason="DCMTK storescu not installed")
+def test_storescu_into_the_dose_pacs_stand_in_gives_rows_within_seconds(stack, tmp):
+    study, files = _pet_ct_study(tmp / "c", events=3)
+    node = stack.cfg.dose_node
+    argv = [
+        STORESCU,
+        "-R",
+        "-aet",
+        "NMDOSE_TEST",
+        "-aec",
+        node.aet,
+        "127.0.0.1",
+        str(node.port),
+        *map(str, files),
+    ]
+    started = time.monotonic()
+    proc = subprocess.run(argv, env=dicom_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    uid = study.study_instance_uid
+    done = _wait(lambda: _counts(stack.cfg, uid)["object"] == 3 and _counts(stack.cfg, uid), timeout_s=15)
+    elapsed = time.monotonic() - started
+    assert done and done["ct_event"] == 3 and done["radiopharmaceutical"] == 1, done
+    assert elapsed < 15
+    sources = _query(
+        stack.cfg, "SELECT DISTINCT source FROM dose.object WHERE study_instance_uid = %s", (uid,)
+    )
+    assert sources == [("orthanc",)]
+    # re-sending the same files adds nothing
+    before = _counts(stack.cfg, uid)
+    proc = subprocess.run(argv, env=dicom_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    spool = spool_dir(stack.cfg)
+    assert _wait(lambda: not any((spool / "incoming").glob("*.job")), timeout_s=15)
+    assert _counts(stack.cfg, uid) == before
+    (seen,) = _query(
+        stack.cfg, "SELECT min(times_seen) FROM dose.object WHERE study_instance_uid = %s", (uid,)
+    )
+    assert seen[0] == 2
+    assert not any((spool / "objects").glob("*.dcm"))  # the hook's copies are removed once ingested
+
+
+def test_broken_corpus_through_the_running_worker_gives_dead_letters_and_the_worker_stays_alive(stack, tmp):
+    (tmp / "broken").mkdir()
+    corpus = _broken_corpus(tmp / "broken")
+    study, good = _pet_ct_study(tmp / "good")
+    spool = spool_dir(stack.cfg)
+    worker = stack.stack.dose_worker_status()
+    assert worker.state == "running"
+    for path, _what in corpus:
+        enqueue(spool, path, source="broken-corpus")
+    for path in good:
+        enqueue(spool, path, source="broken-corpus")
+    assert _wait(lambda: not any((spool / "incoming").glob("*.job")), timeout_s=60)
+    assert _pid_alive(worker.pid) and stack.stack.dose_worker_status().state == "running"
+    assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 2
+    errors = {str(p) for p, what in corpus if what in ("random", "empty", "missing")}
+    dead = {
+        r[0]
+        for r in _query(stack.cfg, "SELECT file_path FROM dose.dead_letter WHERE source = 'broken-corpus'")
+    }
+    assert errors <= dead, errors - dead
+    assert len(dead) >= 20
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+def test_conquest_lua_script_spools_dose_objects_and_the_worker_drains_them(stack, tmp):
+    """The real Lua script with the globals Conquest gives it; Data:Write emulated by copying the file."""
+    study, files = _pet_ct_study(tmp / "d")
+    ct_image = R.pet_nm_image_header(study, R.RadiopharmaceuticalAdministration(), modality="PT",
+                                     series_uid=generate_uid(), sop_uid=generate_uid())  # fmt: skip
+    ct_image.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage: must be ignored
+    ct_image.Modality = "CT"
+    ignored = R.save(ct_image, tmp / "d" / "ct-image.dcm")
+    spool = tmp / "spool"
+    for sub in ("incoming", "objects"):
+        (spool / sub).mkdir(parents=True)
+    script = REPO / "conquest" / "lua" / "nmdose_import.lua"
+    results = []
+    for path in [*files, ignored]:
+        from pydicom import dcmread
+
+        ds = dcmread(path, stop_before_pixels=True)
+        prelude = f"""
+            NMDOSE_SPOOL = [==[{spool}]==]
+            Filename = [==[{path}]==]
+            Association = {{Calling = 'MODALITY1', Called = 'NMDOSE'}}
+            local source = Filename
+            Data = {{SOPClassUID = '{ds.SOPClassUID}', Modality = '{ds.Modality}',
+                     SOPInstanceUID = '{ds.SOPInstanceUID}'}}
+            function Data:Write(target)
+              local i = assert(io.open(source, 'rb')); local bytes = i:read('*a'); i:close()
+              local o = assert(io.open(target, 'wb')); o:write(bytes); o:close()
+            end
+        """
+        proc = subprocess.run([LUA, "-e", prelude, str(script)], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0 and proc.stdout == "", (proc.stdout, proc.stderr)
+        results.append(proc)
+    entries = sorted((spool / "incoming").glob("*.job"))
+    assert len(entries) == 3  # the CT image was ignored
+    assert not list((spool / "incoming").glob(".*"))  # no half-written entries left
+    assert main([*stack.cli_args(), "dose", "worker", "--once", "--spool", str(spool)]) == 0
+    assert not list((spool / "incoming").glob("*.job")) and len(list((spool / "done").glob("*.job"))) == 3
+    assert not list((spool / "objects").glob("*.dcm"))
+    counts = _counts(stack.cfg, study.study_instance_uid)
+    assert counts["object"] == 3 and counts["ct_event"] == 2 and counts["radiopharmaceutical"] == 1
+    sources = _query(stack.cfg, "SELECT DISTINCT source FROM dose.object WHERE study_instance_uid = %s",
+                     (study.study_instance_uid,))  # fmt: skip
+    assert sources == [("conquest",)]
+
+
+def test_ingest_and_summary_commands(stack, tmp, capsys):
+    study, files = _pet_ct_study(tmp / "e")
+    assert main([*stack.cli_args(), "dose", "ingest", str(tmp / "e"), "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3
+    assert main([*stack.cli_args(), "dose", "summary"]) == 0
+    table = capsys.readouterr().out
+    assert "PET-CT WB nmdose-test" in table and "CTDIvol" in table
+    assert main([*stack.cli_args(), "dose", "summary", "--by", "acquisition", "--json"]) == 0
+    assert '"protocol": "WB 0"' in capsys.readouterr().out
+
+
+def test_worker_keeps_entries_while_the_database_is_away_and_ingests_them_later(stack, tmp):
+    import dataclasses
+
+    from nmdose.dose.spool import Worker
+    from nmdose.errors import DatabaseError
+    from nmdose.stack import free_port
+
+    study, files = _pet_ct_study(tmp / "f")
+    spool = tmp / "spool-f"
+    for path in files:
+        enqueue(spool, path, source="outage")
+    away = dataclasses.replace(
+        stack.cfg, postgresql=stack.cfg.postgresql.model_copy(update={"port": free_port()})
+    )
+    worker = Worker(away, spool)
+    assert worker.step().entries == 0  # logged, not raised
+    with pytest.raises(DatabaseError, match="entries kept"):
+        Worker(away, spool).run(once=True)
+    assert len(list((spool / "incoming").glob("*.job"))) == 3
+    total = Worker(stack.cfg, spool).run(once=True)
+    assert (total.entries, total.ingested) == (3, 3)
+    assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 2
