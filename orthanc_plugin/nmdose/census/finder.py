@@ -10,7 +10,6 @@ back as ``FindResult(capped=True)``.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -120,10 +119,13 @@ class OrthancFinder:
         self.limit = node.find_limit
 
     def _query(self, level: str, query: dict[str, str]) -> tuple[list[dict], bool]:
-        body = {"Level": level, "Query": query, "Normalize": False, "Timeout": int(self.node.timeout_s)}
         try:
-            created = self.rest.post(
-                f"/modalities/{self.node.name}/query", body, timeout_s=self.node.timeout_s + 30
+            answers = self.rest.cfind(
+                self.node.name,
+                level,
+                query,
+                timeout_s=self.node.timeout_s + 30,
+                dicom_timeout_s=self.node.timeout_s,
             )
         except PacsTimeout:
             raise
@@ -131,12 +133,6 @@ class OrthancFinder:
             if is_capped_error(str(exc)):
                 return [], True
             raise
-        qid = created["ID"]
-        try:
-            answers = self.rest.get(f"/queries/{qid}/answers", params={"expand": "", "simplify": ""})
-        finally:
-            with contextlib.suppress(PacsError):  # Orthanc drops old queries itself; never fail for this
-                self.rest.delete(f"/queries/{qid}")
         return answers, False
 
     def find_studies(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import psycopg2
@@ -25,6 +26,25 @@ def connect(cfg: Config, database: str | None = None, *, autocommit: bool = Fals
         ) from None
     conn.autocommit = autocommit
     return conn
+
+
+class ThreadLocalConnection:
+    """One connection per thread (worker pools), opened on first use and reopened after it broke."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self._local = threading.local()
+
+    def get(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = connect(self.cfg)
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
 
 
 def json_adapter(value):

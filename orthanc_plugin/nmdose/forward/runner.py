@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from nmdose.config import Config
-from nmdose.db import connect, queue
+from nmdose.db import ThreadLocalConnection, queue
 from nmdose.errors import PacsError
 from nmdose.forward import sender
 from nmdose.forward.facts import OrthancFacts
@@ -217,21 +216,16 @@ class Forwarder:
         self.rest = rest
         self.now = now
         self.destination = cfg.dose_node.name
-        self._local = threading.local()
+        self._db = ThreadLocalConnection(cfg)
         self.studies_done = 0
         self.instances_sent = 0
 
     def conn(self):
         """This thread's database connection (the plugin runs several workers)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = connect(self.cfg)
-        return conn
+        return self._db.get()
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        self._db.close()
 
     def plan(
         self, study_uid: str, *, force: bool = False

@@ -3,6 +3,7 @@ the GIL while waiting instead of holding it as `orthanc.RestApi*` does on plugin
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import requests
@@ -68,3 +69,24 @@ class OrthancHttp:
 
     def delete(self, path: str, **kw) -> None:
         self.request("DELETE", path, **kw)
+
+    def cfind(
+        self,
+        modality: str,
+        level: str,
+        query: dict[str, str],
+        *,
+        timeout_s: float | None = None,
+        dicom_timeout_s: float | None = None,
+    ) -> list:
+        """C-FIND through Orthanc (`/modalities/{id}/query`, `"Normalize": false` so no tag is dropped), answers
+        expanded and simplified; the query is deleted afterwards (Orthanc keeps only the 100 newest)."""
+        body: dict[str, Any] = {"Level": level, "Query": query, "Normalize": False}
+        if dicom_timeout_s is not None:
+            body["Timeout"] = int(dicom_timeout_s)
+        created = self.post(f"/modalities/{modality}/query", body, timeout_s=timeout_s)
+        try:
+            return self.get(f"/queries/{created['ID']}/answers", params={"expand": "", "simplify": ""})
+        finally:
+            with contextlib.suppress(PacsError):
+                self.delete(f"/queries/{created['ID']}")

@@ -182,15 +182,7 @@ def resolve(rows: list[CsvRow], rest: OrthancHttp, source: str) -> list[Resoluti
     }
     for row in rows:
         try:
-            q = rest.post(
-                f"/modalities/{source}/query",
-                {"Level": "Study", "Query": wanted | row.query(), "Normalize": False},
-            )
-            try:
-                answers = rest.get(f"/queries/{q['ID']}/answers", params={"expand": "", "simplify": ""})
-            finally:
-                with contextlib.suppress(PacsError):
-                    rest.delete(f"/queries/{q['ID']}")
+            answers = rest.cfind(source, "Study", wanted | row.query())
             out.append(Resolution(row, [a for a in answers if a.get("StudyInstanceUID")]))
         except PacsError as exc:
             out.append(Resolution(row, error=str(exc)))

@@ -242,23 +242,11 @@ class Verification:
 
 def announced_series(rest: OrthancHttp, source: Node, study_uid: str) -> dict[str, int | None]:
     """SeriesInstanceUID -> NumberOfSeriesRelatedInstances as the source announces them (series-level C-FIND)."""
-    q = rest.post(
-        f"/modalities/{source.name}/query",
-        {
-            "Level": "Series",
-            "Normalize": False,
-            "Query": {
-                "StudyInstanceUID": study_uid,
-                "SeriesInstanceUID": "",
-                "NumberOfSeriesRelatedInstances": "",
-            },
-        },
+    answers = rest.cfind(
+        source.name,
+        "Series",
+        {"StudyInstanceUID": study_uid, "SeriesInstanceUID": "", "NumberOfSeriesRelatedInstances": ""},
     )
-    try:
-        answers = rest.get(f"/queries/{q['ID']}/answers", params={"expand": "", "simplify": ""})
-    finally:
-        with contextlib.suppress(PacsError):
-            rest.delete(f"/queries/{q['ID']}")
     result: dict[str, int | None] = {}
     for a in answers:
         n = a.get("NumberOfSeriesRelatedInstances")

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from nmdose.config import Config
-from nmdose.db import connect, queue
+from nmdose.db import ThreadLocalConnection, connect, queue
 from nmdose.errors import PacsError
 from nmdose.logfiles import attach_log_file
 from nmdose.pacs.orthanc_http import OrthancHttp
@@ -187,7 +187,7 @@ class Retriever:
         self.backend = backend or cfg.retrieve.backend
         self.now = now
         self.moves = threading.BoundedSemaphore(cfg.retrieve.concurrency)
-        self._local = threading.local()
+        self._db = ThreadLocalConnection(cfg)
         self.studies_done = 0
         self.instances_done = 0
         self.bytes_done = 0
@@ -200,15 +200,10 @@ class Retriever:
         return OrthancMover(self.rest, source, target, timeout_s=max(600, source.timeout_s * 60))
 
     def _conn(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = connect(self.cfg)
-        return conn
+        return self._db.get()
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        self._db.close()
 
     # ----- the job
     def handle(self, job: queue.Job) -> None:
