@@ -7,6 +7,7 @@ conventions. Callbacks return at once: real work goes to worker threads through 
 import json
 import logging
 import sys
+import urllib.parse
 
 import orthanc
 
@@ -61,9 +62,9 @@ def on_rest(output, uri, **request):
     body = request.get("body") or b""
     if isinstance(body, str):
         body = body.encode()
-    response = plugin.handle_rest(
-        request["method"], path, request.get("get") or {}, request.get("headers") or {}, body
-    )
+    # Orthanc 1.10.1 with Python plugin 4.0 hands GET values over still percent-encoded ("E2E+head").
+    query = {k: urllib.parse.unquote_plus(v) for k, v in (request.get("get") or {}).items()}
+    response = plugin.handle_rest(request["method"], path, query, request.get("headers") or {}, body)
     for key, value in response.headers.items():
         if key != "Allow":
             output.SetHttpHeader(key, value)
@@ -81,3 +82,12 @@ def on_rest(output, uri, **request):
 
 orthanc.RegisterOnChangeCallback(on_change)
 orthanc.RegisterRestCallback("/nmdose/(.*)", on_rest)
+
+# Orthanc Explorer: a "nmdose" button on the home page, "dose for this study" on a study's page.
+from nmdose.web.pages import orthanc_explorer_js  # noqa: E402
+
+orthanc.ExtendOrthancExplorer(orthanc_explorer_js())
+if hasattr(orthanc, "SetRootUri"):  # newer Python plugins list nmdose among the plugins with this page
+    orthanc.SetRootUri("/nmdose/ui/")
+if hasattr(orthanc, "SetDescription"):
+    orthanc.SetDescription("nmdose: research PACS statistics and patient dose")

@@ -1,0 +1,111 @@
+"""Web pages and API without a database: parameter validation, escaping, static files, CSV."""
+
+import csv
+import hashlib
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from nmdose.web import pages
+from nmdose.web import queries as Q
+from nmdose.web.router import Request, Router
+
+
+@pytest.fixture
+def router():
+    r = Router()
+    pages.register_routes(r, SimpleNamespace(cfg=None))  # no route below may reach the database
+    return r
+
+
+def get(router, path, **query):
+    return router.dispatch(Request("GET", path, query={k: str(v) for k, v in query.items()}))
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "message"),
+    [
+        ("/api/dose/ct-protocols", {"from": "2024-13-01"}, "parameter 'from' must be a date"),
+        ("/api/dose/ct-protocols", {"from": "2024-02-01", "to": "2024-01-01"}, "'from' is after 'to'"),
+        ("/api/dose/ct-protocols", {"group": "scanner"}, "parameter 'group' must be one of protocol"),
+        ("/api/dose/ct-protocols", {"colour": "red"}, "unknown parameter 'colour'"),
+        ("/api/dose/ct-events", {"limit": "0"}, "parameter 'limit' must be between 1 and 100000"),
+        ("/api/dose/ct-events", {"limit": "ten"}, "parameter 'limit' must be an integer"),
+        ("/api/dose/activity", {"weight_min": "nan"}, "parameter 'weight_min' must be a non-negative"),
+        ("/api/dose/activity", {"sex": "X"}, "parameter 'sex' must be one of M, F, O"),
+        ("/api/research/yearly", {"from_year": "20x4"}, "parameter 'from_year' must be an integer"),
+        ("/api/research/yearly", {"format": "xml"}, "parameter 'format' must be one of json, csv"),
+        ("/api/dose/study/1.2.3", {"x": "1"}, "unknown parameter 'x'"),
+        ("/api/dose/ct-protocols", {"protocol": "x" * 300}, "longer than 256"),
+    ],
+)
+def test_bad_parameters_answer_400_with_a_message(router, path, query, message):
+    resp = get(router, path, **query)
+    assert resp.status == 400
+    assert message in json.loads(resp.body)["error"]
+
+
+def test_study_page_escapes_the_uid_from_the_url(router):
+    resp = get(router, '/ui/study/<img src=x onerror="alert(1)">')
+    text = resp.body.decode()
+    assert resp.status == 200 and resp.content_type.startswith("text/html")
+    assert "<img" not in text
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
+
+
+@pytest.mark.parametrize("page", ["/ui", "/ui/", "/ui/research", "/ui/dose", "/ui/study/1.2.3"])
+def test_pages_are_html_loading_only_vendored_scripts(router, page):
+    resp = get(router, page)
+    text = resp.body.decode()
+    assert resp.status == 200 and resp.content_type == "text/html; charset=utf-8"
+    assert "static/chart.umd.min.js" in text and "static/nmdose.js" in text
+    assert "http://" not in text and "https://" not in text  # no CDN: works offline
+    assert 'id="lang-toggle"' in text
+
+
+@pytest.mark.parametrize(
+    ("name", "ctype"),
+    [
+        ("chart.umd.min.js", "text/javascript; charset=utf-8"),
+        ("nmdose.js", "text/javascript; charset=utf-8"),
+        ("nmdose.css", "text/css; charset=utf-8"),
+        ("chart.js.LICENSE.md", "text/plain; charset=utf-8"),
+    ],
+)
+def test_static_files_are_served_with_their_content_type(router, name, ctype):
+    resp = get(router, f"/static/{name}")
+    assert resp.status == 200 and resp.content_type == ctype
+    assert resp.body == (pages.STATIC_DIR / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["..%2Fpages.py", "pages.py", "missing.js", ".hidden.js", "__init__.py"])
+def test_static_route_serves_nothing_else(router, name):
+    assert get(router, f"/static/{name}").status == 404
+
+
+def test_vendored_chartjs_is_the_npm_build_with_its_license():
+    head = (pages.STATIC_DIR / "chart.umd.min.js").read_text()[:200]
+    assert "Chart.js v4" in head and "MIT" in head
+    assert "MIT License" in (pages.STATIC_DIR / "chart.js.LICENSE.md").read_text()
+
+
+def test_nmdose_js_never_writes_html_from_data():
+    js = (pages.STATIC_DIR / "nmdose.js").read_text()
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "document.write" not in js
+
+
+def test_csv_has_header_and_rows_and_joins_lists():
+    text = Q.to_csv([{"a": 1, "b": ["CT", "PT"], "c": None}, {"a": 2.5, "b": "x,y", "c": "é"}])
+    assert list(csv.reader(io.StringIO(text))) == [["a", "b", "c"], ["1", "CT\\PT", ""], ["2.5", "x,y", "é"]]
+
+
+def test_orthanc_study_id_is_the_sha1_of_patient_and_study_in_dashed_groups():
+    sha = hashlib.sha1(b"P1|1.2.3").hexdigest()
+    assert Q.orthanc_study_id("P1", "1.2.3") == "-".join(sha[i : i + 8] for i in range(0, 40, 8))
+
+
+def test_orthanc_explorer_js_adds_the_two_buttons():
+    js = pages.orthanc_explorer_js()
+    assert "nmdose/ui/" in js and "dose for this study" in js and "nmdose/ui/study/" in js
