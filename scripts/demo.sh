@@ -32,4 +32,9 @@ if $N dose --help 2>/dev/null | grep -q summary; then
   $N dose summary || true
 fi
 
+HTTP=$($N config check --json | .venv/bin/python -c 'import json,sys; n=json.load(sys.stdin)["nodes"]["researchPACS"]; print("http://%s:%s" % (n["host"], n["http_port"]))')
+echo "== pages (research PACS):"
+echo "   $HTTP/nmdose/ui/research   studies per year and exam type, corrections, retrieval state"
+echo "   $HTTP/nmdose/ui/dose       dose per protocol (CTDIvol, DLP, activity), filters, CSV export"
+echo "   $HTTP/app/explorer.html    Orthanc Explorer (nmdose button)"
 echo "== demo done. Stop everything with: make stop"
