@@ -160,7 +160,10 @@ def format_ds(value: float) -> str:
 
 @dataclass(slots=True)
 class Node:
-    """One content item reduced to what the dose readers use; built once per file by :func:`walk`."""
+    """One content item reduced to what the dose readers use; built once per file by :func:`walk`.
+
+    Read-only once built: the walk shares the Node of a leaf item between documents with identical bytes.
+    """
 
     value_type: str
     concept: str  # code key, "" when the item has no concept name
@@ -214,6 +217,13 @@ _URN_CODE_VALUE = 0x00080120
 
 def _encodings(ds: Dataset) -> list[str]:
     try:
+        elem = ds._dict.get(0x00080005)
+        raw = elem.value if elem is not None else None
+        if (
+            type(raw) is bytes and raw.isascii()
+        ):  # the raw declaration (read as pydicom would, without its layers)
+            text = raw.decode("ascii").strip(" \x00")
+            return convert_encodings([t.strip() for t in text.split("\\")] if "\\" in text else text or None)
         return convert_encodings(ds.get("SpecificCharacterSet"))
     except Exception:  # unknown or malformed declaration: decode as Latin-1, the readers warn on the text
         return ["iso8859"]
@@ -475,6 +485,14 @@ def walk(item: Dataset, encodings: list[str] | None = None) -> Node:
     """Reduce an SR document (or one content item) and its ContentSequence to :class:`Node`s, once."""
     if encodings is None:
         encodings = _encodings(item)
+    if type(item) is not dict:
+        fast = _walk_document_fast(item, encodings)
+        if fast is not None:
+            return fast
+    return _walk(item, encodings)
+
+
+def _walk(item: Any, encodings: list[str]) -> Node:
     concept, concept_key = _code_and_key(_sequence(item, _CONCEPT_NAME), encodings)
     value_type = str(_text(item, _VALUE_TYPE, encodings) or "").strip()
     node = Node(
@@ -501,5 +519,276 @@ def walk(item: Dataset, encodings: list[str] | None = None) -> Node:
         node.value = _text(item, _PERSON_NAME, encodings)
     children = _sequence(item, _CONTENT)
     if children:
-        node.children = [walk(child, encodings) for child in children]
+        node.children = [_walk(child, encodings) for child in children]
     return node
+
+
+# ------------------------------------------------------------------------------------------ single-pass walk
+#
+# The common case, an explicit VR little endian document whose ContentSequence pydicom has left as raw bytes, is
+# reduced to Nodes in one pass over those bytes: no intermediate dict per item, and the code sequences (concept
+# names, units, coded values: the same few hundred byte strings in every report) are looked up by their raw bytes
+# before being parsed at all. Anything this pass does not expect (a UN sequence, a delimiter out of place, a
+# length past the end) makes it give up and the general walk above reads the document, so both give the same
+# Nodes or the same error.
+
+
+class _Unusual(Exception):
+    """Outside what the single-pass walk reads; the general walk takes over."""
+
+
+_ITEM_DELIMITER = b"\xfe\xff\x0d\xe0"
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
+_SPAN_CACHE: dict[tuple, Any] = {}
+_SPAN_CACHE_MAX = 50000
+# Leaf content items of defined length (a kVp, a pitch, an acquisition type, a phantom...) repeat across the
+# events and reports of a department byte for byte: the Node of identical bytes is shared (Nodes are read-only).
+_LEAF_CACHE: dict[tuple, Node] = {}
+_LEAF_MAX_BYTES = 512
+_VALUE_ELEMENTS = frozenset({0xA120, 0xA123, 0xA124, 0xA160})  # DateTime, PersonName, UID, TextValue
+
+
+def _walk_document_fast(ds: Dataset, encodings: list[str]) -> Node | None:
+    elem = ds._dict.get(_CONTENT)
+    if elem is None or not isinstance(elem.value, (bytes, bytearray)):
+        return None
+    if elem.is_implicit_VR or not elem.is_little_endian:
+        return None
+    try:
+        node = _walk(_without_content(ds), encodings)
+        value = bytes(elem.value)
+        node.children, _ = _content_items(value, 0, len(value), _enc_key(encodings), encodings)
+    except Exception:  # anything unexpected: the general walk reads it (and words any error)
+        return None
+    return node
+
+
+class _Shallow:
+    """A dataset stand-in without its ContentSequence (the root's own concept, value type...)."""
+
+    __slots__ = ("_dict",)
+
+    def __init__(self, d: dict):
+        self._dict = d
+
+
+def _without_content(ds: Dataset) -> Any:
+    d = {tag: e for tag, e in ds._dict.items() if tag != _CONTENT}
+    return _Shallow(d)
+
+
+def _enc_key(encodings: list[str]) -> Any:
+    return encodings[0] if len(encodings) == 1 else tuple(encodings)
+
+
+def _content_items(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[str]) -> tuple[list[Node], int]:
+    nodes: list[Node] = []
+    header = _ITEM_HEADER
+    while pos + 8 <= limit:
+        group, element, length = header(buf, pos)
+        pos += 8
+        if group != 0xFFFE:
+            raise _Unusual
+        if element == 0xE000:
+            if length == 0xFFFFFFFF:
+                node, pos = _content_item(buf, pos, limit, True, ek, encodings)
+            else:
+                end = pos + length
+                if end > limit:
+                    raise _Unusual
+                if length <= _LEAF_MAX_BYTES:
+                    key = (buf[pos:end], ek)
+                    node = _LEAF_CACHE.get(key)
+                    if node is None:
+                        node, _ = _content_item(buf, pos, end, False, ek, encodings)
+                        if not node.children:
+                            if len(_LEAF_CACHE) >= _SPAN_CACHE_MAX:
+                                _LEAF_CACHE.clear()
+                            _LEAF_CACHE[key] = node
+                else:
+                    node, _ = _content_item(buf, pos, end, False, ek, encodings)
+                pos = end
+            nodes.append(node)
+        elif element == 0xE0DD:
+            return nodes, pos
+        else:
+            raise _Unusual
+    return nodes, pos
+
+
+def _content_item(
+    buf: bytes, pos: int, limit: int, delimited: bool, ek: Any, encodings: list[str]
+) -> tuple[Node, int]:
+    header, uint32, long_vrs = _EXPLICIT_LE_HEADER, _UINT32_LE, _LONG_VRS
+    relationship = value_type = b""
+    concept: tuple[Code | None, str] = (None, "")
+    values: dict[int, bytes] = {}
+    measured: tuple[Any, Code | None] | None = None
+    coded: Code | None = None
+    children: list[Node] = []
+    while True:
+        if pos + 8 > limit:
+            if delimited:
+                raise _Unusual
+            break
+        group, element, vr, length = header(buf, pos)
+        if group == 0xFFFE:
+            if element == 0xE00D and delimited:
+                pos += 8
+                break
+            raise _Unusual
+        if vr in long_vrs:
+            (length,) = uint32(buf, pos + 8)
+            pos += 12
+            if vr == b"SQ":
+                if group == 0x0040:
+                    if element == 0xA730:
+                        if length == 0xFFFFFFFF:
+                            children, pos = _content_items(buf, pos, limit, ek, encodings)
+                        else:
+                            end = pos + length
+                            if end > limit:
+                                raise _Unusual
+                            children, _ = _content_items(buf, pos, end, ek, encodings)
+                            pos = end
+                        continue
+                    if element == 0xA043:
+                        concept, pos = _span(buf, pos, length, limit, 1, ek, encodings)
+                        continue
+                    if element == 0xA300:
+                        measured, pos = _span(buf, pos, length, limit, 2, ek, encodings)
+                        continue
+                    if element == 0xA168:
+                        coded_pair, pos = _span(buf, pos, length, limit, 1, ek, encodings)
+                        coded = coded_pair[0]
+                        continue
+                pos = _skip_sequence(buf, pos, length, limit)
+                continue
+            if length == 0xFFFFFFFF or vr == b"UN":
+                raise _Unusual
+        else:
+            pos += 8
+        end = pos + length
+        if end > limit:
+            raise _Unusual
+        if group == 0x0040:
+            if element == 0xA010:
+                relationship = buf[pos:end]
+            elif element == 0xA040:
+                value_type = buf[pos:end]
+            elif element in _VALUE_ELEMENTS:
+                values[element] = buf[pos:end]
+        pos = end
+    vt = _short_text(value_type, encodings)
+    node = Node(
+        value_type=vt,
+        concept=concept[1],
+        relationship=_short_text(relationship, encodings),
+        concept_meaning=concept[0].meaning if concept[0] else "",
+    )
+    if vt == "NUM":
+        if measured is not None:
+            node.value, node.unit = measured
+    elif vt == "CODE":
+        node.value = coded
+    elif vt == "TEXT":
+        node.value = _decode(values.get(0xA160), encodings)
+    elif vt == "UIDREF":
+        node.value = _decode(values.get(0xA124), encodings)
+    elif vt == "DATETIME":
+        node.value = _decode(values.get(0xA120), encodings)
+    elif vt == "PNAME":
+        node.value = _decode(values.get(0xA123), encodings)
+    if children:
+        node.children = children
+    return node, pos
+
+
+_SHORT: dict[bytes, str] = {}
+
+
+def _short_text(raw: bytes, encodings: list[str]) -> str:
+    """RelationshipType / ValueType (a handful of distinct values) as the general walk words them."""
+    hit = _SHORT.get(raw)
+    if hit is None:
+        hit = str(_decode(raw, encodings) or "").strip()
+        if len(_SHORT) < 1000:
+            _SHORT[raw] = hit
+    return hit
+
+
+def _decode(raw: bytes | None, encodings: list[str]) -> Any:
+    """A text value as :func:`_text` gives it: None when empty, a list when multi-valued."""
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        text = decode_bytes(raw, encodings, TEXT_VR_DELIMS)
+    text = text.rstrip(" \x00")
+    if "\\" in text:
+        return text.split("\\")
+    return text if text else None
+
+
+def _span(
+    buf: bytes, pos: int, length: int, limit: int, kind: int, ek: Any, encodings: list[str]
+) -> tuple[Any, int]:
+    """A code sequence (kind 1: ``(Code, key)``) or measured value sequence (kind 2: ``(value, unit)``) at
+    ``pos``, looked up by its raw bytes first. For an undefined length the span is guessed as far as the first
+    sequence delimiter; a guess is only ever cached when the full parse ended exactly there."""
+    if length != 0xFFFFFFFF:
+        end = pos + length
+        if end > limit:
+            raise _Unusual
+        raw = buf[pos:end]
+        key = (kind, raw, ek)
+        hit = _SPAN_CACHE.get(key)
+        if hit is None:
+            hit = _parse_span(raw, kind, encodings)
+            _remember(key, hit)
+        return hit, end
+    guess = buf.find(_SEQUENCE_DELIMITER, pos, limit)
+    if guess >= 0:
+        key = (kind, buf[pos:guess], ek)
+        hit = _SPAN_CACHE.get(key)
+        if hit is not None:
+            return hit, guess + 8
+    items, end = _raw_items_explicit_le(buf, pos, limit)
+    hit = _value_of_items(items, kind, encodings)
+    if end - 8 == guess:
+        _remember((kind, buf[pos:guess], ek), hit)
+    return hit, end
+
+
+def _remember(key: tuple, value: Any) -> None:
+    if len(_SPAN_CACHE) >= _SPAN_CACHE_MAX:
+        _SPAN_CACHE.clear()
+    _SPAN_CACHE[key] = value
+
+
+def _parse_span(raw: bytes, kind: int, encodings: list[str]) -> Any:
+    items, _ = _raw_items_explicit_le(raw, 0, len(raw))
+    return _value_of_items(items, kind, encodings)
+
+
+def _value_of_items(items: list[dict], kind: int, encodings: list[str]) -> Any:
+    if kind == 1:
+        if not items:
+            return (None, "")
+        code = _read_code(items[0], encodings)
+        return (code, code.key)
+    if not items:
+        return (None, None)
+    mv = items[0]
+    return (_text(mv, _NUMERIC_VALUE, encodings), _first_code(_sequence(mv, _UNITS), encodings))
+
+
+def _skip_sequence(buf: bytes, pos: int, length: int, limit: int) -> int:
+    if length != 0xFFFFFFFF:
+        end = pos + length
+        if end > limit:
+            raise _Unusual
+        return end
+    _, end = _raw_items_explicit_le(buf, pos, limit)
+    return end

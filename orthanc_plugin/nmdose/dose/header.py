@@ -3,8 +3,9 @@
 pydicom converts a raw element on first access through several layers (keyword lookup, hooks, value
 conversion): about 50 µs per attribute, a sizeable part of ``parse_file`` for a small SR. For the plain-text VRs
 the readers use, the raw bytes are decoded here directly when they are pure ASCII (no character set involved);
-anything else (non-ASCII text, sequences, binary VRs, implicit-VR files) goes through pydicom as before. A value
-pydicom cannot convert is treated as absent.
+raw explicit-VR sequences are split into lazy item datasets by :func:`nmdose.dicom_file.sequence_datasets`
+instead of pydicom's slower conversion. Anything else (non-ASCII text, binary VRs, implicit-VR files) goes
+through pydicom as before. A value pydicom cannot convert is treated as absent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
+
+from nmdose.dicom_file import sequence_datasets
 
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI"})
 _TAGS: dict[str, int | None] = {}
@@ -37,6 +40,14 @@ def get_value(ds: Any, keyword: str) -> Any:
         else:
             text = text.strip(" \x00")
             return text.split("\\") if "\\" in text else text
+    if type(elem) is RawDataElement and elem.VR == "SQ":
+        try:
+            encodings = ds._character_set
+        except Exception:
+            encodings = None
+        items = sequence_datasets(elem, encodings or "iso8859")
+        if items is not None:
+            return items
     try:
         return ds.get(keyword)
     except Exception:  # a value pydicom cannot convert: treat as absent (the caller warns where it matters)

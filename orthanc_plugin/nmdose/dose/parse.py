@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from nmdose.dicom_file import read_header
 from nmdose.dicom_sr import item_text, sequence_items, walk
 from nmdose.dose import codes as C
 from nmdose.dose.ct_radiation_dose import is_ct_dose_report, read_ct_radiation_dose
@@ -47,7 +47,7 @@ def parse_file(path: str | os.PathLike) -> dict[str, Any]:
     file = os.fspath(path)
     result = empty_result(file)
     try:
-        ds = dcmread(file, stop_before_pixels=True)
+        ds = read_header(file)
     except InvalidDicomError as exc:
         return _error(result, f"{file}: not a DICOM Part 10 file ({exc})")
     except FileNotFoundError:
@@ -103,10 +103,7 @@ def _error(result: dict[str, Any], message: str) -> dict[str, Any]:
 
 
 def _charset(ds: Dataset) -> str:
-    try:
-        value = ds.get("SpecificCharacterSet")
-    except Exception:
-        return ""
+    value = get_value(ds, "SpecificCharacterSet")
     if not value:
         return ""
     if isinstance(value, str):
