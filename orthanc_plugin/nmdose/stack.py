@@ -166,8 +166,7 @@ class Stack:
         return self.status()
 
     def down(self) -> list[str]:
-        stopped = []
-        self.dose_worker_down()  # not listed: `stopped` names the servers
+        stopped = [DOSE_WORKER] if self.dose_worker_down() else []  # first: it writes to PostgreSQL
         for name in reversed(list(self.local_orthanc_nodes())):
             if self.orthanc_down(name):
                 stopped.append(name)
@@ -207,6 +206,8 @@ class Stack:
                     str(self.log_file(name)),
                 )
             )
+        if self._runs_dose_worker():  # the same condition under which `up` starts it
+            result.append(self.dose_worker_status())
         return result
 
     # ----- PostgreSQL
@@ -477,18 +478,30 @@ class Stack:
             encoding="utf-8",
         )
 
+    def _is_our_worker(self, pid: int | None) -> bool:
+        """The pid runs and is this stack's worker (its command line names this var dir and `worker`)."""
+        if not pid or not _pid_alive(pid):
+            return False
+        cmdline = _cmdline(pid)
+        return str(self.var) in cmdline and "worker" in cmdline
+
     def dose_worker_status(self) -> ProcessStatus:
+        """The `nmdose dose worker` row of `stack status`: its state and pid, the spool it drains, its log."""
+        from nmdose.dose.spool import spool_dir
+
         pid = self._read_pid(DOSE_WORKER)
-        alive = bool(pid and _pid_alive(pid) and str(self.var) in _cmdline(pid))
+        alive = self._is_our_worker(pid)
         state = "running" if alive else ("stale" if pid else "stopped")
-        return ProcessStatus(
-            DOSE_WORKER, "worker", state, pid if alive else None, "-", None, str(self.log_file(DOSE_WORKER))
-        )
+        return ProcessStatus(DOSE_WORKER, "worker", state, pid if alive else None, f"spool {spool_dir(self.cfg)}",
+                             None, str(self.log_file(DOSE_WORKER)))  # fmt: skip
 
     def dose_worker_up(self) -> None:
         """Start `nmdose dose worker` in the background (pid file, log), unless it already runs."""
         if self.dose_worker_status().state == "running":
             return
+        dead = _children.pop(self._read_pid(DOSE_WORKER) or 0, None)
+        if dead is not None:  # a worker of ours that exited: reap it before starting the next
+            dead.poll()
         log = self.log_file(DOSE_WORKER)
         argv = [sys.executable, "-m", "nmdose.cli", "--config-dir", str(self.cfg.config_dir),
                 "--var-dir", str(self.var), "dose", "worker"]  # fmt: skip
@@ -518,7 +531,7 @@ class Stack:
         if not pid:
             return False
         stopped = False
-        if _pid_alive(pid) and str(self.var) in _cmdline(pid) and "worker" in _cmdline(pid):
+        if self._is_our_worker(pid):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
             while _pid_alive(pid) and time.monotonic() < deadline:
@@ -645,7 +658,7 @@ def register(sub) -> None:
     up.set_defaults(func=cmd_up)
     down = ssub.add_parser("down", help="stop the servers this stack started (safe to repeat)")
     down.set_defaults(func=cmd_down)
-    st = ssub.add_parser("status", help="which local servers run")
+    st = ssub.add_parser("status", help="which local servers (and the dose worker) run")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
     run = ssub.add_parser("run", help="run one Orthanc node in the foreground (containers)")

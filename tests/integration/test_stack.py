@@ -1,14 +1,18 @@
 """The local stack on free ports: up, status, idempotent up/down, clear errors; health route; echo."""
 
 import json
+import os
+import signal
 import socket
+import time
 
 import pytest
 import requests
 
 from nmdose.cli import main
+from nmdose.dose.spool import spool_dir
 from nmdose.errors import StackError
-from nmdose.stack import Stack, _pid_alive
+from nmdose.stack import Stack, _cmdline, _pid_alive
 from tests.support import RunningStack, load, make_config_dir, make_tempdir
 
 pytestmark = pytest.mark.integration
@@ -22,11 +26,18 @@ def own_stack():
     running.close()
 
 
-def test_stack_up_starts_every_local_node(own_stack, capsys):
+def test_stack_up_starts_every_local_node_and_the_dose_worker(own_stack, capsys):
     assert main([*own_stack.cli_args(), "stack", "status", "--json"]) == 0
     rows = {r["node"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"postgresql", "simulationPACS", "researchPACS", "dosePACS"}
+    assert list(rows) == ["postgresql", "simulationPACS", "researchPACS", "dosePACS", "dose-worker"]
     assert all(r["state"] == "running" and r["pid"] for r in rows.values())
+    worker = rows["dose-worker"]
+    assert worker["kind"] == "worker" and worker["log"].endswith("dose-worker.log")
+    assert worker["address"] == f"spool {spool_dir(own_stack.cfg)}"
+    assert "dose worker" in _cmdline(worker["pid"]) and str(own_stack.cfg.var_dir) in _cmdline(worker["pid"])
+    assert main([*own_stack.cli_args(), "stack", "status"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 6 and table[-1].split()[:3] == ["dose-worker", "running", str(worker["pid"])]
     for name in ("simulationPACS", "researchPACS", "dosePACS"):
         node = own_stack.cfg.nodes[name]
         system = requests.get(f"{node.http_url}/system", timeout=5).json()
@@ -70,10 +81,31 @@ def test_echo_reports_a_node_that_is_down_without_crashing(own_stack, capsys):
     assert main([*own_stack.cli_args(), "echo"]) == 0
 
 
+def test_a_dead_dose_worker_shows_as_stale_and_up_restarts_it(own_stack, capsys):
+    old = own_stack.stack.dose_worker_status().pid
+    os.kill(old, signal.SIGTERM)  # the worker this module's stack started
+    deadline = time.monotonic() + 30
+    while _pid_alive(old) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert main([*own_stack.cli_args(), "stack", "status", "--json"]) == 3
+    row = json.loads(capsys.readouterr().out)[-1]
+    assert (row["node"], row["state"], row["pid"]) == ("dose-worker", "stale", None)
+    own_stack.stack.up()
+    new = own_stack.stack.dose_worker_status()
+    assert new.state == "running" and new.pid != old
+
+
+def test_no_local_dose_pacs_means_no_dose_worker_row(tmp_path):
+    cfg = load(make_config_dir(tmp_path, nodes={"dosePACS": {"local": False}}))
+    assert [r.node for r in Stack(cfg).status()] == ["postgresql", "simulationPACS", "researchPACS"]
+
+
 def test_stack_down_stops_everything_and_is_safe_to_repeat(own_stack, capsys):
     pids = [r.pid for r in own_stack.stack.status()]
     assert main([*own_stack.cli_args(), "stack", "down"]) == 0
-    assert "stopped: dosePACS, researchPACS, simulationPACS, postgresql" in capsys.readouterr().out
+    assert (
+        "stopped: dose-worker, dosePACS, researchPACS, simulationPACS, postgresql" in capsys.readouterr().out
+    )
     assert all(r.state == "stopped" for r in own_stack.stack.status())
     assert not any(_pid_alive(pid) for pid in pids)
     assert main([*own_stack.cli_args(), "stack", "down"]) == 0

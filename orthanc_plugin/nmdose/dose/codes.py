@@ -227,6 +227,21 @@ RADIOPHARMACEUTICALS: dict[str, tuple[Code, str]] = {
     "nai131": (Code("111160004", "SCT", "Sodium iodide I^131^"), "I131"),
     "pentetreotide": (Code("446800006", "SCT", "Indium^111 Pentetreotide"), "In111"),
     "psma617_lu177": (Code("126509", "DCM", "Lutetium^177^ n-acetylaspartylglutamate"), "Lu177"),
+    # further agents of the ICRP 128 table (derived.py); codes and meanings as in PS3.16 CID 25 / CID 4021
+    "fet": (Code("424708001", "SCT", "Fluorethyltyrosin F^18^"), "F18"),
+    "florbetapir": (Code("456995000", "SCT", "Florbetapir F^18^"), "F18"),
+    "flutemetamol": (Code("456997008", "SCT", "Flutemetamol F^18^"), "F18"),
+    "dcfpyl": (Code("C116352", "NCIt", "Piflufolastat F^18^"), "F18"),
+    "dotatoc": (Code("C2713594", "UMLS", "Edotreotide Ga^68^"), "Ga68"),
+    "water": (Code("129505000", "SCT", "Oxygen-water O^15^"), "O15"),
+    "maa": (Code("85693008", "SCT", "Technetium Tc^99m^ aggregated albumin"), "Tc99m"),
+    "dtpa": (Code("430276001", "SCT", "Technetium Tc^99m^ pentetate"), "Tc99m"),
+    "mag3": (Code("446536001", "SCT", "Technetium^99m Mercaptoacetyl triglycine MAG3"), "Tc99m"),
+    "hmpao": (Code("77313009", "SCT", "Technetium Tc^99m^ exametazime"), "Tc99m"),
+    "ecd": (Code("766886003", "SCT", "Technetium Tc^99m^ bicisate"), "Tc99m"),
+    "ioflupane": (Code("429296007", "SCT", "Ioflupane I^123^"), "I123"),
+    "mibg131": (Code("395789007", "SCT", "Iodine^131 3-Iodobenzylguanidine MIBG"), "I131"),
+    "thallium": (Code("73685002", "SCT", "Thallous chloride Tl^201^"), "Tl201"),
 }
 
 # CID 11 Route of Administration

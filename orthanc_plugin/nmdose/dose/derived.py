@@ -3,13 +3,20 @@
 - CT effective dose E = DLP x k, k by body region and age band (ICRP Publication 103 tissue weighting factors):
   adults from Deak et al., Radiology 2010;257(1):158-166; children from Lee et al., Med Phys 2012;39(4):2129-2146,
   Table XII ("NCI ED103", 120 kVp).
-- Radiopharmaceutical effective dose E = A x e, e in mSv/MBq for adults from ICRP Publication 128 (the
-  compendium of ICRP 53/80/106 values). Only coefficients checked against a cited table are listed; anything
-  else gives no value (and says why) rather than a guessed one.
+- Radiopharmaceutical effective dose E = A x e, e in mSv/MBq by agent and age band: ICRP Publication 128 (the
+  compendium of the ICRP 53/80/106 values plus its new 82Rb, iodide and FP-CIT models) where it has the agent,
+  a cited dosimetry paper where it has not (68Ga-DOTATATE/-DOTATOC, the PSMA ligands). Each entry names its
+  source and, where there was one, the independent table it was compared with; an agent or age band without an
+  entry gives no value (and says why) rather than a guessed one. The agent is matched by code (CID 25/4021),
+  else by its normalised header text.
 - PET-CT total = CT + radiopharmaceutical effective dose, only when both are known.
 - Activity per kg = administered activity / patient weight.
 - Activity at injection: when the activity was measured before the injection (the PET/NM header or RRDSR gives a
   measurement time earlier than the start time), it is decay-corrected with A(t) = A0 * 2^(-dt / T1/2).
+
+Age bands are the same for CT and radiopharmaceuticals (:func:`age_band`): adults from 18 years (and unknown
+age, said so), then 15 (12.5-18), 10 (7.5-12.5), 5 (3-7.5), 1 (0.5-3) and 0 (< 0.5) years; ICRP 128 has no
+newborn phantom, so the 0 band gives no radiopharmaceutical value.
 
 No value is ever invented: a missing input, an unknown region or agent gives ``None`` and a reason in ``notes``.
 """
@@ -18,13 +25,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
 from typing import Any
 
 from nmdose.dose import codes as C
+from nmdose.dose.pet_image_header import nuclide_key
 
 CT_K_SOURCE_ADULT = "Deak PD et al. Radiology 2010;257(1):158-166 (ICRP 103), adult"
 CT_K_SOURCE_CHILD = "Lee C et al. Med Phys 2012;39(4):2129-2146, Table XII, NCI ED103 at 120 kVp"
-NM_E_SOURCE = "ICRP Publication 128 (2015), adult"
+NM_E_SOURCE = "ICRP Publication 128 (2015)"
 
 # mSv per mGy.cm by body region, adult (ICRP 103 tissue weighting factors).
 CT_K_ADULT: dict[str, float] = {
@@ -64,15 +75,241 @@ ADULT_FALLBACK = {"abdomen_pelvis": "abdomen"}
 # Children: single abdomen or pelvis scans use the abdomen-pelvis value (stated in the notes).
 CHILD_FALLBACK = {"abdomen": "abdomen_pelvis", "pelvis": "abdomen_pelvis"}
 
-# ICRP 128 adult effective dose per administered activity (mSv/MBq), by agent key of codes.RADIOPHARMACEUTICALS.
-# Values checked against ICRP 106/80/53 as tabulated in Andersson et al., EJNMMI Phys 2014;1:9, Table 1 column
-# (E/A0)1 (the ICRP published values carried into ICRP 128) and ICRP 53 for pertechnetate.
-NM_E_ADULT: dict[str, float] = {
-    "fdg": 0.019,
-    "fdopa": 0.025,
-    "methionine": 0.0084,
-    "pertechnetate": 0.013,  # no blocking agent
+
+# ------------------------------------------------------------------------------ radiopharmaceutical coefficients
+@dataclass(frozen=True)
+class Coefficient:
+    """Effective dose per administered activity (mSv/MBq) of one agent by age band, with where it comes from.
+
+    ``children`` holds the ICRP 128 paediatric phantoms (15, 10, 5, 1 years) that were checked; a band that is
+    missing gives no value. ``checked`` names the independent table the values were compared with ("" when they
+    are transcribed from the cited publication without a second table at hand).
+    """
+
+    label: str
+    nuclide: str  # key of codes.RADIONUCLIDES
+    adult: float
+    source: str
+    children: dict[int, float] = field(default_factory=dict)
+    checked: str = ""
+
+
+ICRP128 = "ICRP Publication 128 (2015)"
+ANDERSSON_T1 = "Andersson M et al., EJNMMI Phys 2014;1:9, Table 1, column (E/A0)1 (the ICRP value)"
+FAHEY_T1 = (
+    "Fahey FH, Treves ST, Adelstein SJ, J Nucl Med 2011;52(8):1240-1251, Table 1 "
+    "(effective doses at weight-scaled activities for 1/5/10/15 y and adult, from ICRP 80/106)"
+)
+ANDERSSON_2016 = (
+    "Andersson M et al., Radiat Prot Dosimetry 2016, 'Organ doses and effective dose for five PET "
+    "radiopharmaceuticals' (ICRP 128 biokinetics recalculated with ICRP 103)"
+)
+GA68_TABLE = (
+    "EJNMMI Res 2016 (erratum to 'Absorption, distribution and excretion of intravenously injected 68Ge/68Ga "
+    "generator eluate in healthy rats'), Table 7"
+)
+
+NM_COEFFICIENTS: dict[str, Coefficient] = {
+    # --- PET, ICRP 128
+    "fdg": Coefficient(
+        "18F-FDG", "F18", 0.019, f"{ICRP128}, 18F-FDG (ICRP 106 model)",
+        {15: 0.024, 10: 0.037, 5: 0.056, 1: 0.095},
+        f"adult: {ANDERSSON_T1}; children: {FAHEY_T1}",
+    ),
+    "naf": Coefficient(
+        "18F-sodium fluoride", "F18", 0.017, f"{ICRP128}, 18F-fluoride (ICRP 53 model)",
+        checked=f"{ANDERSSON_2016}: 9.0E-03 reported as 46 % below the ICRP value",
+    ),
+    "fdopa": Coefficient(
+        "18F-L-DOPA", "F18", 0.025, f"{ICRP128}, 18F-L-dopa (ICRP 106 model)", checked=ANDERSSON_T1
+    ),
+    "fet": Coefficient(
+        "18F-FET", "F18", 0.016, f"{ICRP128}, 18F-FET (ICRP 106 model)",
+        checked=f"{ANDERSSON_2016}: 1.5E-02, reported as not significantly different",
+    ),
+    "methionine": Coefficient(
+        "11C-methionine", "C11", 0.0084, f"{ICRP128}, 11C-methionine (ICRP 106 model)", checked=ANDERSSON_T1
+    ),
+    "water": Coefficient(
+        "15O-water", "O15", 0.0011, f"{ICRP128}, 15O-water (ICRP 80 model)", checked=ANDERSSON_T1
+    ),
+    # --- SPECT / planar, ICRP 128
+    "phosphonates": Coefficient(
+        "99mTc-phosphonates (MDP, HDP, DPD)", "Tc99m", 0.0057,
+        f"{ICRP128}, 99mTc-phosphates and phosphonates (ICRP 80 model)",
+        {15: 0.0070, 10: 0.011, 5: 0.014, 1: 0.027},
+        f"{FAHEY_T1}; adult also SNMMI 18F-fluoride PET/CT bone guideline (J Nucl Med 2010), dosimetry table",
+    ),
+    "sestamibi_rest": Coefficient(
+        "99mTc-sestamibi, rest", "Tc99m", 0.0090, f"{ICRP128}, 99mTc-MIBI at rest (ICRP 80 model)",
+        {15: 0.012, 10: 0.018, 5: 0.028, 1: 0.053}, FAHEY_T1,
+    ),
+    "sestamibi_exercise": Coefficient(
+        "99mTc-sestamibi, exercise", "Tc99m", 0.0079, f"{ICRP128}, 99mTc-MIBI at exercise (ICRP 80 model)"
+    ),
+    "tetrofosmin_rest": Coefficient(
+        "99mTc-tetrofosmin, rest", "Tc99m", 0.0080, f"{ICRP128}, 99mTc-tetrofosmin at rest (ICRP 80 model)"
+    ),
+    "tetrofosmin_exercise": Coefficient(
+        "99mTc-tetrofosmin, exercise", "Tc99m", 0.0069,
+        f"{ICRP128}, 99mTc-tetrofosmin at exercise (ICRP 80 model)",
+    ),
+    "maa": Coefficient("99mTc-MAA", "Tc99m", 0.011, f"{ICRP128}, 99mTc-MAA (ICRP 80 model)"),
+    "pertechnetate": Coefficient(
+        "99mTc-pertechnetate, no blocking agent", "Tc99m", 0.013,
+        f"{ICRP128}, 99mTc-pertechnetate without blocking agent (ICRP 80 model)",
+        {15: 0.017, 10: 0.026, 5: 0.042, 1: 0.079},
+        "adult and 5 y: J Nucl Med Technol 2014;42(3):163 dosimetry tables (ICRP 53 p.199, ICRP 80 p.73)",
+    ),
+    "dtpa": Coefficient(
+        "99mTc-DTPA, normal renal function", "Tc99m", 0.0049,
+        f"{ICRP128}, 99mTc-DTPA, normal renal function (ICRP 80 model)",
+    ),
+    "mag3": Coefficient(
+        "99mTc-MAG3, normal renal function", "Tc99m", 0.0070,
+        f"{ICRP128}, 99mTc-MAG3, normal renal function (ICRP 80 model)",
+        {15: 0.0090, 10: 0.012, 5: 0.012, 1: 0.022}, f"{FAHEY_T1} (agrees within 6 %)",
+    ),
+    "dmsa": Coefficient(
+        "99mTc-DMSA", "Tc99m", 0.0088, f"{ICRP128}, 99mTc-DMSA (ICRP 80 model)",
+        {15: 0.011, 10: 0.015, 5: 0.021, 1: 0.037},
+    ),
+    "hmpao": Coefficient("99mTc-HMPAO", "Tc99m", 0.0093, f"{ICRP128}, 99mTc-HM-PAO (ICRP 80 model)"),
+    "ecd": Coefficient(
+        "99mTc-ECD", "Tc99m", 0.0077, f"{ICRP128}, 99mTc-ECD (ICRP 106 model)",
+        {15: 0.0098, 10: 0.015, 5: 0.022, 1: 0.040}, FAHEY_T1,
+    ),
+    "mibg123": Coefficient(
+        "123I-MIBG", "I123", 0.013, f"{ICRP128}, 123I-MIBG (ICRP 80 model)",
+        {15: 0.017, 10: 0.026, 5: 0.037, 1: 0.068}, FAHEY_T1,
+    ),
+    "ioflupane": Coefficient("123I-ioflupane", "I123", 0.025, f"{ICRP128}, 123I-FP-CIT (new model in ICRP 128)"),
+    "thallium": Coefficient("201Tl-chloride", "Tl201", 0.14, f"{ICRP128}, 201Tl-ion (ICRP 106 model)"),
+    "pentetreotide": Coefficient(
+        "111In-pentetreotide", "In111", 0.054, f"{ICRP128}, 111In-octreotide (ICRP 80 model)"
+    ),
+    # --- not in ICRP 128: one published dosimetry study each, adults only
+    "dotatate": Coefficient(
+        "68Ga-DOTATATE", "Ga68", 0.021,
+        "Sandstrom M et al., J Nucl Med 2013;54(10):1755-1759 (not in ICRP 128)", checked=GA68_TABLE,
+    ),
+    "dotatoc": Coefficient(
+        "68Ga-DOTATOC", "Ga68", 0.023, "Hartmann H et al., Nuklearmedizin 2009;48:201-207 (not in ICRP 128)",
+        checked=f"{GA68_TABLE}; Walker RC et al., J Nucl Med 2013;54(6):855-860, Table 3",
+    ),
+    "psma11": Coefficient(
+        "68Ga-PSMA-11", "Ga68", 0.022,
+        "Sandgren K et al., EJNMMI Phys 2019;6:2 (ICRP 103, IDAC-Dose 2.1; not in ICRP 128)",
+    ),
+    "dcfpyl": Coefficient(
+        "18F-DCFPyL", "F18", 0.0139, "Szabo Z et al., Mol Imaging Biol 2015;17(4):565-574 (not in ICRP 128)"
+    ),
+    "psma1007": Coefficient(
+        "18F-PSMA-1007", "F18", 0.022,
+        "Giesel FL et al., Eur J Nucl Med Mol Imaging 2017;44(4):678-688, 4.4-5.5 mSv per 200-250 MBq "
+        "(not in ICRP 128)",
+    ),
+}  # fmt: skip
+
+# Agent key (codes.RADIOPHARMACEUTICALS, or a name-only key below) -> coefficient key, or (rest, exercise).
+AGENT_COEFFICIENT: dict[str, str | tuple[str, str]] = {
+    "fdg": "fdg",
+    "naf": "naf",
+    "fdopa": "fdopa",
+    "fet": "fet",
+    "methionine": "methionine",
+    "water": "water",
+    "mdp": "phosphonates",
+    "hdp": "phosphonates",
+    "dpd": "phosphonates",
+    "sestamibi": ("sestamibi_rest", "sestamibi_exercise"),
+    "tetrofosmin": ("tetrofosmin_rest", "tetrofosmin_exercise"),
+    "maa": "maa",
+    "pertechnetate": "pertechnetate",
+    "dtpa": "dtpa",
+    "mag3": "mag3",
+    "dmsa": "dmsa",
+    "hmpao": "hmpao",
+    "ecd": "ecd",
+    "mibg123": "mibg123",
+    "ioflupane": "ioflupane",
+    "thallium": "thallium",
+    "pentetreotide": "pentetreotide",
+    "dotatate": "dotatate",
+    "dotatoc": "dotatoc",
+    "psma11": "psma11",
+    "dcfpyl": "dcfpyl",
+    "psma1007": "psma1007",
 }
+# Known agents deliberately without a coefficient, and why.
+NO_COEFFICIENT: dict[str, str] = {
+    "ammonia": "13N-ammonia: ICRP 128 value not verified here (published adult values differ: 0.0020-0.0027)",
+    "rubidium": "82Rb-chloride: the new ICRP 128 model's value not verified here",
+    "fluorocholine": "choline (18F or 11C): no ICRP 128 value verified here",
+    "florbetapir": "18F-florbetapir: not in ICRP 128; product information value not verified here",
+    "flutemetamol": "18F-flutemetamol: not in ICRP 128; product information value not verified here",
+    "florbetaben": "18F-florbetaben: not in ICRP 128; product information value not verified here",
+    "dotanoc": "68Ga-DOTANOC: not in ICRP 128 and published estimates disagree (0.017-0.025)",
+    "psma": "PSMA ligand not named (PSMA-11, -1007, DCFPyL, -617 differ)",
+    "nai131": "iodide: ICRP 128 gives it per thyroid uptake, which is not known here",
+    "mibg131": "131I-MIBG: not in the table",
+    "psma617_lu177": "177Lu therapy: ICRP 128 covers diagnostic use only",
+}
+# Agent names as found in headers, matched on the normalised text (lower case, non-alphanumerics as one space).
+# Order matters: the first pattern that matches wins (DOTATATE before octreotide, PSMA-11 before a bare PSMA).
+AGENT_NAME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (key, re.compile(pattern))
+    for key, pattern in (
+        ("psma1007", r"\bpsma ?1007\b"),
+        ("psma11", r"\bpsma ?11\b|\bgozetotide\b|\bhbed\b"),
+        ("dcfpyl", r"\bdcfpyl\b|\bpiflufolastat\b|\bpylarify\b"),
+        ("psma617_lu177", r"\bpsma ?617\b|\bvipivotide\b"),
+        ("psma", r"\bpsma\b"),
+        ("dotatate", r"\bdota ?tate\b|\boxodotreotide\b|\bnetspot\b"),
+        ("dotatoc", r"\bdota ?toc\b|\bedotreotide\b"),
+        ("dotanoc", r"\bdota ?noc\b"),
+        ("pentetreotide", r"\bpentetreotide\b|\boctreoscan\b|\boctreotide\b"),
+        ("fdg", r"\bfdg\b|\bfluoro ?deoxy ?glucose\b|\bfludeoxyglucose\b"),
+        ("fdopa", r"\bf ?dopa\b|\bfluoro ?l? ?dopa\b|\bdopa\b"),
+        ("fet", r"\bfet\b|\bfluoro ?ethyl ?l? ?tyrosine?\b|\bfluorethyltyrosine?\b"),
+        ("fluorocholine", r"\bcholine\b|\bfluorocholine\b|\bfch\b"),
+        ("florbetapir", r"\bflorbetapir\b|\bamyvid\b"),
+        ("flutemetamol", r"\bflutemetamol\b|\bvizamyl\b"),
+        ("florbetaben", r"\bflorbetaben\b|\bneuraceq\b"),
+        ("naf", r"\bnaf\b|\bna ?18 ?f\b|\bsodium fluoride\b|\bfluoride\b"),
+        ("methionine", r"\bmethionine\b"),
+        ("ammonia", r"\bammonia\b|\bnh3\b"),
+        ("rubidium", r"\brubidium\b|\brb ?82\b|\b82 ?rb\b"),
+        ("water", r"\bwater\b|\bh2o\b"),
+        ("mdp", r"\bmdp\b|\bmedronate\b|\bmethylene ?diphosphonate\b"),
+        ("hdp", r"\bhdp\b|\bhmdp\b|\boxidronate\b|\bhydroxy ?methylene ?diphosphonate\b"),
+        ("dpd", r"\bdpd\b|\bteceos\b"),
+        ("sestamibi", r"\bsestamibi\b|\bmibi\b|\bcardiolite\b"),
+        ("tetrofosmin", r"\btetrofosmin\b|\bmyoview\b"),
+        ("maa", r"\bmaa\b|\bmacro ?aggregated albumin\b"),
+        ("pertechnetate", r"\bpertechnetate\b|\btco4\b"),
+        ("mag3", r"\bmag ?3\b|\bmertiatide\b"),
+        ("dtpa", r"\bdtpa\b|\bpentetate\b"),
+        ("dmsa", r"\bdmsa\b|\bsuccimer\b"),
+        ("hmpao", r"\bhm ?pao\b|\bexametazime\b|\bceretec\b"),
+        ("ecd", r"\becd\b|\bbicisate\b|\bneurolite\b"),
+        ("ioflupane", r"\bioflupane\b|\bfp ?cit\b|\bdatscan\b"),
+        ("mibg", r"\bmibg\b|\biobenguane\b|\bmeta ?iodo ?benzyl ?guanidine\b"),
+        ("thallium", r"\bthallium\b|\bthallous\b|\btl 201\b|\b201 ?tl\b"),
+        ("nai131", r"\bsodium iodide\b|\bnai\b|\biodide\b"),
+    )
+)
+# A name that fits several agents of one substance: the nuclide decides.
+BY_NUCLIDE: dict[str, dict[str, str]] = {"mibg": {"I123": "mibg123", "I131": "mibg131"}}
+NUCLIDE_OF_AGENT: dict[str, str] = {"dpd": "Tc99m", "dotanoc": "Ga68"}
+# Forms with their own ICRP model that a name pattern above would otherwise take for the intravenous agent.
+OTHER_FORM = re.compile(
+    r"\b(aerosol|technegas|inhal\w*|wbc|leu[ck]o\w*|granulocyt\w*|white (blood )?cells?)\b"
+)
+INHALATION_ROUTE = C.ROUTES["inhalation"].key
+# Words of a myocardial perfusion protocol that name the stress (ICRP: exercise) or rest acquisition.
+STRESS_WORDS = re.compile(r"\b(stress|exercise|treadmill|ergometr\w*|bicycle|belastung)\b")
+REST_WORDS = re.compile(r"\b(rest|ruhe)\b")
 
 
 def _region_key(target_region_code: str | None) -> str | None:
@@ -83,7 +320,8 @@ def _region_key(target_region_code: str | None) -> str | None:
 
 
 def age_band(age_years: float | None) -> int | None:
-    """Paediatric band of Lee et al. (0, 1, 5, 10, 15 years) or None for adults (>= 18) and unknown age."""
+    """Paediatric band (0, 1, 5, 10, 15 y: Lee et al. for CT k, the ICRP 128 phantoms for radiopharmaceuticals)
+    or None for adults (>= 18) and unknown age."""
     if age_years is None or age_years >= 18:
         return None
     for upper, band in ((0.5, 0), (3.0, 1), (7.5, 5), (12.5, 10)):
@@ -115,17 +353,121 @@ def ct_k(target_region_code: str | None, age_years: float | None) -> tuple[float
     return k, f"{region}{via}, {band} y band: {CT_K_SOURCE_CHILD}"
 
 
-def nm_coefficient(agent_code: str | None, age_years: float | None) -> tuple[float | None, str]:
-    """(effective dose per activity in mSv/MBq, note naming the source or why there is none)."""
-    agent = C.RADIOPHARMACEUTICAL_BY_KEY.get(agent_code or "")
+def normalise_agent_text(text: str) -> str:
+    """Agent text for name matching: NFKC, lower case, every run of non-alphanumerics one space."""
+    folded = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", folded).split())
+
+
+def agent_from_text(text: str | None, nuclide: str | None = None) -> str | None:
+    """Agent key for a header's free text ("Fludeoxyglucose F^18^", "18F-FDG", "Tc-99m MDP"), or None."""
+    if not text:
+        return None
+    norm = normalise_agent_text(text)
+    for key, pattern in AGENT_NAME_PATTERNS:
+        if pattern.search(norm):
+            variants = BY_NUCLIDE.get(key)
+            if variants is None:
+                return key
+            return variants.get(nuclide or "", next(iter(variants.values())))
+    return None
+
+
+def _nuclide(nuclide_code: str | None, agent_text: str | None) -> str | None:
+    """The administration's nuclide: its code, else the agent text by the readers' own free-text rule."""
+    return C.RADIONUCLIDE_BY_KEY.get(nuclide_code or "") or (
+        nuclide_key(None, None, agent_text) if agent_text else None
+    )
+
+
+def match_agent(agent_code: str | None, agent_text: str | None = None,
+                nuclide_code: str | None = None) -> tuple[str | None, str]:  # fmt: skip
+    """(agent key, how it was matched): the agent code first (CID 25/4021, SRT mapped to SCT), then the name."""
+    key = C.RADIOPHARMACEUTICAL_BY_KEY.get(agent_code or "")
+    if key is not None:
+        return key, f"code {agent_code}"
+    key = agent_from_text(agent_text, _nuclide(nuclide_code, agent_text))
+    if key is not None:
+        return key, f"name {agent_text!r}"
+    what = f"code {agent_code}" if agent_code else "no code"
+    return None, f"{what}, name {agent_text!r}" if agent_text else what
+
+
+def mpi_phase(merged: dict[str, Any]) -> str | None:
+    """'stress', 'rest' or 'both' as the study's description and series protocols name them; None if neither."""
+    texts = [merged.get("study_description")]
+    for p in merged.get("protocols") or []:
+        texts += [p.get(k) for k in ("protocol_name", "series_description", "requested_procedure",
+                                     "performed_procedure")]  # fmt: skip
+    words = " ".join(normalise_agent_text(t) for t in texts if t)
+    stress, rest = bool(STRESS_WORDS.search(words)), bool(REST_WORDS.search(words))
+    return "both" if stress and rest else "stress" if stress else "rest" if rest else None
+
+
+def nm_coefficient(agent_code: str | None, age_years: float | None, *, agent_text: str | None = None,
+                   nuclide_code: str | None = None, route_code: str | None = None,
+                   phase: str | None = None) -> tuple[float | None, str]:  # fmt: skip
+    """(effective dose per activity in mSv/MBq, note naming the agent, the source, or why there is none).
+
+    The agent is matched by code, else by name; ``phase`` ('stress' alone selects the ICRP exercise value of
+    sestamibi/tetrofosmin; anything else the rest value, which is the higher one).
+    """
+    value, note, _source = nm_coefficient_detail(
+        agent_code,
+        age_years,
+        agent_text=agent_text,
+        nuclide_code=nuclide_code,
+        route_code=route_code,
+        phase=phase,
+    )
+    return value, note
+
+
+def nm_coefficient_detail(agent_code: str | None, age_years: float | None, *, agent_text: str | None = None,
+                          nuclide_code: str | None = None, route_code: str | None = None,
+                          phase: str | None = None) -> tuple[float | None, str, str | None]:  # fmt: skip
+    """:func:`nm_coefficient` plus the source of the value used (None when there is no value)."""
+    agent, how = match_agent(agent_code, agent_text, nuclide_code)
     if agent is None:
-        return None, f"no coefficient: agent {agent_code or 'missing'} not in the table"
-    if age_years is not None and age_years < 18:
-        return None, f"no coefficient: paediatric ICRP 128 values not in the table (age {age_years:g} y)"
-    e = NM_E_ADULT.get(agent)
-    if e is None:
-        return None, f"no coefficient for {agent} in the checked ICRP 128 subset"
-    return e, f"{agent}: {NM_E_SOURCE}"
+        return None, f"no coefficient: agent not recognised ({how})", None
+    if agent in NO_COEFFICIENT:
+        return None, f"no coefficient: {NO_COEFFICIENT[agent]} ({how})", None
+    target = AGENT_COEFFICIENT.get(agent)
+    if target is None:
+        return None, f"no coefficient for {agent} in the table ({how})", None
+    if (agent_text and OTHER_FORM.search(normalise_agent_text(agent_text))) or route_code == INHALATION_ROUTE:
+        return (
+            None,
+            f"no coefficient: {agent} as labelled cells or by inhalation has its own model ({how})",
+            None,
+        )
+    phase_note = ""
+    if isinstance(target, tuple):
+        rest, exercise = target
+        if phase == "stress":
+            target, phase_note = exercise, "; protocol names stress: ICRP exercise value"
+        else:
+            target = rest
+            phase_note = {
+                "both": "; protocol names rest and stress: rest value (the higher) for each administration",
+                None: "; no stress named: rest value",
+            }.get(phase, "")
+    coef = NM_COEFFICIENTS[target]
+    nuclide = _nuclide(nuclide_code, agent_text)
+    if nuclide and nuclide != coef.nuclide:
+        return (
+            None,
+            f"no coefficient: {coef.label} is {coef.nuclide}, the administration's nuclide {nuclide} ({how})",
+            None,
+        )
+    band = age_band(age_years)
+    if band is None:
+        age_note = "age unknown, adult assumed; " if age_years is None else ""
+        return coef.adult, f"{age_note}{coef.label}, adult ({how}{phase_note}): {coef.source}", coef.source
+    if band not in coef.children:
+        why = "ICRP 128 has no newborn phantom" if band == 0 else "no checked paediatric value in the table"
+        return None, f"no coefficient: {coef.label}, {band} y band (age {age_years:g} y): {why} ({how})", None
+    return coef.children[band], f"{coef.label}, {band} y band ({how}{phase_note}): {coef.source}", coef.source
 
 
 def decay_correct(activity_mbq: float, measured_at: _dt.datetime, injected_at: _dt.datetime,
@@ -169,6 +511,8 @@ def derive_study(merged: dict[str, Any]) -> dict[str, Any]:
             f"CT effective dose: {ct_missing} event(s) with DLP but no k (see events); total left empty"
         )
     administrations = []
+    phase = mpi_phase(merged)
+    nm_sources: set[str] = set()
     nm_total = 0.0
     nm_known = False
     nm_missing = 0
@@ -187,7 +531,16 @@ def derive_study(merged: dict[str, Any]) -> dict[str, Any]:
                 f"decay-corrected from {measured_at.isoformat()} to {injected_at.isoformat()} "
                 f"with T1/2 {half_life:g} s"
             )
-        e_coef, note = nm_coefficient(adm.get("agent_code"), age)
+        e_coef, note, source = nm_coefficient_detail(
+            adm.get("agent_code"),
+            age,
+            agent_text=adm.get("agent"),
+            nuclide_code=adm.get("radionuclide_code"),
+            route_code=adm.get("route_code"),
+            phase=phase,
+        )
+        if source:
+            nm_sources.add(source)
         e = None if e_coef is None or at_injection is None else round(at_injection * e_coef, 6)
         if e is not None:
             nm_total += e
@@ -224,6 +577,10 @@ def derive_study(merged: dict[str, Any]) -> dict[str, Any]:
         "total_effective_dose_msv": total,
         "activity_per_kg_mbq": None if nm_activity is None or not weight else round(nm_activity / weight, 6),
         "age_band_years": age_band(age),
-        "sources": {"ct_k_adult": CT_K_SOURCE_ADULT, "ct_k_child": CT_K_SOURCE_CHILD, "nm": NM_E_SOURCE},
+        "sources": {
+            "ct_k_adult": CT_K_SOURCE_ADULT,
+            "ct_k_child": CT_K_SOURCE_CHILD,
+            "nm": "; ".join(sorted(nm_sources)) or NM_E_SOURCE,
+        },
         "notes": notes,
     }

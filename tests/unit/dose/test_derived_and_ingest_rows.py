@@ -57,11 +57,12 @@ def test_ct_k_is_none_rather_than_guessed():
     assert D.ct_k(None, 40.0)[0] is None
 
 
-def test_nm_coefficient_icrp128_adult_only():
-    assert D.nm_coefficient(FDG, 50.0) == (0.019, "fdg: ICRP Publication 128 (2015), adult")
-    assert D.nm_coefficient(FDG, 8.0)[0] is None
-    assert D.nm_coefficient("SCT:96390006", 50.0)[0] is None  # MDP: not in the checked subset
-    assert D.nm_coefficient(None, 50.0)[0] is None
+def test_nm_coefficient_icrp128_adult_and_child():
+    value, note = D.nm_coefficient(FDG, 50.0)
+    assert value == 0.019 and note.endswith("ICRP Publication 128 (2015), 18F-FDG (ICRP 106 model)")
+    assert D.nm_coefficient(FDG, 8.0)[0] == 0.037  # 10 y band, as for CT k
+    assert D.nm_coefficient("SCT:96390006", 50.0)[0] == 0.0057  # MDP: ICRP 80 phosphonates
+    assert D.nm_coefficient(None, 50.0)[0] is None  # more in test_icrp128.py
 
 
 def test_decay_correction_one_half_life():
@@ -87,7 +88,7 @@ def test_pet_ct_total_and_activity_per_kg(files):
 
 
 def test_total_is_empty_when_a_part_has_no_coefficient(files):
-    merged, _ = _merged(files, admin=R.RadiopharmaceuticalAdministration("mdp", "Tc99m", 740.0))
+    merged, _ = _merged(files, admin=R.RadiopharmaceuticalAdministration("florbetaben", "F18", 300.0))
     d = D.derive_study(merged)
     assert d["ct_effective_dose_msv"] is not None and d["nm_effective_dose_msv"] is None
     assert d["total_effective_dose_msv"] is None and d["notes"]
