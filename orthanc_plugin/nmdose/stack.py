@@ -26,6 +26,7 @@ import requests
 from nmdose.config import Config, Node
 from nmdose.errors import StackError
 from nmdose.secrets import EnvSecretStore
+from nmdose.web.explorer2 import explorer2_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
@@ -442,6 +443,7 @@ class Stack:
             if self.research_plugin:
                 conf["Plugins"].append(find_plugin("libOrthancPython.so"))
                 conf["PythonScript"] = str(REPO_ROOT / "orthanc_plugin" / "entry.py")
+                conf["OrthancExplorer2"] = explorer2_settings()  # ignored by Orthanc 1.10; OE2's buttons
                 conf["Nmdose"] = {
                     "ConfigDir": str(cfg.config_dir),
                     "VarDir": str(cfg.var_dir),

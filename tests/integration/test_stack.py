@@ -186,3 +186,5 @@ def test_node_orthanc_settings_reach_the_generated_configuration(tmp_path):
     )
     conf = Stack(cfg).orthanc_config("researchPACS")
     assert conf["StableAge"] == 3 and conf["DicomAet"] == "ORTHANC"
+    buttons = conf["OrthancExplorer2"]["UiOptions"]["CustomButtons"]["study"]
+    assert any(b["Url"].endswith("/nmdose/ui/study/{StudyInstanceUID}") for b in buttons)
