@@ -29,9 +29,11 @@ def make_config_dir(
     nodes: dict[str, dict[str, Any]] | None = None,
     retrieve: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    keycloak: dict[str, Any] | None = None,
     free_ports: bool = True,
 ) -> Path:
-    """Copy config/*.yaml into root/config with every local port moved to a free one."""
+    """Copy config/*.yaml into root/config with every local port moved to a free one (``keycloak`` updates the
+    accounts file's keycloak section)."""
     cfg_dir = root / "config"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     for f in (REPO / "config").glob("*.yaml"):
@@ -53,6 +55,10 @@ def make_config_dir(
         (cfg_dir / "retrieve_options.yaml").write_text(
             yaml.safe_dump(ret, sort_keys=False, allow_unicode=True)
         )
+    if keycloak:
+        acc = yaml.safe_load((cfg_dir / "nmdose_accounts.yaml").read_text())
+        acc["keycloak"].update(keycloak)
+        (cfg_dir / "nmdose_accounts.yaml").write_text(yaml.safe_dump(acc, sort_keys=False))
     sch = yaml.safe_load((cfg_dir / "schema_definitions.yaml").read_text())
     sch["migrations_dir"] = str(REPO / "sql")
     (cfg_dir / "schema_definitions.yaml").write_text(yaml.safe_dump(sch, sort_keys=False))

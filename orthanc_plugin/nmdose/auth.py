@@ -87,8 +87,11 @@ class KeycloakAuth:
             raise HttpError(503, f"cannot fetch the identity provider's keys: {exc}") from None
         except jwt.PyJWTError as exc:
             raise HttpError(401, f"invalid token: {exc}") from None
-        if kc.client_id and claims.get("azp") != kc.client_id:
-            raise HttpError(401, f"invalid token: issued to {claims.get('azp')!r}, expected {kc.client_id!r}")
+        if kc.client_id and claims.get("azp") not in (kc.client_id, kc.web_client_id):
+            raise HttpError(
+                401,
+                f"invalid token: issued to {claims.get('azp')!r}, expected {kc.client_id!r} or {kc.web_client_id!r}",
+            )
         return claims
 
     def _user(self, claims: dict[str, Any]) -> User:

@@ -180,7 +180,9 @@ class KeycloakSettings(_Strict):
     issuer: str | None = None  # e.g. https://keycloak.hospital/realms/nmdose
     jwks_url: str | None = None  # default: {issuer}/protocol/openid-connect/certs
     audience: str | None = None  # checked against `aud` when set
-    client_id: str | None = None  # checked against `azp` when set
+    client_id: str | None = None  # checked against `azp` when set (a token of web_client_id is accepted too)
+    web_client_id: str = "nmdose-web"  # public client of the pages' browser login (Authorization Code + PKCE)
+    scope: str = "openid"
     roles_claim: str = "realm_access.roles"
     role_map: dict[str, str] = {}
     leeway_s: int = Field(default=30, ge=0, le=600)
@@ -195,6 +197,116 @@ class AccountsFile(_Strict):
 class SchemaDefinitions(_Strict):
     migrations_dir: str = "sql"
     schemas: dict[str, str]
+
+
+class LevelMatch(_Strict):
+    """What a reference level applies to: regular expressions matched case-insensitively anywhere in the value
+    (PostgreSQL `~*`). Within a list any pattern may match; every list given must match."""
+
+    protocols: list[str] = []  # CT acquisition protocol (TID 10013)
+    descriptions: list[str] = []  # StudyDescription
+    target_regions: list[str] = []  # CT target region (meaning, e.g. "Chest")
+    agents: list[str] = []  # radiopharmaceutical agent (meaning, e.g. "Fluorodeoxyglucose F^18^")
+
+    @field_validator("protocols", "descriptions", "target_regions", "agents")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip():
+                raise ValueError("non-empty regular expressions")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"valid regular expressions ({exc} in {pattern!r})") from None
+        return value
+
+
+class AgeBand(_Strict):
+    """Patient age in years: min inclusive, max exclusive."""
+
+    min_years: float | None = Field(default=None, ge=0, le=150)
+    max_years: float | None = Field(default=None, gt=0, le=150)
+
+
+LEVEL_QUANTITIES = {
+    "ctdivol_mgy": "mGy",
+    "dlp_mgycm": "mGy·cm",
+    "activity_mbq": "MBq",
+    "activity_mbq_per_kg": "MBq/kg",
+}
+
+
+class ReferenceLevel(_Strict):
+    """One diagnostic reference level (or a proposed or example one, as `status` says)."""
+
+    name: str = Field(min_length=1, max_length=160)
+    modality: Literal["CT", "NM", "PT"]
+    match: LevelMatch
+    quantity: Literal["ctdivol_mgy", "dlp_mgycm", "activity_mbq", "activity_mbq_per_kg"]
+    # What one value is: a CT irradiation event, a whole CT examination (the study's total DLP), or an
+    # administration. Default: event for CTDIvol, study for DLP (DRLs give DLP per complete examination).
+    per: Literal["event", "study", "administration"] | None = Field(default=None, validate_default=True)
+    value: float = Field(gt=0)
+    source: str = Field(min_length=3)
+    year: int = Field(ge=1990, le=2100)
+    status: Literal["official", "proposed", "example"]
+    age_band: AgeBand | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, m: LevelMatch, info) -> LevelMatch:
+        if not (m.protocols or m.descriptions or m.target_regions or m.agents):
+            raise ValueError("at least one of protocols, descriptions, target_regions, agents")
+        ct = info.data.get("modality") == "CT"
+        if ct and m.agents:
+            raise ValueError("no agents for a CT level (agents are for NM and PT levels)")
+        if not ct and (m.protocols or m.target_regions):
+            raise ValueError("no protocols or target_regions for an NM or PT level (they are CT fields)")
+        return m
+
+    @field_validator("quantity")
+    @classmethod
+    def _quantity(cls, value: str, info) -> str:
+        modality = info.data.get("modality")
+        allowed = (
+            ("ctdivol_mgy", "dlp_mgycm") if modality == "CT" else ("activity_mbq", "activity_mbq_per_kg")
+        )
+        if modality and value not in allowed:
+            raise ValueError(f"{' or '.join(allowed)} for modality {modality}")
+        return value
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, value: str | None, info) -> str | None:
+        quantity = info.data.get("quantity")
+        if quantity is None:
+            return value
+        if quantity in ("activity_mbq", "activity_mbq_per_kg"):
+            allowed, default = ("administration",), "administration"
+        elif quantity == "dlp_mgycm":
+            allowed, default = ("study", "event"), "study"
+        else:
+            allowed, default = ("event",), "event"
+        if value is None:
+            return default
+        if value not in allowed:
+            raise ValueError(f"{' or '.join(allowed)} for quantity {quantity}")
+        return value
+
+    @field_validator("age_band")
+    @classmethod
+    def _age_band(cls, a: AgeBand | None) -> AgeBand | None:
+        if a and a.min_years is not None and a.max_years is not None and a.min_years >= a.max_years:
+            raise ValueError("min_years below max_years")
+        return a
+
+    @property
+    def unit(self) -> str:
+        return LEVEL_QUANTITIES[self.quantity]
+
+
+class ReferenceLevelsFile(_Strict):
+    levels: list[ReferenceLevel] = []
 
 
 @dataclass(frozen=True)
@@ -212,6 +324,7 @@ class Config:
     postgresql: PostgresSettings
     accounts: AccountsFile
     schemas: SchemaDefinitions
+    reference_levels: ReferenceLevelsFile = field(default_factory=ReferenceLevelsFile)
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -280,6 +393,7 @@ class Config:
             "postgresql": self.postgresql.model_dump(),
             "accounts": self.accounts.model_dump(),
             "schemas": self.schemas.model_dump(),
+            "reference_levels": self.reference_levels.model_dump(),
             "env": env,
         }
 
@@ -429,6 +543,22 @@ def load_config(
         if required not in schemas.schemas:
             raise ConfigError(f"{sch_path}: schemas.{required}: missing (required schema)")
 
+    # Optional: without it the dose page simply shows no reference levels.
+    ref_path = config_dir / "reference_levels.yaml"
+    reference_levels = (
+        _validate(ReferenceLevelsFile, _load_yaml(ref_path), ref_path)
+        if ref_path.is_file()
+        else ReferenceLevelsFile()
+    )
+    seen_names: dict[str, int] = {}
+    for i, level in enumerate(reference_levels.levels):
+        if level.name in seen_names:
+            raise ConfigError(
+                f"{ref_path}: levels.{i}.name: expected a name no other level has, got {level.name!r} "
+                f"(also levels.{seen_names[level.name]})"
+            )
+        seen_names[level.name] = i
+
     if var_dir is None:
         var_dir = Path(merged.get("NMDOSE_VAR_DIR") or config_dir.parent / "var")
     return Config(
@@ -443,6 +573,7 @@ def load_config(
         postgresql=postgresql,
         accounts=accounts,
         schemas=schemas,
+        reference_levels=reference_levels,
         env=merged,
     )
 

@@ -7,18 +7,24 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
+import http.client
 import io
 import json
 import random
+import re
 import statistics
 import time
+import urllib.parse
 import urllib.request
 from types import SimpleNamespace
 
+import openpyxl
 import pytest
 
+from nmdose.config import ReferenceLevel, ReferenceLevelsFile
 from nmdose.db import connect
 from nmdose.db.migrate import migrate
+from nmdose.dose.derived import CT_K_SOURCE_ADULT, CT_K_SOURCE_CHILD, NM_E_SOURCE, age_band
 from nmdose.web import pages
 from nmdose.web.router import Request, Router
 from tests.support import REPO
@@ -27,7 +33,26 @@ pytestmark = pytest.mark.integration
 
 PROTOCOLS = ["Head routine", "Chest low dose", "Abdomen <script>alert(1)</script>"]
 AGENTS = ["Fluorodeoxyglucose F^18^", "Tc-99m MDP"]
+REGIONS = ["Head", "Chest", "Abdomen and Pelvis"]
 XSS = "<script>alert('nmdose')</script>"
+# Levels made for this data (the shipped file is tested in tests/unit/web): one of each kind of match.
+LEVELS = [
+    ReferenceLevel.model_validate(d)
+    for d in (
+        {"name": "head CTDIvol adults", "modality": "CT", "match": {"protocols": ["^head"]},
+         "quantity": "ctdivol_mgy", "value": 30, "source": "test", "year": 2024, "status": "official",
+         "age_band": {"min_years": 18}},
+        {"name": "CT chest exam DLP", "modality": "CT", "match": {"descriptions": ["^ct chest"]},
+         "quantity": "dlp_mgycm", "value": 900, "source": "test", "year": 2024, "status": "official"},
+        {"name": "chest region event DLP", "modality": "CT", "match": {"target_regions": ["^chest$"]},
+         "quantity": "dlp_mgycm", "per": "event", "value": 1200, "source": "test", "year": 2024,
+         "status": "proposed"},
+        {"name": "FDG activity", "modality": "PT", "match": {"agents": ["fluorodeoxy"]},
+         "quantity": "activity_mbq", "value": 300, "source": "test", "year": 2024, "status": "official"},
+        {"name": "MDP per kg", "modality": "NM", "match": {"agents": ["mdp"], "descriptions": ["PET"]},
+         "quantity": "activity_mbq_per_kg", "value": 4.0, "source": "test", "year": 2024, "status": "example"},
+    )
+]  # fmt: skip
 
 
 def pct(values: list[float], q: float) -> float:
@@ -75,43 +100,80 @@ def data(stack):
                 weight = round(rnd.uniform(45, 110), 1)
                 station = ["CT1", "CT2"][i % 2]
                 sex = ["M", "F"][i % 2]
-                studies.append(dict(uid=uid, date=date, desc=desc, station=station, weight=weight, sex=sex))
+                age = None if i % 7 == 0 else float(3 + (i * 13) % 85)
+                study = dict(uid=uid, date=date, desc=desc, station=station, weight=weight, sex=sex, age=age)
+                studies.append(study)
                 cur.execute(
                     """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description,
-                       station_name, patient_sex, patient_weight_kg, ct_event_count, ct_total_dlp_mgycm)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, 0, NULL)""",
-                    (uid, date, date.year, desc, station, sex, weight),
+                       station_name, patient_sex, patient_weight_kg, patient_age_years, ct_event_count,
+                       ct_total_dlp_mgycm) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, NULL)""",
+                    (uid, date, date.year, desc, station, sex, weight, age),
                 )
-                for k in range(1 + i % 3):
+                has_k = i % 4 != 0  # the others: a region without k, so no CT effective dose
+                k = 0.0145 if age_band(age) is None else 0.0330
+                for n in range(1 + i % 3):
                     e = dict(
                         uid=uid, date=date, protocol=rnd.choice(PROTOCOLS), ctdi=round(rnd.uniform(1, 60), 2)
                     )
                     e["dlp"] = round(e["ctdi"] * rnd.uniform(10, 50), 1)
+                    e["region"] = rnd.choice(REGIONS)
+                    e["ordinal"], e["desc"], e["age"] = n, desc, age
                     events.append(e)
                     cur.execute(
                         """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date,
-                           study_year, acquisition_protocol, ctdivol_mgy, dlp_mgycm)
-                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                        (uid, f"#{k}", k, date, date.year, e["protocol"], e["ctdi"], e["dlp"]),
-                    )
-                cur.execute(
-                    """UPDATE dose.study SET ct_event_count = c, ct_total_dlp_mgycm = d FROM
-                       (SELECT count(*) c, sum(dlp_mgycm) d FROM dose.ct_event WHERE study_instance_uid = %s) x
-                       WHERE study_instance_uid = %s""",
-                    (uid, uid),
-                )
+                           study_year, acquisition_protocol, target_region, ctdivol_mgy, dlp_mgycm,
+                           k_msv_per_mgycm, effective_dose_msv) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                        (uid, f"#{n}", n, date, date.year, e["protocol"], e["region"], e["ctdi"], e["dlp"],
+                         k if has_k else None, e["dlp"] * k if has_k else None),
+                    )  # fmt: skip
+                study["dlp"] = sum(e["dlp"] for e in events if e["uid"] == uid)
+                study["ct_e"] = round(study["dlp"] * k, 6) if has_k else None
                 if desc == "PET-CT WB":
                     a = dict(uid=uid, date=date, agent=AGENTS[i % 2], mbq=round(rnd.uniform(150, 400), 1))
                     a["per_kg"] = a["mbq"] / weight
+                    a["desc"], a["age"], a["ordinal"] = desc, age, 0
+                    fdg = a["agent"] == AGENTS[0] and age_band(age) is None
+                    a["coef"] = 0.019 if fdg else None
+                    a["e"] = round(a["mbq"] * 0.019, 6) if fdg else None
+                    a["note"] = (
+                        f"fdg: {NM_E_SOURCE}" if fdg else "no coefficient for mdp in the checked subset"
+                    )
                     admins.append(a)
                     cur.execute(
                         """INSERT INTO dose.radiopharmaceutical (study_instance_uid, administration_key, ordinal,
-                           study_date, study_year, source, agent, activity_mbq, activity_per_kg_mbq)
-                           VALUES (%s, '#0', 0, %s, %s, 'rrdsr', %s, %s, %s)""",
-                        (uid, date, date.year, a["agent"], a["mbq"], a["per_kg"]),
-                    )
+                           study_date, study_year, source, agent, activity_mbq, activity_per_kg_mbq,
+                           coefficient_msv_per_mbq, effective_dose_msv, details)
+                           VALUES (%s, '#0', 0, %s, %s, 'rrdsr', %s, %s, %s, %s, %s, %s)""",
+                        (uid, date, date.year, a["agent"], a["mbq"], a["per_kg"], a["coef"], a["e"],
+                         json.dumps({"derived_note": a["note"]})),
+                    )  # fmt: skip
+                    study["nm_e"] = a["e"]
+                else:
+                    study["nm_e"] = None
+                parts = [study["ct_e"]] + ([study["nm_e"]] if desc == "PET-CT WB" else [])
+                study["total_e"] = None if None in parts else round(sum(parts), 6)
+                derived = {"age_band_years": age_band(age), "notes": [] if has_k else ["CT: no k for region"],
+                           "sources": {"ct_k_adult": CT_K_SOURCE_ADULT, "ct_k_child": CT_K_SOURCE_CHILD,
+                                       "nm": NM_E_SOURCE}}  # fmt: skip
+                cur.execute(
+                    """UPDATE dose.study SET ct_event_count = c, ct_total_dlp_mgycm = d, ct_effective_dose_msv = %s,
+                              nm_effective_dose_msv = %s, total_effective_dose_msv = %s, derived = %s
+                         FROM (SELECT count(*) c, sum(dlp_mgycm) d FROM dose.ct_event WHERE study_instance_uid = %s) x
+                        WHERE study_instance_uid = %s""",
+                    (study["ct_e"], study["nm_e"], study["total_e"], json.dumps(derived), uid, uid),
+                )
+            for n, (path, resolved) in enumerate(
+                [("/spool/a.dcm", False), ("/spool/b.dcm", True), (XSS, False)]
+            ):
+                cur.execute(
+                    """INSERT INTO dose.dead_letter (key, file_path, source, error, attempts, last_seen, resolved_at)
+                       VALUES (%s, %s, 'orthanc', %s, %s, now() - %s * interval '1 hour',
+                               CASE WHEN %s THEN now() END)""",
+                    (f"path:{path}", path, f"parse error {n}", n + 1, n, resolved),
+                )
         conn.commit()
     router = Router()
+    cfg = dataclasses.replace(cfg, reference_levels=ReferenceLevelsFile(levels=LEVELS))
     pages.register_routes(router, SimpleNamespace(cfg=cfg))
     yield SimpleNamespace(router=router, studies=studies, events=events, admins=admins)
     with contextlib.closing(connect(stack.cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
@@ -121,7 +183,7 @@ def data(stack):
 def api(data, path, **query):
     resp = data.router.dispatch(Request("GET", path, query={k: str(v) for k, v in query.items()}))
     assert resp.status == 200, resp.body
-    return resp if query.get("format") == "csv" else json.loads(resp.body)["rows"]
+    return resp if query.get("format") in ("csv", "xlsx") else json.loads(resp.body)["rows"]
 
 
 def test_ct_protocol_statistics_equal_a_direct_computation(data):
@@ -250,3 +312,339 @@ def test_query_values_arrive_decoded_through_orthanc(stack):
         with pytest.raises(urllib.error.HTTPError) as exc:
             urllib.request.urlopen(f"{base}/api/dose/activity?sex={encoded}")
         assert f"got {shown!r}" in json.loads(exc.value.read())["error"]
+
+
+# ----- reference levels, outliers, box plots, effective dose, dead letters, XLSX, Orthanc redirect -------------
+
+
+def _matches(patterns: list[str], value: str | None) -> bool:
+    """What PostgreSQL's `value ~* ANY (patterns)` does for these simple patterns (no patterns: no condition)."""
+    return not patterns or (value is not None and any(re.search(p, value, re.IGNORECASE) for p in patterns))
+
+
+def _age_ok(level, age) -> bool:
+    band = level.age_band
+    if band is None:
+        return True
+    lo, hi = band.min_years, band.max_years
+    return (lo is None or (age is not None and age >= lo)) and (hi is None or (age is not None and age < hi))
+
+
+def _event_levels(e):
+    return [
+        lv for lv in LEVELS
+        if lv.modality == "CT" and lv.per == "event" and _matches(lv.match.protocols, e["protocol"])
+        and _matches(lv.match.descriptions, e["desc"]) and _matches(lv.match.target_regions, e["region"])
+        and _age_ok(lv, e["age"])
+    ]  # fmt: skip
+
+
+def _study_levels(data, s):
+    events = [e for e in data.events if e["uid"] == s["uid"]]
+    return [
+        lv for lv in LEVELS
+        if lv.modality == "CT" and lv.per == "study" and _matches(lv.match.descriptions, s["desc"])
+        and (not lv.match.protocols or any(_matches(lv.match.protocols, e["protocol"]) for e in events))
+        and (not lv.match.target_regions or any(_matches(lv.match.target_regions, e["region"]) for e in events))
+        and _age_ok(lv, s["age"])
+    ]  # fmt: skip
+
+
+def _admin_levels(a):
+    return [
+        lv for lv in LEVELS
+        if lv.modality in ("NM", "PT") and _matches(lv.match.agents, a["agent"])
+        and _matches(lv.match.descriptions, a["desc"]) and _age_ok(lv, a["age"])
+    ]  # fmt: skip
+
+
+EVENT_VALUE = {"ctdivol_mgy": "ctdi", "dlp_mgycm": "dlp"}
+ADMIN_VALUE = {"activity_mbq": "mbq", "activity_mbq_per_kg": "per_kg"}
+
+
+def expected_outliers(data, keep=lambda study: True) -> set[tuple]:
+    """The outliers computed in Python from the inserted rows: above an applicable level, or above the 95th
+    percentile of the protocol / agent within the kept studies."""
+    kept = {s["uid"] for s in data.studies if keep(s)}
+    events = [e for e in data.events if e["uid"] in kept]
+    admins = [a for a in data.admins if a["uid"] in kept]
+    hits = set()
+    for e in events:
+        for lv in _event_levels(e):
+            if e[EVENT_VALUE[lv.quantity]] > lv.value:
+                hits.add(("reference_level", "ct_event", e["uid"], e["ordinal"], lv.quantity, lv.name))
+    for s in data.studies:
+        if s["uid"] in kept:
+            for lv in _study_levels(data, s):
+                if s["dlp"] > lv.value:
+                    hits.add(("reference_level", "ct_study", s["uid"], None, lv.quantity, lv.name))
+    for a in admins:
+        for lv in _admin_levels(a):
+            if a[ADMIN_VALUE[lv.quantity]] > lv.value:
+                hits.add(("reference_level", "administration", a["uid"], 0, lv.quantity, lv.name))
+    for protocol in {e["protocol"] for e in events}:
+        group = [e for e in events if e["protocol"] == protocol]
+        for quantity, key in EVENT_VALUE.items():
+            p95 = pct([e[key] for e in group], 0.95)
+            hits |= {
+                ("p95", "ct_event", e["uid"], e["ordinal"], quantity, None) for e in group if e[key] > p95
+            }
+    for agent in {a["agent"] for a in admins}:
+        group = [a for a in admins if a["agent"] == agent]
+        for quantity, key in ADMIN_VALUE.items():
+            p95 = pct([a[key] for a in group], 0.95)
+            hits |= {("p95", "administration", a["uid"], 0, quantity, None) for a in group if a[key] > p95}
+    return hits
+
+
+def _hit(row) -> tuple:
+    return (
+        row["reason"],
+        row["kind"],
+        row["study_instance_uid"],
+        row["ordinal"],
+        row["quantity"],
+        row["level_name"],
+    )
+
+
+def test_outliers_are_the_values_above_their_level_or_their_groups_p95(data):
+    rows = api(data, "/api/dose/outliers")
+    assert {_hit(r) for r in rows} == expected_outliers(data) and len(rows) == len({_hit(r) for r in rows})
+    assert {r["reason"] for r in rows} == {"reference_level", "p95"}
+    assert {r["kind"] for r in rows} == {"ct_event", "ct_study", "administration"}
+    ratios = [r["ratio"] for r in rows]
+    assert ratios == sorted(ratios, reverse=True) and min(ratios) > 1  # worst first, all above their level
+    chest = next(r for r in rows if r["level_name"] == "chest region event DLP")
+    assert chest["level"] == 1200 and chest["level_status"] == "proposed" and chest["level_source"] == "test"
+    assert all(r["link"] == "ui/orthanc/study/" + urllib.parse.quote(r["study_instance_uid"]) for r in rows)
+    event = next(r for r in rows if r["kind"] == "ct_event" and r["quantity"] == "ctdivol_mgy")
+    source = next(
+        e for e in data.events if e["uid"] == event["study_instance_uid"] and e["ordinal"] == event["ordinal"]
+    )
+    assert event["value"] == source["ctdi"]
+
+
+def test_outlier_percentiles_are_computed_over_the_filtered_set(data):
+    rows = api(data, "/api/dose/outliers", station="CT1", reason="p95")
+    expected = {h for h in expected_outliers(data, lambda s: s["station"] == "CT1") if h[0] == "p95"}
+    assert {_hit(r) for r in rows} == expected and expected
+    assert expected != {h for h in expected_outliers(data) if h[0] == "p95"}  # the filter changed the p95
+
+
+def test_box_statistics_and_applicable_levels_equal_a_direct_computation(data):
+    def tukey(values):
+        q1, q3 = pct(values, 0.25), pct(values, 0.75)
+        lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+        inside = [v for v in values if lo <= v <= hi]
+        return q1, q3, min(inside), max(inside), len(values) - len(inside)
+
+    for measure, key in (("ctdivol", "ctdi"), ("dlp", "dlp")):
+        rows = {r["protocol"]: r for r in api(data, "/api/dose/box", measure=measure, group="protocol")}
+        assert set(rows) == set(PROTOCOLS)
+        for protocol, r in rows.items():
+            group = [e for e in data.events if e["protocol"] == protocol]
+            values = [e[key] for e in group]
+            q1, q3, low, high, outside = tukey(values)
+            assert (r["n"], r["min"], r["max"]) == (len(values), min(values), max(values))
+            assert (r["q1"], r["median"], r["q3"]) == pytest.approx((q1, statistics.median(values), q3))
+            assert (r["whisker_low"], r["whisker_high"], r["outside"]) == (low, high, outside)
+            quantity = "ctdivol_mgy" if measure == "ctdivol" else "dlp_mgycm"
+            names = {lv.name for e in group for lv in _event_levels(e) if lv.quantity == quantity}
+            assert {lv["name"] for lv in r["levels"]} == names
+    assert [lv["name"] for lv in rows_of(data, "dlp", "protocol", PROTOCOLS[1])] == ["chest region event DLP"]
+    desc = {r["description"]: r for r in api(data, "/api/dose/box", measure="dlp", group="description")}
+    chest = [s["dlp"] for s in data.studies if s["desc"] == "CT Chest"]
+    assert desc["CT Chest"]["median"] == pytest.approx(statistics.median(chest))
+    assert [lv["name"] for lv in desc["CT Chest"]["levels"]] == ["CT chest exam DLP"]
+    assert desc["PET-CT WB"]["levels"] == []
+    per_kg = {r["agent"]: r for r in api(data, "/api/dose/box", measure="per_kg", group="agent")}
+    assert per_kg[AGENTS[1]]["levels"] == [
+        {"name": "MDP per kg", "value": 4.0, "status": "example", "source": "test", "year": 2024}
+    ]
+    mbq = [a["mbq"] for a in data.admins if a["agent"] == AGENTS[0]]
+    activity = {r["agent"]: r for r in api(data, "/api/dose/box", measure="activity", group="agent")}
+    assert activity[AGENTS[0]]["q3"] == pytest.approx(pct(mbq, 0.75))
+    assert [lv["name"] for lv in activity[AGENTS[0]]["levels"]] == ["FDG activity"]
+
+
+def rows_of(data, measure, group, key):
+    return next(r for r in api(data, "/api/dose/box", measure=measure, group=group) if r[group] == key)[
+        "levels"
+    ]
+
+
+def test_effective_dose_per_description_with_the_coefficient_sources(data):
+    rows = {r["description"]: r for r in api(data, "/api/dose/effective-dose")}
+    for desc, r in rows.items():
+        group = [s for s in data.studies if s["desc"] == desc]
+        for part in ("ct", "nm", "total"):
+            values = [s[f"{part}_e"] for s in group if s[f"{part}_e"] is not None]
+            assert r[f"{part}_n"] == len(values)
+            if values:
+                assert r[f"{part}_median"] == pytest.approx(statistics.median(values))
+                assert r[f"{part}_mean"] == pytest.approx(statistics.fmean(values))
+            else:
+                assert r[f"{part}_median"] is None
+        bands = {age_band(s["age"]) is None for s in group if s["ct_e"] is not None}
+        expected = {CT_K_SOURCE_ADULT} if bands == {True} else {CT_K_SOURCE_ADULT, CT_K_SOURCE_CHILD}
+        assert set(r["ct_sources"]) == expected
+        assert r["nm_sources"] == ([NM_E_SOURCE] if any(s["nm_e"] for s in group) else [])
+    assert rows["PET-CT WB"]["nm_n"] > 0 and rows["CT Chest"]["nm_n"] == 0
+
+
+def test_study_detail_shows_each_coefficient_with_its_source(data):
+    adult = next(
+        s for s in data.studies if s["ct_e"] is not None and age_band(s["age"]) is None and s["nm_e"]
+    )
+    s = api_one(data, f"/api/dose/study/{adult['uid']}")
+    assert {e["k_source"] for e in s["ct_events"]} == {CT_K_SOURCE_ADULT}
+    assert {e["k_msv_per_mgycm"] for e in s["ct_events"]} == {0.0145}
+    admin = s["radiopharmaceuticals"][0]
+    assert admin["coefficient_msv_per_mbq"] == 0.019 and admin["coefficient_note"] == f"fdg: {NM_E_SOURCE}"
+    assert s["derived"]["sources"]["ct_k_adult"] == CT_K_SOURCE_ADULT
+    child = next(x for x in data.studies if x["ct_e"] is not None and age_band(x["age"]) is not None)
+    events = api_one(data, f"/api/dose/study/{child['uid']}")["ct_events"]
+    assert {e["k_source"] for e in events} == {CT_K_SOURCE_CHILD}
+    without = next(x for x in data.studies if x["ct_e"] is None)
+    assert {e["k_source"] for e in api_one(data, f"/api/dose/study/{without['uid']}")["ct_events"]} == {None}
+
+
+def test_age_and_weight_bands_filter_the_rows(data):
+    rows = api(data, "/api/dose/ct-events", age_min=18, age_max=65, weight_min=60, weight_max=90)
+    kept = {s["uid"] for s in data.studies
+            if s["age"] is not None and 18 <= s["age"] < 65 and 60 <= s["weight"] < 90}  # fmt: skip
+    assert len(rows) == sum(1 for e in data.events if e["uid"] in kept) > 0
+    assert {r["study_instance_uid"] for r in rows} == kept & {e["uid"] for e in data.events}
+
+
+def test_dead_letter_lists_open_failures_newest_first_with_counts(data):
+    resp = data.router.dispatch(Request("GET", "/api/dose/dead-letter"))
+    body = json.loads(resp.body)
+    assert resp.status == 200 and (body["open"], body["resolved"], body["count"]) == (2, 1, 2)
+    assert [r["file_path"] for r in body["rows"]] == ["/spool/a.dcm", XSS]
+    assert [(r["error"], r["attempts"], r["source"]) for r in body["rows"]] == [
+        ("parse error 0", 1, "orthanc"), ("parse error 2", 3, "orthanc")
+    ]  # fmt: skip
+    assert len(api(data, "/api/dose/dead-letter", state="all")) == 3
+    assert [r["file_path"] for r in api(data, "/api/dose/dead-letter", state="resolved")] == ["/spool/b.dcm"]
+
+
+def _cell_value(v):
+    """A cell as the JSON API gives it: dates as text; numbers to 12 significant digits (Excel keeps 15)."""
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat()
+    return float(f"{v:.12g}") if isinstance(v, float) else v
+
+
+def _sheet_rows(ws) -> list[dict]:
+    rows = [[_cell_value(c.value) for c in r] for r in ws.iter_rows()]
+    return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+
+
+@pytest.mark.parametrize(
+    ("path", "group", "stats_path", "stats_key", "filters"),
+    [
+        (
+            "/api/dose/ct-events",
+            "acquisition_protocol",
+            "/api/dose/ct-protocols",
+            "protocol",
+            {"station": "CT1"},
+        ),
+        ("/api/dose/activity-points", "agent", "/api/dose/activity", "agent", {"from": "2022-01-01"}),
+    ],
+)
+def test_xlsx_export_has_one_sheet_per_group_equal_to_the_json_rows(
+    data, path, group, stats_path, stats_key, filters
+):
+    from nmdose.web import xlsx
+
+    rows = api(data, path, **filters)
+    resp = api(data, path, **filters, format="xlsx")
+    assert resp.content_type == xlsx.CONTENT_TYPE and ".xlsx" in resp.headers["Content-Disposition"]
+    wb = openpyxl.load_workbook(io.BytesIO(resp.body))
+    groups = list(dict.fromkeys(r[group] for r in rows))
+    names = xlsx.sheet_names(groups)
+    assert wb.sheetnames == ["Summary", *names.values()] and len(groups) >= 2
+    for g in groups:
+        expected = [
+            {k: (str(v) if isinstance(v, dt.date) else v) for k, v in r.items()}
+            for r in rows
+            if r[group] == g
+        ]
+        assert _sheet_rows(wb[names[g]]) == [{k: _cell_value(v) for k, v in r.items()} for r in expected]
+    if group == "acquisition_protocol":  # "Abdomen <script>alert(1)</script>" needed a sanitised name
+        assert names[PROTOCOLS[2]] == "Abdomen <script>alert(1)<_scrip"  # 31 characters
+    summary = [[c.value for c in r] for r in wb["Summary"].iter_rows()]
+    ((key, value),) = filters.items()
+    assert summary[3][:2] == [f"parameter {key}", value] and summary[2][:2] == ["rows", len(rows)]
+    stats = api(data, stats_path, **filters)
+    header = next(i for i, r in enumerate(summary) if r[0] == stats_key)
+    table = [
+        dict(zip(summary[header], r, strict=True)) for r in summary[header + 1 : header + 1 + len(stats)]
+    ]
+    assert [(t[stats_key], t["n"]) for t in table] == [(s[stats_key], s["n"]) for s in stats]
+
+
+def store_synthetic_study(orthanc_url: str, study_uid: str, patient_id: str) -> str:
+    """Store one minimal synthetic instance of `study_uid` in an Orthanc; returns Orthanc's study id."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    sop = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, sop
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = patient_id, "SYNTHETIC^WEB", "OT"
+    ds.StudyDescription = "nmdose web test"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    req = urllib.request.Request(orthanc_url + "/instances", data=buf.getvalue(), method="POST")
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())["ParentStudy"]
+
+
+def get_no_redirect(url: str) -> http.client.HTTPResponse:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", parts.path)
+    resp = conn.getresponse()
+    resp.body = resp.read()
+    conn.close()
+    return resp
+
+
+def test_orthanc_link_redirects_to_the_study_in_orthanc_explorer_or_answers_404(stack):
+    orthanc = stack.cfg.research_node.http_url.rstrip("/")
+    uid = "1.2.826.0.1.3680043.10.1234.77"
+    study_id = store_synthetic_study(orthanc, uid, "WEBTEST1")
+    try:
+        url = f"{orthanc}/nmdose/ui/orthanc/study/{uid}"
+        resp = get_no_redirect(url)
+        location = resp.getheader("Location")
+        assert resp.status == 302 and location == f"../../../../app/explorer.html#study?uuid={study_id}"
+        target = urllib.parse.urljoin(url, location)
+        assert target == f"{orthanc}/app/explorer.html#study?uuid={study_id}"
+        with urllib.request.urlopen(target) as r:
+            assert r.status == 200 and b"explorer" in r.read().lower()
+        with urllib.request.urlopen(f"{orthanc}/studies/{study_id}") as r:
+            assert json.loads(r.read())["MainDicomTags"]["StudyInstanceUID"] == uid
+        missing = get_no_redirect(f"{orthanc}/nmdose/ui/orthanc/study/9.9.9.404")
+        text = missing.body.decode()
+        assert missing.status == 404 and missing.getheader("Content-Type").startswith("text/html")
+        assert (
+            "holds no study with StudyInstanceUID 9.9.9.404" in text
+            and 'href="../../study/9.9.9.404"' in text
+        )
+        index = get_no_redirect(f"{orthanc}/nmdose/ui")
+        assert index.status == 302 and index.getheader("Location") == "ui/"
+    finally:
+        urllib.request.urlopen(
+            urllib.request.Request(f"{orthanc}/studies/{study_id}", method="DELETE")
+        ).close()

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from nmdose.db import connect
+from nmdose.errors import NmdoseError
 from nmdose.web import queries as Q
+from nmdose.web import xlsx
 from nmdose.web.router import PUBLIC, HttpError, Request, Response
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -35,12 +37,46 @@ def _params(request: Request, spec: dict[str, Any]) -> dict[str, Any]:
         raise HttpError(400, str(exc)) from None
 
 
-def _answer(rows: list[dict[str, Any]], f: dict[str, Any], filename: str) -> Response:
+def _answer(
+    rows: list[dict[str, Any]],
+    f: dict[str, Any],
+    filename: str,
+    *,
+    group_by: str | None = None,
+    summary=None,
+    summary_title: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """JSON `{"rows", "count"}`, or the same rows as CSV or XLSX (`format`). For XLSX, `group_by` names the
+    column whose values get a sheet each and `summary()` gives the rows of the summary sheet."""
     if f.get("format") == "csv":
         resp = Response(200, Q.to_csv(rows).encode("utf-8-sig"), "text/csv; charset=utf-8")
         resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
         return resp
-    return Response.json({"rows": rows, "count": len(rows)})
+    if f.get("format") == "xlsx":
+        params = {k: v for k, v in f.items() if k != "format"}
+        body = xlsx.workbook(
+            rows,
+            title=f"nmdose {filename}",
+            parameters=params,
+            group_by=group_by,
+            summary=summary() if summary else (),
+            summary_title=summary_title,
+        )
+        resp = Response(200, body, xlsx.CONTENT_TYPE)
+        resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.xlsx"'
+        return resp
+    return Response.json({"rows": rows, "count": len(rows), **(extra or {})})
+
+
+def _redirect(location: str) -> Response:
+    """302 to a location relative to the request (works behind a reverse proxy prefix)."""
+    target = _e(location)
+    resp = Response.html(
+        f'<!doctype html><meta charset="utf-8"><p>Moved to <a href="{target}">{target}</a></p>', 302
+    )
+    resp.headers["Location"] = location
+    return resp
 
 
 def register_routes(router, plugin) -> None:
@@ -90,7 +126,14 @@ def register_routes(router, plugin) -> None:
     def ct_events(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, "limit": Q._int(1, Q.MAX_LIMIT), **Q.FORMAT})
         with db() as conn:
-            return _answer(Q.ct_events(conn, f, f.get("limit", Q.MAX_LIMIT)), f, "ct-events")
+            return _answer(
+                Q.ct_events(conn, f, f.get("limit", Q.MAX_LIMIT)),
+                f,
+                "ct-events",
+                group_by="acquisition_protocol",
+                summary=lambda: Q.ct_protocols(conn, f, "protocol"),
+                summary_title="CTDIvol and DLP per acquisition protocol (one value per irradiation event)",
+            )
 
     def activity(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, "group": Q._choice("agent", "description"), **Q.FORMAT})
@@ -101,7 +144,82 @@ def register_routes(router, plugin) -> None:
     def activity_points(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, "limit": Q._int(1, Q.MAX_LIMIT), **Q.FORMAT})
         with db() as conn:
-            return _answer(Q.activity_points(conn, f, f.get("limit", 5000)), f, "activity-weight")
+            return _answer(
+                Q.activity_points(conn, f, f.get("limit", 5000)),
+                f,
+                "activity-weight",
+                group_by="agent",
+                summary=lambda: Q.activity(conn, f, "agent"),
+                summary_title="Activity per radiopharmaceutical (all filtered administrations)",
+            )
+
+    def levels() -> list:
+        return list(plugin.cfg.reference_levels.levels)
+
+    def reference_levels(request: Request) -> Response:
+        f = _params(request, Q.FORMAT)
+        return _answer(Q.reference_level_rows(levels()), f, "reference-levels")
+
+    def outliers(request: Request) -> Response:
+        spec = {
+            **Q.DOSE_FILTERS,
+            "reason": Q._choice("reference_level", "p95"),
+            "limit": Q._int(1, Q.MAX_LIMIT),
+            **Q.FORMAT,
+        }
+        f = _params(request, spec)
+        with db() as conn:
+            return _answer(Q.outliers(conn, f, levels(), f.get("limit", 1000)), f, "dose-outliers")
+
+    def box(request: Request) -> Response:
+        spec = {
+            **Q.DOSE_FILTERS,
+            "measure": Q._choice(*Q.BOX_MEASURES),
+            "group": Q._choice("protocol", "description", "agent"),
+            **Q.FORMAT,
+        }
+        f = _params(request, spec)
+        if "measure" not in f:
+            raise HttpError(400, f"parameter 'measure' is required (one of {', '.join(Q.BOX_MEASURES)})")
+        measure = f["measure"]
+        groups = Q.BOX_GROUPS[Q.BOX_MEASURES[measure][0]]
+        group = f.get("group", groups[0])
+        if group not in groups:
+            raise HttpError(
+                400, f"parameter 'group' must be one of {', '.join(groups)} for measure {measure}"
+            )
+        with db() as conn:
+            return _answer(Q.box(conn, f, levels(), measure, group), f, f"box-{measure}-{group}")
+
+    def effective_dose(request: Request) -> Response:
+        f = _params(request, {**Q.DOSE_FILTERS, **Q.FORMAT})
+        with db() as conn:
+            return _answer(Q.effective_dose(conn, f), f, "effective-dose")
+
+    def dead_letter(request: Request) -> Response:
+        spec = {"state": Q._choice("open", "resolved", "all"), "limit": Q._int(1, 10_000), **Q.FORMAT}
+        f = _params(request, spec)
+        with db() as conn:
+            rows, counts = Q.dead_letters(conn, f.get("state", "open"), f.get("limit", 500))
+        return _answer(rows, f, "dose-dead-letter", extra=counts)
+
+    def orthanc_study(request: Request) -> Response:
+        """Look the study up in the research PACS (POST /tools/lookup) and redirect to its Orthanc Explorer
+        page; 404 with a page saying so when the research PACS does not hold it."""
+        _params(request, {})
+        uid = request.params["uid"]
+        if len(uid) > 64:
+            raise HttpError(400, f"a StudyInstanceUID is at most 64 characters, got {len(uid)}")
+        try:
+            found = plugin.rest_client().request("POST", "/tools/lookup", data=uid.encode()).json()
+        except NmdoseError as exc:
+            return Response.html(_message_page("Research PACS unreachable", str(exc), depth=3), 503)
+        ids = [r["ID"] for r in found if r.get("Type") == "Study"]
+        if not ids:
+            text = f"The research PACS holds no study with StudyInstanceUID {uid}."
+            return Response.html(_message_page("Study not in the research PACS", text, uid=uid, depth=3), 404)
+        # /nmdose/ui/orthanc/study/<uid> -> /app/explorer.html (four levels up)
+        return _redirect(f"../../../../app/explorer.html#study?uuid={ids[0]}")
 
     def dose_study(request: Request) -> Response:
         _params(request, {})
@@ -118,6 +236,11 @@ def register_routes(router, plugin) -> None:
             return Response.html(render_page(name, request))
 
         return handler
+
+    def index(request: Request) -> Response:
+        if not request.path.endswith("/"):
+            return _redirect("ui/")  # /nmdose/ui -> /nmdose/ui/: the page's relative links need the slash
+        return page("index")(request)
 
     def static(request: Request) -> Response:
         name = request.params["name"]
@@ -143,9 +266,15 @@ def register_routes(router, plugin) -> None:
         ("/api/dose/activity", activity),
         ("/api/dose/activity-points", activity_points),
         ("/api/dose/study/{uid}", dose_study),
+        ("/api/dose/reference-levels", reference_levels),
+        ("/api/dose/outliers", outliers),
+        ("/api/dose/box", box),
+        ("/api/dose/effective-dose", effective_dose),
+        ("/api/dose/dead-letter", dead_letter),
+        ("/ui/orthanc/study/{uid}", orthanc_study),
     ):
         router.add("GET", path, handler, permission="dose:read")
-    router.add("GET", "/ui", page("index"), permission="research:read")
+    router.add("GET", "/ui", index, permission="research:read")
     router.add("GET", "/ui/research", page("research"), permission="research:read")
     router.add("GET", "/ui/dose", page("dose"), permission="dose:read")
     router.add("GET", "/ui/study/{uid}", page("study"), permission="dose:read")
@@ -154,7 +283,13 @@ def register_routes(router, plugin) -> None:
 
 # ----- HTML ----------------------------------------------------------------------------------------------
 
-TITLES = {"index": "nmdose", "research": "Research PACS", "dose": "Dose", "study": "Study dose"}
+TITLES = {
+    "index": "nmdose",
+    "research": "Research PACS",
+    "dose": "Dose",
+    "study": "Study dose",
+    "message": "nmdose",
+}
 
 
 def _e(value: Any) -> str:
@@ -188,12 +323,30 @@ def _shell(name: str, body: str, *, data: dict[str, Any] | None = None, depth: i
 """
 
 
+def _message_page(title: str, text: str, *, uid: str | None = None, depth: int = 1) -> str:
+    """A small page for an error the user reached by following a link (not a JSON API answer)."""
+    back = ""
+    if uid is not None:
+        back = f"""<p><a href="{"../" * (depth - 1)}study/{_e(_quote(uid))}" data-i18n="msg.dose_record">
+Dose record of this study</a></p>"""
+    body = f"""<h1>{_e(title)}</h1>
+<p id="message">{_e(text)}</p>{back}"""
+    return _shell("message", body, depth=depth)
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
 def render_page(name: str, request: Request) -> str:
     if name == "index":
         body = """<h1 data-i18n="index.title">nmdose</h1>
 <ul>
   <li><a href="research" data-i18n="nav.research">Research PACS</a></li>
   <li><a href="dose" data-i18n="nav.dose">Dose</a></li>
+  <li><a href="../../app/explorer.html" data-i18n="nav.orthanc">Orthanc Explorer</a></li>
 </ul>"""
         return _shell(name, body, depth=1)
     if name == "research":
@@ -223,25 +376,51 @@ def render_page(name: str, request: Request) -> str:
   <label><span data-i18n="f.agent">Radiopharmaceutical</span> <input name="agent"></label>
   <label><span data-i18n="f.sex">Sex</span> <select name="sex"><option value=""></option>
     <option>M</option><option>F</option><option>O</option></select></label>
+  <label><span data-i18n="f.age">Age (years)</span>
+    <input type="number" name="age_min" min="0" max="150" step="any" size="4" data-i18n-title="f.min">–<input
+      type="number" name="age_max" min="0" max="150" step="any" size="4" data-i18n-title="f.max"></label>
+  <label><span data-i18n="f.weight">Weight (kg)</span>
+    <input type="number" name="weight_min" min="0" max="1000" step="any" size="4" data-i18n-title="f.min">–<input
+      type="number" name="weight_max" min="0" max="1000" step="any" size="4" data-i18n-title="f.max"></label>
   <button type="submit" data-i18n="f.apply">Apply</button>
   <a id="csv-link" href="#" data-i18n="f.csv">CSV (events)</a>
+  <a id="xlsx-link" href="#" data-i18n="f.xlsx">XLSX (events, one sheet per protocol)</a>
+  <a id="xlsx-activity-link" href="#" data-i18n="f.xlsx_activity">XLSX (activity, one sheet per agent)</a>
+  <p id="filter-error" class="error" hidden></p>
 </form>
 <section><h2 data-i18n="dose.ct_protocol">CT: CTDIvol and DLP per acquisition protocol</h2>
+  <p class="hint" data-i18n="dose.box_hint">Box: quartiles; line: median; whiskers: most extreme values within
+  1.5 IQR. Red dashes: reference levels.</p>
   <div class="chart"><canvas id="ct-chart"></canvas></div>
   <table id="ct-table" class="data"></table></section>
 <section><h2 data-i18n="dose.ct_description">CT: per study description (per study)</h2>
+  <div class="chart"><canvas id="ct-desc-chart"></canvas></div>
   <table id="ct-desc-table" class="data"></table></section>
 <section><h2 data-i18n="dose.monthly">Monthly median DLP</h2>
   <div class="chart"><canvas id="monthly-chart"></canvas></div></section>
 <section><h2 data-i18n="dose.activity">Administered activity per radiopharmaceutical</h2>
+  <div class="chart"><canvas id="activity-chart"></canvas></div>
   <table id="activity-table" class="data"></table>
-  <div class="chart"><canvas id="scatter-chart"></canvas></div></section>"""
+  <div class="chart"><canvas id="scatter-chart"></canvas></div></section>
+<section><h2 data-i18n="dose.effective">Effective dose per exam (per study)</h2>
+  <table id="effective-table" class="data"></table></section>
+<section><h2><span data-i18n="dose.outliers">Outliers</span> (<span id="outlier-count">…</span>)</h2>
+  <p class="hint" data-i18n="dose.outliers_hint">Above a reference level that applies, or above the 95th
+  percentile of their protocol or agent in the filtered data.</p>
+  <table id="outlier-table" class="data"></table></section>
+<section><h2 data-i18n="dose.levels">Reference levels</h2>
+  <table id="levels-table" class="data"></table></section>
+<section><h2><span data-i18n="dose.dead_letter">Dose files that failed</span>
+  (<span id="dead-letter-count">…</span>)</h2>
+  <table id="dead-letter-table" class="data"></table></section>"""
         return _shell(name, body, depth=1)
     if name == "study":
         uid = request.params["uid"]
         body = f"""<h1><span data-i18n="study.title">Study dose</span>: <code>{_e(uid)}</code></h1>
 <p><a id="orthanc-link" hidden data-i18n="study.open">Open in Orthanc Explorer</a></p>
 <table id="study-table" class="data"></table>
+<h2 data-i18n="study.effective">Effective dose: values, coefficients and their sources</h2>
+<table id="study-effective-table" class="data"></table>
 <h2 data-i18n="study.ct">CT irradiation events</h2><table id="events-table" class="data"></table>
 <h2 data-i18n="study.nm">Radiopharmaceutical administrations</h2><table id="admin-table" class="data"></table>
 <h2 data-i18n="study.objects">Source objects</h2><table id="objects-table" class="data"></table>"""

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,18 @@ def _float(name: str, value: str) -> float:
     return x
 
 
+def _number(hi: float) -> Callable[[str, str], float]:
+    """A non-negative number up to `hi` (ages in years, weights in kg)."""
+
+    def parse(name: str, value: str) -> float:
+        x = _float(name, value)
+        if x > hi:
+            raise ParamError(f"parameter '{name}' must be at most {hi:g}, got {value!r}")
+        return x
+
+    return parse
+
+
 def _text(name: str, value: str) -> str:
     if len(value) > 256:
         raise ParamError(f"parameter '{name}' is longer than 256 characters")
@@ -78,16 +91,20 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
 
 def parse_params(query: dict[str, str], spec: dict[str, Callable[[str, str], Any]]) -> dict[str, Any]:
     """Validate `query` against `spec` (name -> parser); unknown names are an error, empty values are unset."""
+    query = {k: v for k, v in query.items() if k != ""}  # a bare "?" or "&&" in the URL
     unknown = sorted(set(query) - set(spec))
     if unknown:
         raise ParamError(f"unknown parameter '{unknown[0]}' (known: {', '.join(sorted(spec))})")
     out = {name: parser(name, query[name]) for name, parser in spec.items() if query.get(name, "") != ""}
     if "from" in out and "to" in out and out["from"] > out["to"]:
         raise ParamError("parameter 'from' is after 'to'")
+    for lo, hi in (("age_min", "age_max"), ("weight_min", "weight_max")):
+        if lo in out and hi in out and out[lo] >= out[hi]:
+            raise ParamError(f"parameter '{lo}' must be below '{hi}' (min inclusive, max exclusive)")
     return out
 
 
-FORMAT = {"format": _choice("json", "csv")}
+FORMAT = {"format": _choice("json", "csv", "xlsx")}
 YEARS = {"from_year": _int(1900, 2200), "to_year": _int(1900, 2200)}
 DOSE_FILTERS: dict[str, Callable[[str, str], Any]] = {
     "from": _date,
@@ -100,10 +117,10 @@ DOSE_FILTERS: dict[str, Callable[[str, str], Any]] = {
     "protocol": _text,
     "agent": _text,
     "sex": _choice("M", "F", "O"),
-    "age_min": _float,
-    "age_max": _float,
-    "weight_min": _float,
-    "weight_max": _float,
+    "age_min": _number(150),
+    "age_max": _number(150),
+    "weight_min": _number(1000),
+    "weight_max": _number(1000),
 }
 
 
@@ -112,6 +129,8 @@ DOSE_FILTERS: dict[str, Callable[[str, str], Any]] = {
 
 def _rows(conn, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     with conn.cursor() as cur:
+        # JIT compilation costs PostgreSQL a second or more on these plans and never pays back on page queries.
+        cur.execute("SET LOCAL jit = off")
         cur.execute(sql, params)
         names = [c.name for c in cur.description]
         rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -361,16 +380,21 @@ def dose_study(conn, uid: str) -> dict[str, Any] | None:
     out = study[0]
     out["ct_events"] = _rows(
         conn,
-        """SELECT ordinal, event_key, irradiation_event_uid, acquisition_protocol, target_region,
-                  acquisition_type, ctdivol_mgy, dlp_mgycm, phantom, scanning_length_mm, kvp, tube_current_ma,
-                  pitch, k_msv_per_mgycm, effective_dose_msv
-             FROM dose.ct_event WHERE study_instance_uid = %s ORDER BY ordinal""",
+        """SELECT e.ordinal, e.event_key, e.irradiation_event_uid, e.acquisition_protocol, e.target_region,
+                  e.acquisition_type, e.ctdivol_mgy, e.dlp_mgycm, e.phantom, e.scanning_length_mm, e.kvp,
+                  e.tube_current_ma, e.pitch, e.k_msv_per_mgycm, e.effective_dose_msv,
+                  CASE WHEN e.k_msv_per_mgycm IS NULL THEN NULL
+                       WHEN s.derived->>'age_band_years' IS NULL THEN s.derived->'sources'->>'ct_k_adult'
+                       ELSE s.derived->'sources'->>'ct_k_child' END AS k_source
+             FROM dose.ct_event e JOIN dose.study s USING (study_instance_uid)
+            WHERE e.study_instance_uid = %s ORDER BY e.ordinal""",
         (uid,),
     )
     out["radiopharmaceuticals"] = _rows(
         conn,
         """SELECT ordinal, source, agent, radionuclide, activity_mbq, activity_rule, start_datetime, route,
-                  activity_per_kg_mbq, coefficient_msv_per_mbq, effective_dose_msv
+                  activity_per_kg_mbq, coefficient_msv_per_mbq, effective_dose_msv,
+                  details->>'derived_note' AS coefficient_note
              FROM dose.radiopharmaceutical WHERE study_instance_uid = %s ORDER BY ordinal""",
         (uid,),
     )
@@ -383,3 +407,345 @@ def dose_study(conn, uid: str) -> dict[str, Any] | None:
     patient = _rows(conn, "SELECT patient_id FROM rpacs.study WHERE study_uid = %s", (uid,))
     out["orthanc_study_id"] = orthanc_study_id(patient[0]["patient_id"], uid) if patient else None
     return out
+
+
+# ----- reference levels, outliers, box plots, effective dose, dead letters ----------------------------------
+
+# The configured reference levels as a PostgreSQL record set (one bound jsonb parameter): matching and comparing
+# happen in SQL next to the percentiles, so the page, the outlier list and the exports agree.
+LEVELS_CTE = """lv AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS l(
+                    name text, modality text, quantity text, per text, value double precision, status text,
+                    source text, year integer, protocols text[], descriptions text[], target_regions text[],
+                    agents text[], age_min double precision, age_max double precision))"""
+
+# A level applies to a row when every pattern list it has matches (any pattern of a list; `~*`: case-insensitive
+# regular expression) and the patient's age is in its band. The patterns are run once per distinct value, not per
+# row: m_protocol, m_description, m_region and m_agent (see _match_ctes) hold the (level, value) pairs that match,
+# and rows look themselves up there with a hashed `IN`.
+_AGE_MATCH = "(l.age_min IS NULL OR {r}.age >= l.age_min) AND (l.age_max IS NULL OR {r}.age < l.age_max)"
+_IN = "(l.name, {r}.%s) IN (SELECT name, v FROM m_%s)"
+EVENT_MATCH = (
+    "l.modality = 'CT' AND l.per = 'event'"
+    f" AND (l.protocols IS NULL OR {_IN % ('protocol', 'protocol')})"
+    f" AND (l.descriptions IS NULL OR {_IN % ('description', 'description')})"
+    f" AND (l.target_regions IS NULL OR {_IN % ('target_region', 'region')}) AND " + _AGE_MATCH
+)
+# Per-study levels matching protocols or target regions look at every event of the study (rarely used: slower).
+STUDY_MATCH = (
+    "l.modality = 'CT' AND l.per = 'study'"
+    " AND (l.protocols IS NULL OR EXISTS (SELECT 1 FROM dose.ct_event x WHERE x.study_instance_uid ="
+    " {r}.study_instance_uid AND x.acquisition_protocol ~* ANY (l.protocols)))"
+    f" AND (l.descriptions IS NULL OR {_IN % ('description', 'description')})"
+    " AND (l.target_regions IS NULL OR EXISTS (SELECT 1 FROM dose.ct_event x WHERE x.study_instance_uid ="
+    " {r}.study_instance_uid AND x.target_region ~* ANY (l.target_regions))) AND " + _AGE_MATCH
+)
+ADMIN_MATCH = (
+    "l.modality IN ('NM', 'PT') AND l.per = 'administration'"
+    f" AND (l.agents IS NULL OR {_IN % ('agent', 'agent')})"
+    f" AND (l.descriptions IS NULL OR {_IN % ('description', 'description')}) AND " + _AGE_MATCH
+)
+_NONE = "SELECT NULL::text AS v WHERE false"
+
+
+def _match_ctes(
+    *, protocol: str = _NONE, description: str = _NONE, region: str = _NONE, agent: str = _NONE
+) -> str:
+    """The (level name, value) pairs whose patterns match, one CTE per attribute; each argument is a query giving
+    the candidate values as column `v`."""
+    parts = []
+    for name, source, patterns in (
+        ("protocol", protocol, "protocols"),
+        ("description", description, "descriptions"),
+        ("region", region, "target_regions"),
+        ("agent", agent, "agents"),
+    ):
+        parts.append(
+            f"m_{name} AS MATERIALIZED (SELECT l.name, d.v FROM lv l"
+            f" JOIN (SELECT DISTINCT v FROM ({source}) s) d ON d.v ~* ANY (l.{patterns}))"
+        )
+    return ",\n        ".join(parts)
+
+
+STATUS_LABELS = {
+    "official": "official DRL",
+    "proposed": "proposed, not an adopted DRL",
+    "example": "example, not an official DRL",
+}
+
+
+def levels_json(levels: Sequence[Any]) -> str:
+    """The configured levels (`nmdose.config.ReferenceLevel`) as the JSON array LEVELS_CTE reads."""
+    return json.dumps(
+        [
+            {
+                "name": lv.name,
+                "modality": lv.modality,
+                "quantity": lv.quantity,
+                "per": lv.per,
+                "value": lv.value,
+                "status": lv.status,
+                "source": lv.source,
+                "year": lv.year,
+                "protocols": lv.match.protocols or None,
+                "descriptions": lv.match.descriptions or None,
+                "target_regions": lv.match.target_regions or None,
+                "agents": lv.match.agents or None,
+                "age_min": lv.age_band.min_years if lv.age_band else None,
+                "age_max": lv.age_band.max_years if lv.age_band else None,
+            }
+            for lv in levels
+        ],
+        ensure_ascii=False,
+    )
+
+
+def reference_level_rows(levels: Sequence[Any]) -> list[dict[str, Any]]:
+    """The configured reference levels as API rows (no database)."""
+    return [
+        {
+            "name": lv.name,
+            "modality": lv.modality,
+            "quantity": lv.quantity,
+            "unit": lv.unit,
+            "per": lv.per,
+            "value": lv.value,
+            "status": lv.status,
+            "status_label": STATUS_LABELS[lv.status],
+            "source": lv.source,
+            "year": lv.year,
+            "protocols": lv.match.protocols,
+            "descriptions": lv.match.descriptions,
+            "target_regions": lv.match.target_regions,
+            "agents": lv.match.agents,
+            "age_min": lv.age_band.min_years if lv.age_band else None,
+            "age_max": lv.age_band.max_years if lv.age_band else None,
+        }
+        for lv in levels
+    ]
+
+
+def _ev_cte(f: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`ev`: the filtered CT irradiation events with their study's description and patient age."""
+    w = dose_where(f, date_col="e.study_date", event="e")
+    return (
+        f"""ev AS (SELECT e.study_instance_uid, e.study_date, e.ordinal, e.acquisition_protocol AS protocol,
+                          e.target_region, e.ctdivol_mgy, e.dlp_mgycm, s.study_description AS description,
+                          s.patient_age_years AS age
+                     FROM dose.ct_event e JOIN dose.study s USING (study_instance_uid) {w.sql()})""",
+        w.params,
+    )
+
+
+def _st_cte(f: dict[str, Any], *, ctdivol: bool = False) -> tuple[str, list[Any]]:
+    """`st`: the filtered studies with CT events: total DLP and, with `ctdivol`, the mean CTDIvol of their
+    events."""
+    w = dose_where(f, date_col="s.study_date")
+    w.clauses.append("s.ct_event_count > 0")
+    mean = (
+        "(SELECT avg(e.ctdivol_mgy) FROM dose.ct_event e WHERE e.study_instance_uid = s.study_instance_uid)"
+        if ctdivol
+        else "NULL::double precision"
+    )
+    return (
+        f"""st AS (SELECT s.study_instance_uid, s.study_date, s.study_description AS description,
+                          s.patient_age_years AS age, s.ct_total_dlp_mgycm AS dlp, {mean} AS ctdivol
+                     FROM dose.study s {w.sql()})""",
+        w.params,
+    )
+
+
+def _ad_cte(f: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`ad`: the filtered radiopharmaceutical administrations."""
+    w = dose_where(f, date_col="a.study_date", agent="a")
+    return (
+        f"""ad AS (SELECT a.study_instance_uid, a.study_date, a.ordinal, a.agent, a.activity_mbq,
+                          a.activity_per_kg_mbq, s.study_description AS description, s.patient_age_years AS age
+                     FROM dose.radiopharmaceutical a JOIN dose.study s USING (study_instance_uid) {w.sql()})""",
+        w.params,
+    )
+
+
+def outliers(conn, f: dict[str, Any], levels: Sequence[Any], limit: int) -> list[dict[str, Any]]:
+    """CT events, CT examinations and administrations above a reference level that applies to them, or above
+    the 95th percentile (`percentile_cont`) of their acquisition protocol / agent within the filtered set.
+    Worst first (value / level)."""
+    ev, ev_p = _ev_cte(f)
+    st, st_p = _st_cte(f)
+    ad, ad_p = _ad_cte(f)
+    reason = ""
+    if "reason" in f:
+        reason = "WHERE reason = %s"
+    common = "l.quantity, l.value AS level, l.name AS level_name, l.status AS level_status, l.source AS level_source"
+    matches = _match_ctes(
+        protocol="SELECT protocol AS v FROM ev",
+        description="SELECT description AS v FROM ev UNION SELECT description FROM st"
+        " UNION SELECT description FROM ad",
+        region="SELECT target_region AS v FROM ev",
+        agent="SELECT agent AS v FROM ad",
+    )
+    sql = f"""WITH {LEVELS_CTE}, {ev}, {st}, {ad}, {matches},
+        ev_p AS (SELECT coalesce(protocol, '') AS grp,
+                        percentile_cont(0.95) WITHIN GROUP (ORDER BY ctdivol_mgy) AS ctdivol_p95,
+                        percentile_cont(0.95) WITHIN GROUP (ORDER BY dlp_mgycm) AS dlp_p95
+                   FROM ev GROUP BY 1),
+        ad_p AS (SELECT coalesce(agent, '') AS grp,
+                        percentile_cont(0.95) WITHIN GROUP (ORDER BY activity_mbq) AS activity_p95,
+                        percentile_cont(0.95) WITHIN GROUP (ORDER BY activity_per_kg_mbq) AS per_kg_p95
+                   FROM ad GROUP BY 1),
+        hits AS (
+          SELECT 'reference_level' AS reason, 'ct_event' AS kind, r.study_instance_uid, r.study_date,
+                 r.description AS study_description, r.protocol AS "group", r.ordinal, v.value, {common}
+            FROM ev r JOIN lv l ON {EVENT_MATCH.format(r="r")}
+           CROSS JOIN LATERAL (SELECT CASE l.quantity WHEN 'ctdivol_mgy' THEN r.ctdivol_mgy
+                                                      ELSE r.dlp_mgycm END AS value) v
+           WHERE v.value > l.value
+          UNION ALL
+          SELECT 'reference_level', 'ct_study', r.study_instance_uid, r.study_date, r.description, NULL, NULL,
+                 r.dlp, {common}
+            FROM st r JOIN lv l ON {STUDY_MATCH.format(r="r")}
+           WHERE r.dlp > l.value
+          UNION ALL
+          SELECT 'reference_level', 'administration', r.study_instance_uid, r.study_date, r.description, r.agent,
+                 r.ordinal, v.value, {common}
+            FROM ad r JOIN lv l ON {ADMIN_MATCH.format(r="r")}
+           CROSS JOIN LATERAL (SELECT CASE l.quantity WHEN 'activity_mbq' THEN r.activity_mbq
+                                                      ELSE r.activity_per_kg_mbq END AS value) v
+           WHERE v.value > l.value
+          UNION ALL
+          SELECT 'p95', 'ct_event', r.study_instance_uid, r.study_date, r.description, r.protocol, r.ordinal,
+                 q.value, q.quantity, q.p95, NULL, NULL, NULL
+            FROM ev r JOIN ev_p p ON p.grp = coalesce(r.protocol, '')
+           CROSS JOIN LATERAL (VALUES ('ctdivol_mgy', r.ctdivol_mgy, p.ctdivol_p95),
+                                      ('dlp_mgycm', r.dlp_mgycm, p.dlp_p95)) q(quantity, value, p95)
+           WHERE q.value > q.p95
+          UNION ALL
+          SELECT 'p95', 'administration', r.study_instance_uid, r.study_date, r.description, r.agent, r.ordinal,
+                 q.value, q.quantity, q.p95, NULL, NULL, NULL
+            FROM ad r JOIN ad_p p ON p.grp = coalesce(r.agent, '')
+           CROSS JOIN LATERAL (VALUES ('activity_mbq', r.activity_mbq, p.activity_p95),
+                                      ('activity_mbq_per_kg', r.activity_per_kg_mbq, p.per_kg_p95)) q(quantity, value, p95)
+           WHERE q.value > q.p95)
+        SELECT reason, kind, study_instance_uid, study_date, study_description, "group", ordinal, quantity, value,
+               level, value / NULLIF(level, 0) AS ratio, level_name, level_status, level_source
+          FROM hits {reason}
+         ORDER BY value / NULLIF(level, 0) DESC NULLS FIRST, study_date DESC, study_instance_uid, kind, ordinal, quantity LIMIT %s"""
+    params: list[Any] = [levels_json(levels), *ev_p, *st_p, *ad_p]
+    if reason:
+        params.append(f["reason"])
+    rows = _rows(conn, sql, [*params, limit])
+    for row in rows:
+        row["link"] = "ui/orthanc/study/" + _quote(row["study_instance_uid"])
+    return rows
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+# measure -> (record set, column, the levels' quantity); group -> key column per record set
+BOX_MEASURES = {
+    "ctdivol": ("ct", "ctdivol_mgy", "ctdivol_mgy"),
+    "dlp": ("ct", "dlp_mgycm", "dlp_mgycm"),
+    "activity": ("nm", "activity_mbq", "activity_mbq"),
+    "per_kg": ("nm", "activity_per_kg_mbq", "activity_mbq_per_kg"),
+}
+BOX_GROUPS = {"ct": ("protocol", "description"), "nm": ("agent", "description")}
+
+
+def box(conn, f: dict[str, Any], levels: Sequence[Any], measure: str, group: str) -> list[dict[str, Any]]:
+    """Box-plot statistics of one measure per group: quartiles (`percentile_cont`), Tukey whiskers (the most
+    extreme values within 1.5 IQR of the box), the count outside them, and the reference levels that apply to
+    at least one value of the group. CT per protocol: one value per irradiation event; CT per description: one
+    value per study (mean CTDIvol of its events, total DLP); activity: one value per administration."""
+    kind, col, quantity = BOX_MEASURES[measure]
+    if group not in BOX_GROUPS[kind]:
+        raise ParamError(
+            f"parameter 'group' must be one of {', '.join(BOX_GROUPS[kind])} for measure {measure}"
+        )
+    if kind == "ct" and group == "protocol":
+        cte, params = _ev_cte(f)
+        rel, key, value, match = "ev", "coalesce(r.protocol, '')", f"r.{col}", EVENT_MATCH
+        matches = _match_ctes(
+            protocol="SELECT protocol AS v FROM ev",
+            description="SELECT description AS v FROM ev",
+            region="SELECT target_region AS v FROM ev",
+        )
+    elif kind == "ct":
+        cte, params = _st_cte(f, ctdivol=measure == "ctdivol")
+        value = "r.ctdivol" if measure == "ctdivol" else "r.dlp"
+        rel, key, match = "st", "coalesce(r.description, '')", STUDY_MATCH
+        matches = _match_ctes(description="SELECT description AS v FROM st")
+    else:
+        cte, params = _ad_cte(f)
+        key = "coalesce(r.agent, '')" if group == "agent" else "coalesce(r.description, '')"
+        rel, value, match = "ad", f"r.{col}", ADMIN_MATCH
+        matches = _match_ctes(
+            description="SELECT description AS v FROM ad", agent="SELECT agent AS v FROM ad"
+        )
+    sql = f"""WITH {LEVELS_CTE}, {cte}, {matches},
+        v AS MATERIALIZED (SELECT {key} AS grp, {value} AS x, r.* FROM {rel} r WHERE {value} IS NOT NULL),
+        app AS MATERIALIZED (SELECT DISTINCT r.grp, l.name FROM v r
+                               JOIN lv l ON l.quantity = %s AND {match.format(r="r")}),
+        q AS (SELECT grp, count(*)::int AS n, min(x) AS min,
+                     percentile_cont(0.25) WITHIN GROUP (ORDER BY x) AS q1,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median,
+                     percentile_cont(0.75) WITHIN GROUP (ORDER BY x) AS q3, max(x) AS max
+                FROM v GROUP BY grp)
+        SELECT q.grp AS "{group}", q.n, q.min, q.q1, q.median, q.q3, q.max,
+               min(v.x) FILTER (WHERE v.x >= q.q1 - 1.5 * (q.q3 - q.q1)) AS whisker_low,
+               max(v.x) FILTER (WHERE v.x <= q.q3 + 1.5 * (q.q3 - q.q1)) AS whisker_high,
+               (count(*) FILTER (WHERE v.x < q.q1 - 1.5 * (q.q3 - q.q1)
+                                    OR v.x > q.q3 + 1.5 * (q.q3 - q.q1)))::int AS outside,
+               (SELECT coalesce(jsonb_agg(jsonb_build_object('name', l.name, 'value', l.value, 'status', l.status,
+                                                             'source', l.source, 'year', l.year)
+                                          ORDER BY l.value, l.name), '[]'::jsonb)
+                  FROM app JOIN lv l USING (name) WHERE app.grp = q.grp) AS levels
+          FROM q JOIN v USING (grp)
+         GROUP BY q.grp, q.n, q.min, q.q1, q.median, q.q3, q.max ORDER BY 1"""
+    return _rows(conn, sql, [levels_json(levels), *params, quantity])
+
+
+def effective_dose(conn, f: dict[str, Any]) -> list[dict[str, Any]]:
+    """Effective dose per study description (one value per study): CT (DLP x k), radiopharmaceutical
+    (activity x e) and total, with how many studies have a value and the coefficient sources used."""
+    w = dose_where(f, date_col="s.study_date")
+    med = "percentile_cont(0.5) WITHIN GROUP (ORDER BY s.{0}_effective_dose_msv) AS {0}_median"
+    return _rows(
+        conn,
+        f"""SELECT coalesce(s.study_description, '') AS description, count(*)::int AS studies,
+                   count(s.ct_effective_dose_msv)::int AS ct_n, {med.format("ct")},
+                   avg(s.ct_effective_dose_msv) AS ct_mean,
+                   count(s.nm_effective_dose_msv)::int AS nm_n, {med.format("nm")},
+                   avg(s.nm_effective_dose_msv) AS nm_mean,
+                   count(s.total_effective_dose_msv)::int AS total_n, {med.format("total")},
+                   avg(s.total_effective_dose_msv) AS total_mean,
+                   array_remove(array_agg(DISTINCT CASE
+                       WHEN s.ct_effective_dose_msv IS NULL THEN NULL
+                       WHEN s.derived->>'age_band_years' IS NULL THEN s.derived->'sources'->>'ct_k_adult'
+                       ELSE s.derived->'sources'->>'ct_k_child' END), NULL) AS ct_sources,
+                   array_remove(array_agg(DISTINCT CASE WHEN s.nm_effective_dose_msv IS NOT NULL
+                       THEN s.derived->'sources'->>'nm' END), NULL) AS nm_sources
+              FROM dose.study s {w.sql()} GROUP BY 1 ORDER BY 1""",
+        w.params,
+    )
+
+
+def dead_letters(conn, state: str, limit: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Dose files that failed to ingest (newest first), and how many are open / resolved."""
+    where = {"open": "WHERE resolved_at IS NULL", "resolved": "WHERE resolved_at IS NOT NULL", "all": ""}[
+        state
+    ]
+    rows = _rows(
+        conn,
+        f"""SELECT id, file_path, error, source, attempts, first_seen, last_seen, resolved_at, file_sha256
+              FROM dose.dead_letter {where} ORDER BY last_seen DESC, id DESC LIMIT %s""",
+        (limit,),
+    )
+    counts = _rows(
+        conn,
+        """SELECT count(*) FILTER (WHERE resolved_at IS NULL)::int AS open,
+                  count(*) FILTER (WHERE resolved_at IS NOT NULL)::int AS resolved FROM dose.dead_letter""",
+    )[0]
+    return rows, counts

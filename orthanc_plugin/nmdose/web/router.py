@@ -47,6 +47,11 @@ class Response:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Orthanc sends a body of another status than 200 without a Content-Type of its own: name it here.
+        if self.status not in (200, 401, 405) and self.body:
+            self.headers.setdefault("Content-Type", self.content_type)
+
     @classmethod
     def json(cls, data: Any, status: int = 200) -> Response:
         return cls(status, json.dumps(data, ensure_ascii=False, default=str).encode(), "application/json")

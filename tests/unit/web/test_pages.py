@@ -36,9 +36,35 @@ def get(router, path, **query):
         ("/api/dose/activity", {"weight_min": "nan"}, "parameter 'weight_min' must be a non-negative"),
         ("/api/dose/activity", {"sex": "X"}, "parameter 'sex' must be one of M, F, O"),
         ("/api/research/yearly", {"from_year": "20x4"}, "parameter 'from_year' must be an integer"),
-        ("/api/research/yearly", {"format": "xml"}, "parameter 'format' must be one of json, csv"),
+        ("/api/research/yearly", {"format": "xml"}, "parameter 'format' must be one of json, csv, xlsx"),
         ("/api/dose/study/1.2.3", {"x": "1"}, "unknown parameter 'x'"),
         ("/api/dose/ct-protocols", {"protocol": "x" * 300}, "longer than 256"),
+        ("/api/dose/ct-events", {"age_min": "60", "age_max": "40"}, "'age_min' must be below 'age_max'"),
+        ("/api/dose/ct-events", {"age_min": "50", "age_max": "50"}, "'age_min' must be below 'age_max'"),
+        ("/api/dose/activity", {"weight_min": "90", "weight_max": "60"}, "'weight_min' must be below"),
+        ("/api/dose/activity", {"age_max": "200"}, "parameter 'age_max' must be at most 150"),
+        ("/api/dose/activity", {"weight_max": "2000"}, "parameter 'weight_max' must be at most 1000"),
+        ("/api/dose/activity", {"age_min": "-1"}, "parameter 'age_min' must be a non-negative"),
+        ("/api/dose/outliers", {"weight_min": "abc"}, "parameter 'weight_min' must be a number"),
+        ("/api/dose/outliers", {"reason": "high"}, "parameter 'reason' must be one of reference_level, p95"),
+        ("/api/dose/outliers", {"limit": "0"}, "parameter 'limit' must be between 1 and 100000"),
+        ("/api/dose/box", {}, "parameter 'measure' is required"),
+        ("/api/dose/box", {"measure": "kvp"}, "parameter 'measure' must be one of ctdivol, dlp"),
+        (
+            "/api/dose/box",
+            {"measure": "ctdivol", "group": "agent"},
+            "must be one of protocol, description for",
+        ),
+        (
+            "/api/dose/box",
+            {"measure": "activity", "group": "protocol"},
+            "must be one of agent, description for",
+        ),
+        ("/api/dose/effective-dose", {"sex": "x"}, "parameter 'sex' must be one of M, F, O"),
+        ("/api/dose/dead-letter", {"state": "old"}, "parameter 'state' must be one of open, resolved, all"),
+        ("/api/dose/dead-letter", {"protocol": "x"}, "unknown parameter 'protocol'"),
+        ("/api/dose/reference-levels", {"format": "pdf"}, "must be one of json, csv, xlsx"),
+        ("/ui/orthanc/study/" + "1" * 65, {}, "at most 64 characters, got 65"),
     ],
 )
 def test_bad_parameters_answer_400_with_a_message(router, path, query, message):
@@ -55,7 +81,14 @@ def test_study_page_escapes_the_uid_from_the_url(router):
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
 
 
-@pytest.mark.parametrize("page", ["/ui", "/ui/", "/ui/research", "/ui/dose", "/ui/study/1.2.3"])
+def test_ui_without_slash_redirects_to_the_index_with_a_relative_location(router):
+    resp = get(router, "/ui")
+    assert resp.status == 302 and resp.headers["Location"] == "ui/"  # /nmdose/ui -> /nmdose/ui/
+    index = get(router, "/ui/").body.decode()
+    assert 'href="research"' in index and 'href="dose"' in index
+
+
+@pytest.mark.parametrize("page", ["/ui/", "/ui/research", "/ui/dose", "/ui/study/1.2.3"])
 def test_pages_are_html_loading_only_vendored_scripts(router, page):
     resp = get(router, page)
     text = resp.body.decode()
@@ -94,6 +127,36 @@ def test_vendored_chartjs_is_the_npm_build_with_its_license():
 def test_nmdose_js_never_writes_html_from_data():
     js = (pages.STATIC_DIR / "nmdose.js").read_text()
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "document.write" not in js
+
+
+def test_every_i18n_key_used_in_the_pages_and_script_has_english_and_korean():
+    """A label missing from one language would show its key; every data-i18n key and every "col."/"status."
+    key must be in both dictionaries of nmdose.js."""
+    import re
+
+    js = (pages.STATIC_DIR / "nmdose.js").read_text()
+    dictionaries = re.search(r"var I18N = \{\s*en: \{(.*?)\n    \},\s*ko: \{(.*?)\n    \}", js, re.S)
+    en, ko = (set(re.findall(r'"([\w.]+)":', d)) for d in dictionaries.groups())
+    html = "".join(
+        pages.render_page(n, Request("GET", "/", params={"uid": "1.2"}))
+        for n in ("index", "research", "dose", "study")
+    )
+    used = set(re.findall(r'data-i18n(?:-title)?="([\w.]+)"', html))
+    used |= set(re.findall(r'"((?:col|status|reason|kind|part|chart|unit)\.[\w]+)"', js))
+    used |= {f"{p}.{v}" for p in ("status",) for v in ("official", "proposed", "example")}
+    used |= {f"reason.{v}" for v in ("reference_level", "p95")}
+    used |= {f"kind.{v}" for v in ("ct_event", "ct_study", "administration")}
+    used |= {f"q.{v}" for v in ("ctdivol_mgy", "dlp_mgycm", "activity_mbq", "activity_mbq_per_kg")}
+    used |= {f"per.{v}" for v in ("event", "study", "administration")}
+    assert used - en == set() and used - ko == set()
+    assert len(en) > 100 and en == ko
+
+
+def test_the_orthanc_lookup_page_for_a_missing_study_is_escaped_html():
+    text = pages._message_page("Study not in the research PACS", "no <b>x</b>", uid="1.2<3", depth=3)
+    assert "<b>" not in text and "no &lt;b&gt;x&lt;/b&gt;" in text
+    assert 'href="../../study/1.2%3C3"' in text and 'href="../../../static/nmdose.js"' not in text
+    assert 'src="../../../static/nmdose.js"' in text
 
 
 def test_csv_has_header_and_rows_and_joins_lists():
