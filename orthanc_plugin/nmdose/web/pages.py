@@ -231,9 +231,11 @@ def register_routes(router, plugin) -> None:
         return Response.json(data)
 
     # ----- pages and static files
+    oidc = browser_login(plugin.cfg)
+
     def page(name: str):
         def handler(request: Request) -> Response:
-            return Response.html(render_page(name, request))
+            return Response.html(render_page(name, request, oidc=oidc))
 
         return handler
 
@@ -271,13 +273,17 @@ def register_routes(router, plugin) -> None:
         ("/api/dose/box", box),
         ("/api/dose/effective-dose", effective_dose),
         ("/api/dose/dead-letter", dead_letter),
-        ("/ui/orthanc/study/{uid}", orthanc_study),
     ):
         router.add("GET", path, handler, permission="dose:read")
-    router.add("GET", "/ui", index, permission="research:read")
-    router.add("GET", "/ui/research", page("research"), permission="research:read")
-    router.add("GET", "/ui/dose", page("dose"), permission="dose:read")
-    router.add("GET", "/ui/study/{uid}", page("study"), permission="dose:read")
+    # A link the user follows (no bearer header in keycloak mode): it only answers where the study is in Orthanc,
+    # whose own access control then applies.
+    router.add("GET", "/ui/orthanc/study/{uid}", orthanc_study, permission=PUBLIC)
+    # The page shells hold no data (labels, and the study UID of the URL): they load without a token so that, in
+    # keycloak mode, their script can log in; every /api/ route they call checks its permission.
+    router.add("GET", "/ui", index, permission=PUBLIC)
+    router.add("GET", "/ui/research", page("research"), permission=PUBLIC)
+    router.add("GET", "/ui/dose", page("dose"), permission=PUBLIC)
+    router.add("GET", "/ui/study/{uid}", page("study"), permission=PUBLIC)
     router.add("GET", "/static/{name}", static, permission=PUBLIC)
 
 
@@ -296,13 +302,30 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _shell(name: str, body: str, *, data: dict[str, Any] | None = None, depth: int = 1) -> str:
-    """The page around `body`: language toggle, navigation, scripts. `depth`: path segments below /ui/."""
+def browser_login(cfg: Any) -> dict[str, str] | None:
+    """The OIDC settings the pages' login script needs in keycloak mode (None in dev mode: no login)."""
+    if cfg is None or getattr(cfg, "auth_mode", "dev") != "keycloak":
+        return None
+    kc = cfg.accounts.keycloak
+    return {"issuer": kc.issuer or "", "client_id": kc.web_client_id, "scope": kc.scope}
+
+
+def _shell(
+    name: str,
+    body: str,
+    *,
+    data: dict[str, Any] | None = None,
+    depth: int = 1,
+    oidc: dict[str, str] | None = None,
+) -> str:
+    """The page around `body`: language toggle, navigation, scripts. `depth`: path segments below /ui/.
+    `oidc`: keycloak mode's login settings, read by static/nmdose-auth.js (the shell itself holds no data)."""
     up = "../" * depth
     page_data = _e(json.dumps(data or {}, ensure_ascii=False))
+    login = f'\n<meta name="nmdose-oidc" content="{_e(json.dumps(oidc))}">' if oidc else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="viewport" content="width=device-width, initial-scale=1">{login}
 <title>{_e(TITLES[name])} · nmdose</title>
 <link rel="stylesheet" href="{up}static/nmdose.css">
 </head>
@@ -317,6 +340,7 @@ def _shell(name: str, body: str, *, data: dict[str, Any] | None = None, depth: i
 <main>
 {body}
 </main>
+<script src="{up}static/nmdose-auth.js"></script>
 <script src="{up}static/chart.umd.min.js"></script>
 <script src="{up}static/nmdose.js"></script>
 </body></html>
@@ -340,7 +364,7 @@ def _quote(value: str) -> str:
     return quote(value, safe="")
 
 
-def render_page(name: str, request: Request) -> str:
+def render_page(name: str, request: Request, *, oidc: dict[str, str] | None = None) -> str:
     if name == "index":
         body = """<h1 data-i18n="index.title">nmdose</h1>
 <ul>
@@ -348,7 +372,7 @@ def render_page(name: str, request: Request) -> str:
   <li><a href="dose" data-i18n="nav.dose">Dose</a></li>
   <li><a href="../../app/explorer.html" data-i18n="nav.orthanc">Orthanc Explorer</a></li>
 </ul>"""
-        return _shell(name, body, depth=1)
+        return _shell(name, body, oidc=oidc, depth=1)
     if name == "research":
         body = """<h1 data-i18n="research.title">Research PACS: studies per year</h1>
 <section id="progress"><h2 data-i18n="research.progress">Progress</h2>
@@ -363,7 +387,7 @@ def render_page(name: str, request: Request) -> str:
   <table id="corrections-table" class="data"></table></section>
 <section><h2 data-i18n="research.failed">Failed retrievals</h2>
   <table id="failed-table" class="data"></table></section>"""
-        return _shell(name, body, depth=1)
+        return _shell(name, body, oidc=oidc, depth=1)
     if name == "dose":
         body = """<h1 data-i18n="dose.title">Dose by protocol</h1>
 <form id="filters">
@@ -383,9 +407,9 @@ def render_page(name: str, request: Request) -> str:
     <input type="number" name="weight_min" min="0" max="1000" step="any" size="4" data-i18n-title="f.min">–<input
       type="number" name="weight_max" min="0" max="1000" step="any" size="4" data-i18n-title="f.max"></label>
   <button type="submit" data-i18n="f.apply">Apply</button>
-  <a id="csv-link" href="#" data-i18n="f.csv">CSV (events)</a>
-  <a id="xlsx-link" href="#" data-i18n="f.xlsx">XLSX (events, one sheet per protocol)</a>
-  <a id="xlsx-activity-link" href="#" data-i18n="f.xlsx_activity">XLSX (activity, one sheet per agent)</a>
+  <a id="csv-link" href="#" data-download data-i18n="f.csv">CSV (events)</a>
+  <a id="xlsx-link" href="#" data-download data-i18n="f.xlsx">XLSX (events, one sheet per protocol)</a>
+  <a id="xlsx-activity-link" href="#" data-download data-i18n="f.xlsx_activity">XLSX (activity, one sheet per agent)</a>
   <p id="filter-error" class="error" hidden></p>
 </form>
 <section><h2 data-i18n="dose.ct_protocol">CT: CTDIvol and DLP per acquisition protocol</h2>
@@ -413,7 +437,7 @@ def render_page(name: str, request: Request) -> str:
 <section><h2><span data-i18n="dose.dead_letter">Dose files that failed</span>
   (<span id="dead-letter-count">…</span>)</h2>
   <table id="dead-letter-table" class="data"></table></section>"""
-        return _shell(name, body, depth=1)
+        return _shell(name, body, oidc=oidc, depth=1)
     if name == "study":
         uid = request.params["uid"]
         body = f"""<h1><span data-i18n="study.title">Study dose</span>: <code>{_e(uid)}</code></h1>
@@ -424,7 +448,7 @@ def render_page(name: str, request: Request) -> str:
 <h2 data-i18n="study.ct">CT irradiation events</h2><table id="events-table" class="data"></table>
 <h2 data-i18n="study.nm">Radiopharmaceutical administrations</h2><table id="admin-table" class="data"></table>
 <h2 data-i18n="study.objects">Source objects</h2><table id="objects-table" class="data"></table>"""
-        return _shell(name, body, data={"uid": uid}, depth=2)
+        return _shell(name, body, oidc=oidc, data={"uid": uid}, depth=2)
     raise HttpError(404, f"no such page: {name}")
 
 

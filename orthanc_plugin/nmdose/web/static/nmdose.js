@@ -140,7 +140,7 @@
 
   function api(path, params) {
     var q = new URLSearchParams(params || {}).toString();
-    return fetch(root + "api/" + path + (q ? "?" + q : ""), {credentials: "same-origin"}).then(function (r) {
+    return window.nmdoseFetch(root + "api/" + path + (q ? "?" + q : ""), {credentials: "same-origin"}).then(function (r) {
       return r.json().then(function (data) {
         if (!r.ok) throw new Error(data.error || r.statusText);
         return data;
@@ -366,7 +366,7 @@
 
   function pollStatus() {
     [["census/status", "census-status"], ["retrieve/status", "retrieve-status"]].forEach(function (p) {
-      fetch(root + p[0], {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (d) {
+      window.nmdoseFetch(root + p[0], {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (d) {
         var el = document.getElementById(p[1]);
         var parts = [];
         Object.keys(d).forEach(function (k) {
