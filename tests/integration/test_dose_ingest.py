@@ -292,3 +292,25 @@ def test_worker_keeps_entries_while_the_database_is_away_and_ingests_them_later(
     total = Worker(stack.cfg, spool).run(once=True)
     assert (total.entries, total.ingested) == (3, 3)
     assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 2
+
+
+def test_worker_computes_the_dose_page_opening_answers_after_new_data(stack, tmp):
+    from nmdose.dose.spool import Worker
+    from nmdose.web.pages import DEFAULT_VIEWS, cached_dose_rows
+
+    study, files = _pet_ct_study(tmp / "w", events=3)
+    spool = tmp / "spool-w"
+    for path in files:
+        enqueue(spool, path, source="warm")
+    total = Worker(stack.cfg, spool).run(once=True)
+    assert total.ingested == 3
+    (version,) = _query(stack.cfg, "SELECT dose.data_version()")[0]
+    kept = _query(stack.cfg, "SELECT count(*) FROM dose.web_cache WHERE data_version = %s", (version,))[0][0]
+    assert kept >= len(DEFAULT_VIEWS)  # every opening answer is ready for this version of the data
+    # and it is the answer the page gets: the study's protocols are in the cached statistics
+    with closing(connect(stack.cfg)) as conn:
+        rows = cached_dose_rows(conn, stack.cfg, "ct_protocols", {"group": "protocol"})
+    assert {"WB 0", "WB 1", "WB 2"} <= {r["protocol"] for r in rows}
+    # nothing new: no second computation
+    assert Worker(stack.cfg, spool).run(once=True).entries == 0
+    assert _query(stack.cfg, "SELECT dose.data_version()")[0][0] == version

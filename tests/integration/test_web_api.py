@@ -175,7 +175,7 @@ def data(stack):
     router = Router()
     cfg = dataclasses.replace(cfg, reference_levels=ReferenceLevelsFile(levels=LEVELS))
     pages.register_routes(router, SimpleNamespace(cfg=cfg))
-    yield SimpleNamespace(router=router, studies=studies, events=events, admins=admins)
+    yield SimpleNamespace(router=router, studies=studies, events=events, admins=admins, cfg=cfg)
     with contextlib.closing(connect(stack.cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
         cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
@@ -218,6 +218,9 @@ def test_per_description_statistics_are_per_study_totals(data):
         totals = [sum(e["dlp"] for e in data.events if e["uid"] == u) for u in uids]
         assert rows[desc]["n"] == len(uids)
         assert rows[desc]["dlp_median"] == pytest.approx(statistics.median(totals))
+        means = [statistics.fmean(e["ctdi"] for e in data.events if e["uid"] == u) for u in uids]
+        assert rows[desc]["ctdivol_median"] == pytest.approx(statistics.median(means))
+        assert rows[desc]["ctdivol_p95"] == pytest.approx(pct(means, 0.95))
 
 
 def test_activity_per_agent_equals_a_direct_computation(data):
@@ -648,3 +651,108 @@ def test_orthanc_link_redirects_to_the_study_in_orthanc_explorer_or_answers_404(
         urllib.request.urlopen(
             urllib.request.Request(f"{orthanc}/studies/{study_id}", method="DELETE")
         ).close()
+
+
+# ----- the per-version answer cache (nmdose/web/cache.py) and the per-study mean CTDIvol kept by triggers
+
+
+def _sql(data, sql: str, params: tuple = ()) -> list[tuple]:
+    with contextlib.closing(connect(data.cfg)) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall() if cur.description else []
+        conn.commit()
+        return rows
+
+
+def test_the_study_mean_ctdivol_follows_its_events_and_ignores_events_without_one(data):
+    uid = data.studies[0]["uid"]
+
+    def mean():
+        sql = "SELECT ct_mean_ctdivol_mgy FROM dose.study WHERE study_instance_uid = %s"
+        return _sql(data, sql, (uid,))[0][0]
+
+    mine = [e["ctdi"] for e in data.events if e["uid"] == uid]
+    assert mean() == pytest.approx(statistics.fmean(mine))
+    insert = """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, acquisition_protocol, ctdivol_mgy)
+                VALUES (%s, %s, 90, 'probe', %s)"""
+    try:
+        _sql(data, insert, (uid, "probe-localizer", None))  # a localizer: no CTDIvol, not a zero
+        assert mean() == pytest.approx(statistics.fmean(mine))
+        _sql(data, insert, (uid, "probe-1", 1000.0))
+        assert mean() == pytest.approx(statistics.fmean([*mine, 1000.0]))
+        _sql(data, "UPDATE dose.ct_event SET ctdivol_mgy = 10 WHERE event_key = 'probe-1'")
+        assert mean() == pytest.approx(statistics.fmean([*mine, 10.0]))
+    finally:
+        _sql(data, "DELETE FROM dose.ct_event WHERE event_key LIKE 'probe%%'")
+    assert mean() == pytest.approx(statistics.fmean(mine))
+
+
+def test_cached_answers_are_reused_until_a_dose_write_and_then_recomputed(data):
+    def protocols():
+        return {r["protocol"]: r["n"] for r in api(data, "/api/dose/ct-protocols", station="CT1")}
+
+    first = protocols()
+    (version,) = _sql(data, "SELECT dose.data_version()")[0]
+    kept = _sql(data, "SELECT count(*) FROM dose.web_cache WHERE key LIKE 'ct_protocols:%%' AND data_version = %s",
+                (version,))[0][0]  # fmt: skip
+    assert kept >= 1
+    # a hit answers what is stored: overwrite the stored body and the route answers it (then put it back)
+    key = _sql(data, "SELECT key FROM dose.web_cache WHERE key LIKE 'ct_protocols:%%' AND data_version = %s"
+                     " ORDER BY computed_at DESC LIMIT 1", (version,))[0][0]  # fmt: skip
+    (body,) = _sql(data, "SELECT body FROM dose.web_cache WHERE key = %s", (key,))[0]
+    _sql(
+        data, "UPDATE dose.web_cache SET body = %s WHERE key = %s", ('[{"protocol": "stored", "n": 1}]', key)
+    )
+    assert protocols() == {"stored": 1}
+    _sql(data, "UPDATE dose.web_cache SET body = %s WHERE key = %s", (body, key))
+    assert protocols() == first
+    ct1 = next(s for s in data.studies if s["station"] == "CT1")
+    _sql(data, """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, acquisition_protocol,
+                  ctdivol_mgy, dlp_mgycm, study_date) VALUES (%s, 'probe-cache', 91, 'Cache probe', 5, 50, %s)""",
+         (ct1["uid"], ct1["date"]))  # fmt: skip
+    try:
+        assert _sql(data, "SELECT dose.data_version()")[0][0] > version
+        assert protocols() == {**first, "Cache probe": 1}  # the write is seen at once
+    finally:
+        _sql(data, "DELETE FROM dose.ct_event WHERE event_key = 'probe-cache'")
+    assert protocols() == first
+    assert _sql(data, "SELECT count(*) FROM dose.web_cache WHERE key = %s AND data_version = %s",
+                (key, version))[0][0] == 0  # fmt: skip # answers of older versions are purged
+
+
+def test_an_answer_computed_while_a_dose_write_commits_is_returned_but_not_kept(data):
+    from nmdose.web import cache
+
+    key = cache.cache_key("probe", {"n": time.time()})
+
+    def compute_while_writing():
+        _sql(
+            data,
+            "UPDATE dose.study SET updated_at = now() WHERE study_instance_uid = %s",
+            (data.studies[1]["uid"],),
+        )
+        return [{"x": 1}]
+
+    with contextlib.closing(connect(data.cfg)) as conn:
+        assert cache.cached_rows(conn, key, compute_while_writing) == [{"x": 1}]
+        assert cache.cached_rows(conn, key, lambda: [{"x": 2}]) == [{"x": 2}]  # nothing was kept
+        assert cache.cached_rows(conn, key, lambda: [{"x": 3}]) == [{"x": 2}]  # now it was
+
+
+def test_a_cache_that_cannot_be_written_still_answers(data, caplog):
+    from nmdose.web import cache
+
+    key = cache.cache_key("probe-read-only", {"n": time.time()})
+    with contextlib.closing(connect(data.cfg)) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET default_transaction_read_only = on")
+        conn.commit()
+        assert cache.cached_rows(conn, key, lambda: [{"x": 1}]) == [{"x": 1}]
+    assert "web cache not writable" in caplog.text
+    assert _sql(data, "SELECT count(*) FROM dose.web_cache WHERE key = %s", (key,))[0][0] == 0
+
+
+def test_exports_are_computed_not_cached(data):
+    before = _sql(data, "SELECT count(*) FROM dose.web_cache WHERE key LIKE 'ct_monthly:%%'")[0][0]
+    api(data, "/api/dose/ct-monthly", format="csv", station="CT2")
+    assert _sql(data, "SELECT count(*) FROM dose.web_cache WHERE key LIKE 'ct_monthly:%%'")[0][0] == before

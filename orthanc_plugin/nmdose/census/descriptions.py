@@ -39,10 +39,20 @@ def list_descriptions(conn, cfg: Config, *, only_new: bool = False) -> list[dict
     """Every description in the census: count, first/last date, modality sets, target or new."""
     targets = target_descriptions(conn, cfg)
     with conn.cursor() as cur:
+        # Counts from the tally of sql/007_web.sql (no scan of rpacs.study); first and last StudyDate of each
+        # (description, modality set) by two probes of study_description_found_date_idx.
         cur.execute(
-            """SELECT description, count(*), min(study_date), max(study_date),
-                      array_to_string(modalities_found, '\\') AS mods, count(modalities_corrected)
-                 FROM rpacs.study GROUP BY description, mods ORDER BY description, mods"""
+            """SELECT t.description, t.studies,
+                      (SELECT min(s.study_date) FROM rpacs.study s
+                        WHERE s.description = t.description AND s.modalities_found = t.modalities_found),
+                      (SELECT max(s.study_date) FROM rpacs.study s
+                        WHERE s.description = t.description AND s.modalities_found = t.modalities_found),
+                      array_to_string(t.modalities_found, '\\') AS mods, t.corrected
+                 FROM (SELECT description, modalities_found, sum(studies)::bigint AS studies,
+                              coalesce(sum(studies) FILTER (WHERE modalities_corrected IS NOT NULL), 0)::bigint
+                                  AS corrected
+                         FROM rpacs.study_tally GROUP BY 1, 2 HAVING sum(studies) <> 0) t
+                ORDER BY 1, 5"""
         )
         rows = cur.fetchall()
     out: dict[str, dict[str, Any]] = {}
@@ -65,7 +75,9 @@ def list_descriptions(conn, cfg: Config, *, only_new: bool = False) -> list[dict
             min(d["first_date"], first) if first and d["first_date"] else first or d["first_date"]
         )
         d["last_date"] = max(d["last_date"], last) if last and d["last_date"] else last or d["last_date"]
-        d["modality_sets"][mods or fmt([])] = n
+        # two found sets that print alike (e.g. one with a NULL element) count as one, as a GROUP BY of the text
+        key = mods or fmt([])
+        d["modality_sets"][key] = d["modality_sets"].get(key, 0) + n
         d["corrected"] += corrected
     result = [d for d in out.values() if d["new"] or not only_new]
     for d in result:

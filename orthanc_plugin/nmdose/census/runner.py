@@ -511,15 +511,18 @@ def build_summary(
             (run_id,),
         )
         answered = int(cur.fetchone()[0])
+        # Totals and per-modality counts from the tally of sql/007_web.sql, not a scan of rpacs.study.
         cur.execute(
-            """SELECT count(*), count(*) FILTER (WHERE is_target), count(modalities_corrected)
-                 FROM rpacs.study WHERE source_node = %s""",
+            """SELECT coalesce(sum(studies), 0)::bigint, coalesce(sum(studies) FILTER (WHERE is_target), 0)::bigint,
+                      coalesce(sum(studies) FILTER (WHERE modalities_corrected IS NOT NULL), 0)::bigint
+                 FROM rpacs.study_tally WHERE source_node = %s""",
             (node,),
         )
         total, targets, corrections = cur.fetchone()
         cur.execute(
-            """SELECT m, count(*) FROM rpacs.study, unnest(coalesce(modalities_corrected, modalities_found)) m
-                WHERE source_node = %s GROUP BY m ORDER BY m""",
+            """SELECT m, sum(studies)::bigint FROM rpacs.study_tally,
+                      unnest(coalesce(modalities_corrected, modalities_found)) m
+                WHERE source_node = %s GROUP BY m HAVING sum(studies) <> 0 ORDER BY m""",
             (node,),
         )
         by_modality = dict(cur.fetchall())

@@ -14,6 +14,7 @@ from nmdose.census import modalities as M
 from nmdose.census.finder import split_modalities
 from nmdose.census.ranges import parse_date
 from nmdose.config import ModalityRule
+from nmdose.db import lock_study_writes
 
 log = logging.getLogger("nmdose.census")
 # One line per study goes to census.log only (runner.attach_log_file), not to the console or Orthanc's log.
@@ -68,6 +69,7 @@ def upsert(conn, rows: Iterable[dict[str, Any]], *, source_node: str, run_id: in
     by_uid = {r["study_uid"]: r for r in rows if r.get("study_uid")}
     if not by_uid:
         return 0, 0
+    lock_study_writes(conn)
     cols = ", ".join(DATA_COLUMNS)
     with conn.cursor() as cur:
         cur.execute(f"SELECT study_uid, {cols} FROM rpacs.study WHERE study_uid = ANY(%s)", (list(by_uid),))
@@ -138,6 +140,7 @@ def apply_corrections(conn, source_node: str, rules: Sequence[ModalityRule]) -> 
                         "corrected study %s: %s -> %s (%s)", uid, M.fmt(found), M.fmt(new_corrected), reason
                     )
         if updates:
+            lock_study_writes(conn)
             execute_values(
                 cur,
                 """UPDATE rpacs.study s SET modalities_corrected = v.c::text[], correction_reason = v.r
@@ -149,6 +152,7 @@ def apply_corrections(conn, source_node: str, rules: Sequence[ModalityRule]) -> 
 
 def set_targets(conn, targets: Iterable[str]) -> int:
     """Mark studies whose description is a target (and unmark the others). Returns rows changed."""
+    lock_study_writes(conn)
     with conn.cursor() as cur:
         cur.execute(
             """UPDATE rpacs.study SET is_target = (description = ANY(%s))

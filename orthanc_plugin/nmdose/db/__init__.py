@@ -28,6 +28,22 @@ def connect(cfg: Config, database: str | None = None, *, autocommit: bool = Fals
     return conn
 
 
+# A writer of rpacs.retrieval also writes rpacs.study: the triggers of sql/007_web.sql copy each retrieval's state
+# into rpacs.study.retrieval_state. Two transactions that each lock several rpacs.study rows, in different orders,
+# deadlock (e.g. the census touching the studies of a C-FIND answer while `retrieve` queues targets, each insert
+# into rpacs.retrieval then locking its study). Every transaction that writes several rpacs.study rows, directly or
+# through rpacs.retrieval, takes this lock first, so they run one after the other. A retrieval worker changing one
+# retrieval per transaction does not: holding one study row at a time, it can wait but never close a cycle.
+STUDY_WRITES_LOCK = (28269, 700)
+
+
+def lock_study_writes(conn) -> None:
+    """Wait for the other writers of several rpacs.study rows (`STUDY_WRITES_LOCK`) until this transaction ends.
+    Call it before the transaction locks any rpacs.study, rpacs.retrieval or jobs.queue row."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", STUDY_WRITES_LOCK)
+
+
 class ThreadLocalConnection:
     """One connection per thread (worker pools), opened on first use and reopened after it broke."""
 

@@ -130,11 +130,19 @@ def requeue_running(conn, worker_prefix: str | None = None) -> int:
     return n
 
 
-def counts(conn) -> dict[str, dict[str, int]]:
-    """kind -> state -> number of jobs."""
+def counts(conn, kind: str | None = None) -> dict[str, dict[str, int]]:
+    """kind -> state -> number of jobs (of `kind` only when given: read from queue_state_idx)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT kind, state, count(*) FROM jobs.queue GROUP BY kind, state ORDER BY kind, state")
+        if kind is None:
+            cur.execute(
+                "SELECT kind, state, count(*) FROM jobs.queue GROUP BY kind, state ORDER BY kind, state"
+            )
+        else:
+            cur.execute(
+                "SELECT kind, state, count(*) FROM jobs.queue WHERE kind = %s GROUP BY kind, state ORDER BY kind, state",
+                (kind,),
+            )
         result: dict[str, dict[str, int]] = {}
-        for kind, state, n in cur.fetchall():
-            result.setdefault(kind, {})[state] = n
+        for k, state, n in cur.fetchall():
+            result.setdefault(k, {})[state] = n
     return result

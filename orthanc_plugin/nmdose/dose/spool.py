@@ -160,11 +160,24 @@ def prune_done(spool: Path, keep_s: float = DONE_KEEP_S) -> int:
 class Worker:
     """``nmdose dose worker``: drain the spool forever (or once); never dies on a bad file or a lost database."""
 
-    def __init__(self, cfg, spool: Path | None = None, *, poll_s: float = 0.25, batch: int = 500):
+    def __init__(
+        self,
+        cfg,
+        spool: Path | None = None,
+        *,
+        poll_s: float = 0.25,
+        batch: int = 500,
+        warm_interval_s: float = 60.0,
+    ):
         self.cfg = cfg
         self.spool = ensure(spool or spool_dir(cfg))
         self.poll_s = poll_s
         self.batch = batch
+        # After an ingest, once the spool is empty, the dose page's opening answers are computed into the web
+        # cache (nmdose/web/cache.py), at most once per warm_interval_s (0: never).
+        self.warm_interval_s = warm_interval_s
+        self._dirty = False
+        self._last_warm = -1e9
         self.stopping = False
         self._conn = None
         self._lock_fh = None
@@ -207,6 +220,25 @@ class Worker:
             )  # fmt: skip
         return stats
 
+    def warm(self) -> None:
+        """Compute the dose page's opening answers after new data (never fails the worker)."""
+        if not self._dirty or not self.warm_interval_s:
+            return
+        if time.monotonic() - self._last_warm < self.warm_interval_s:
+            return
+        from nmdose.web.pages import warm_default_views
+
+        start = time.monotonic()
+        self._last_warm = start
+        try:
+            computed = warm_default_views(self._connection(), self.cfg)
+        except Exception as exc:  # the pages compute what is missing themselves
+            log.warning("dose worker: web cache not warmed: %s", str(exc).strip())
+            self._drop_connection()
+            return
+        self._dirty = False
+        log.info("dose worker: %d dose page answers computed in %.1f s", computed, time.monotonic() - start)
+
     def run(self, *, once: bool = False) -> DrainStats:
         """Drain until stopped (SIGTERM/SIGINT); with ``once``, until ``incoming/`` is empty."""
         self._lock()
@@ -225,6 +257,7 @@ class Worker:
                     stats = DrainStats()
                     if once:
                         raise
+                self._dirty |= stats.ingested > 0
                 for name in ("entries", "ingested", "unchanged", "not_dose", "dead_letter"):
                     setattr(total, name, getattr(total, name) + getattr(stats, name))
                 total.outcomes.extend(stats.outcomes)
@@ -232,6 +265,7 @@ class Worker:
                     if not stats.entries and not stats.dead_letter:
                         if self._conn is None:  # the database was unreachable
                             raise DatabaseError("dose worker --once: database unavailable; entries kept")
+                        self.warm()
                         break
                     continue
                 if time.monotonic() - last_prune > 3600:
@@ -241,6 +275,7 @@ class Worker:
                 if stats.entries or stats.dead_letter:
                     backoff = self.poll_s
                     continue
+                self.warm()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0) if self._conn is None else self.poll_s
         finally:

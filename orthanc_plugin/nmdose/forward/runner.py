@@ -340,7 +340,7 @@ def status(conn) -> dict[str, Any]:
         "instances": instances,
         "stable_to_forwarded_s": {"median": median, "p95": p95},
         "deleted": {"instances": deleted, "bytes": int(deleted_bytes)},
-        "queue": queue.counts(conn).get(KIND, {}),
+        "queue": queue.counts(conn, KIND).get(KIND, {}),
     }
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from nmdose.config import Config
-from nmdose.db import ThreadLocalConnection, connect, queue
+from nmdose.db import ThreadLocalConnection, connect, lock_study_writes, queue
 from nmdose.errors import PacsError
 from nmdose.logfiles import attach_log_file
 from nmdose.pacs.orthanc_http import OrthancHttp
@@ -53,6 +53,7 @@ class Target:
 def queue_studies(conn, targets: Iterable[Target], *, max_attempts: int = 5) -> int:
     """Queue studies once each (re-queueing a known study changes nothing); returns how many are new."""
     new = 0
+    lock_study_writes(conn)  # each new retrieval sets its study's retrieval_state (sql/007_web.sql)
     with conn.cursor() as cur:
         for t in targets:
             cur.execute(
@@ -100,6 +101,7 @@ def queue_census_targets(conn, source_node: str, *, max_attempts: int = 5) -> in
 
 def retry(conn, states: tuple[str, ...] = ("failed",)) -> int:
     """Put failed (or partial) studies back in the queue with fresh attempts."""
+    lock_study_writes(conn)  # the retrievals' states are copied to their studies (sql/007_web.sql)
     with conn.cursor() as cur:
         cur.execute(
             """UPDATE rpacs.retrieval SET state = 'pending', last_error = NULL, updated_at = now()
@@ -116,9 +118,10 @@ def retry(conn, states: tuple[str, ...] = ("failed",)) -> int:
 
 def status(conn) -> dict[str, Any]:
     with conn.cursor() as cur:
+        # per state from the tally of sql/007_web.sql, not a scan of rpacs.retrieval
         cur.execute(
-            """SELECT state, count(*), coalesce(sum(received_instances), 0), coalesce(sum(bytes_received), 0)
-                 FROM rpacs.retrieval GROUP BY state"""
+            """SELECT state, sum(studies)::bigint, sum(instances)::bigint, sum(bytes)
+                 FROM rpacs.retrieval_tally GROUP BY state HAVING sum(studies) <> 0"""
         )
         rows = cur.fetchall()
     by_state = {s: n for s, n, _, _ in rows}
@@ -127,7 +130,7 @@ def status(conn) -> dict[str, Any]:
         "by_state": by_state,
         "instances_received": sum(int(i) for _, _, i, _ in rows),
         "bytes_received": sum(int(b) for _, _, _, b in rows),
-        "queue": queue.counts(conn).get(KIND, {}),
+        "queue": queue.counts(conn, KIND).get(KIND, {}),
     }
 
 
@@ -413,6 +416,7 @@ def requeue_dead_cli_jobs(conn) -> int:
                 except (ProcessLookupError, ValueError):
                     stale.append(job_id)
         if stale:
+            lock_study_writes(conn)  # before any row lock: the retrievals below update their studies
             cur.execute(
                 """UPDATE jobs.queue SET state = 'pending', locked_by = NULL, attempts = GREATEST(attempts - 1, 0)
                     WHERE id = ANY(%s)""",

@@ -15,8 +15,8 @@ from typing import Any
 
 from nmdose.db import connect
 from nmdose.errors import NmdoseError
+from nmdose.web import cache, xlsx
 from nmdose.web import queries as Q
-from nmdose.web import xlsx
 from nmdose.web.router import PUBLIC, HttpError, Request, Response
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -79,6 +79,75 @@ def _redirect(location: str) -> Response:
     return resp
 
 
+def compute_dose_rows(conn, cfg: Any, route: str, f: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one dose statistics route for validated parameters `f` (computed by PostgreSQL)."""
+    levels = list(cfg.reference_levels.levels)
+    if route == "ct_protocols":
+        return Q.ct_protocols(conn, f, f.get("group", "protocol"))
+    if route == "ct_monthly":
+        return Q.ct_monthly(conn, f)
+    if route == "activity":
+        return Q.activity(conn, f, f.get("group", "agent"))
+    if route == "activity_points":
+        return Q.activity_points(conn, f, f.get("limit", 5000))
+    if route == "outliers":
+        return Q.outliers(conn, f, levels, f.get("limit", 1000))
+    if route == "box":
+        measure = f["measure"]
+        return Q.box(conn, f, levels, measure, f.get("group", Q.BOX_GROUPS[Q.BOX_MEASURES[measure][0]][0]))
+    if route == "effective_dose":
+        return Q.effective_dose(conn, f)
+    raise ValueError(f"not a dose statistics route: {route}")
+
+
+# Routes whose answer depends on the configured reference levels (part of their cache key).
+LEVEL_ROUTES = frozenset({"box", "outliers"})
+
+
+def _dose_key(cfg: Any, route: str, f: dict[str, Any]) -> str:
+    extra = (Q.levels_json(cfg.reference_levels.levels),) if route in LEVEL_ROUTES else ()
+    return cache.cache_key(route, f, *extra)
+
+
+def cached_dose_rows(conn, cfg: Any, route: str, f: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON answer from the per-version cache (web/cache.py); exports (CSV, XLSX) are always computed."""
+    if f.get("format", "json") != "json":
+        return compute_dose_rows(conn, cfg, route, f)
+    return cache.cached_rows(conn, _dose_key(cfg, route, f), lambda: compute_dose_rows(conn, cfg, route, f))
+
+
+# What the dose page asks when it opens (static/nmdose.js dose(), no filter set): the dose worker computes these
+# after an ingest (warm_default_views), so the first visit after new data finds them ready.
+DEFAULT_VIEWS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("ct_protocols", {"group": "protocol"}),
+    ("box", {"measure": "ctdivol", "group": "protocol"}),
+    ("box", {"measure": "dlp", "group": "protocol"}),
+    ("ct_protocols", {"group": "description"}),
+    ("box", {"measure": "ctdivol", "group": "description"}),
+    ("box", {"measure": "dlp", "group": "description"}),
+    ("ct_monthly", {}),
+    ("activity", {"group": "agent"}),
+    ("box", {"measure": "activity", "group": "agent"}),
+    ("box", {"measure": "per_kg", "group": "agent"}),
+    ("activity_points", {}),
+    ("effective_dose", {}),
+    ("outliers", {}),
+)
+
+
+def warm_default_views(conn, cfg: Any) -> int:
+    """Compute the dose page's opening answers into the cache; returns how many were computed (not found)."""
+    computed: list[str] = []
+    for route, f in DEFAULT_VIEWS:
+
+        def compute(route: str = route, f: dict[str, Any] = f) -> list[dict[str, Any]]:
+            computed.append(route)
+            return compute_dose_rows(conn, cfg, route, f)
+
+        cache.cached_rows(conn, _dose_key(cfg, route, f), compute)
+    return len(computed)
+
+
 def register_routes(router, plugin) -> None:
     """Add the pages, the JSON API and the static files to the plugin's router."""
 
@@ -112,16 +181,19 @@ def register_routes(router, plugin) -> None:
             return _answer(Q.research_failed(conn, f.get("limit", 200)), f, "failed-retrievals")
 
     # ----- dose API
+    def dose_rows(conn, route: str, f: dict[str, Any]) -> list[dict[str, Any]]:
+        return cached_dose_rows(conn, plugin.cfg, route, f)
+
     def ct_protocols(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, "group": Q._choice("protocol", "description"), **Q.FORMAT})
         group = f.get("group", "protocol")
         with db() as conn:
-            return _answer(Q.ct_protocols(conn, f, group), f, f"ct-{group}")
+            return _answer(dose_rows(conn, "ct_protocols", f), f, f"ct-{group}")
 
     def ct_monthly(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, **Q.FORMAT})
         with db() as conn:
-            return _answer(Q.ct_monthly(conn, f), f, "ct-monthly")
+            return _answer(dose_rows(conn, "ct_monthly", f), f, "ct-monthly")
 
     def ct_events(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, "limit": Q._int(1, Q.MAX_LIMIT), **Q.FORMAT})
@@ -139,13 +211,13 @@ def register_routes(router, plugin) -> None:
         f = _params(request, {**Q.DOSE_FILTERS, "group": Q._choice("agent", "description"), **Q.FORMAT})
         group = f.get("group", "agent")
         with db() as conn:
-            return _answer(Q.activity(conn, f, group), f, f"activity-{group}")
+            return _answer(dose_rows(conn, "activity", f), f, f"activity-{group}")
 
     def activity_points(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, "limit": Q._int(1, Q.MAX_LIMIT), **Q.FORMAT})
         with db() as conn:
             return _answer(
-                Q.activity_points(conn, f, f.get("limit", 5000)),
+                dose_rows(conn, "activity_points", f),
                 f,
                 "activity-weight",
                 group_by="agent",
@@ -169,7 +241,8 @@ def register_routes(router, plugin) -> None:
         }
         f = _params(request, spec)
         with db() as conn:
-            return _answer(Q.outliers(conn, f, levels(), f.get("limit", 1000)), f, "dose-outliers")
+            rows = dose_rows(conn, "outliers", f)
+            return _answer(rows, f, "dose-outliers")
 
     def box(request: Request) -> Response:
         spec = {
@@ -189,12 +262,13 @@ def register_routes(router, plugin) -> None:
                 400, f"parameter 'group' must be one of {', '.join(groups)} for measure {measure}"
             )
         with db() as conn:
-            return _answer(Q.box(conn, f, levels(), measure, group), f, f"box-{measure}-{group}")
+            rows = dose_rows(conn, "box", f)
+            return _answer(rows, f, f"box-{measure}-{group}")
 
     def effective_dose(request: Request) -> Response:
         f = _params(request, {**Q.DOSE_FILTERS, **Q.FORMAT})
         with db() as conn:
-            return _answer(Q.effective_dose(conn, f), f, "effective-dose")
+            return _answer(dose_rows(conn, "effective_dose", f), f, "effective-dose")
 
     def dead_letter(request: Request) -> Response:
         spec = {"state": Q._choice("open", "resolved", "all"), "limit": Q._int(1, 10_000), **Q.FORMAT}

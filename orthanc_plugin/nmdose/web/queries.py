@@ -16,12 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Retrieval state as shown on the research page, from rpacs.retrieval.state (NULL: not queued yet).
-STATE_SQL = """CASE WHEN NOT s.is_target THEN 'not_target'
-                    WHEN r.state = 'done' THEN 'retrieved'
-                    WHEN r.state IN ('failed', 'partial') THEN 'failed'
-                    ELSE 'pending' END"""
-
 MAX_LIMIT = 100_000
 
 
@@ -138,15 +132,32 @@ def _rows(conn, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     return rows
 
 
+# A text cell starting with one of these is a formula to Excel and LibreOffice ("=HYPERLINK(...)" in a
+# StudyDescription from the PACS): such cells get a leading apostrophe (OWASP, CSV injection), which the
+# spreadsheet shows as text. Numbers and dates are never text here, so a negative number stays a number.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """`value` as a CSV text cell that a spreadsheet never evaluates."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def to_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows as CSV (header line, then one line per row), lists joined with backslash as in DICOM."""
+    """Rows as CSV (header line, then one line per row), lists joined with backslash as in DICOM; text cells
+    that a spreadsheet would run as a formula are prefixed with an apostrophe (`csv_text`)."""
     columns = list(columns or (rows[0].keys() if rows else []))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(columns)
     for row in rows:
-        w.writerow(["\\".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v) for v in
-                    (row.get(c) for c in columns)])  # fmt: skip
+        cells = []
+        for c in columns:
+            v = row.get(c)
+            if isinstance(v, list):
+                v = "\\".join(map(str, v))
+            cells.append("" if v is None else csv_text(v) if isinstance(v, str) else v)
+        w.writerow(cells)
     return buf.getvalue()
 
 
@@ -241,23 +252,28 @@ def _stats(col: str, name: str) -> str:
 
 
 def research_yearly(conn, f: dict[str, Any]) -> list[dict[str, Any]]:
-    """Studies per year x description x modality set (corrected when corrected) x retrieval state."""
+    """Studies per year x description x modality set (corrected when corrected) x retrieval state, summed from
+    the tally `rpacs.study_tally` (sql/007_web.sql) instead of counting rpacs.study joined to rpacs.retrieval.
+    The state shown comes from the study's retrieval (rpacs.study.retrieval_state mirrors rpacs.retrieval.state;
+    NULL: not queued yet). Tally groups whose corrected-or-found modality sets print alike merge into one row."""
     c, p = [], []
     if "from_year" in f:
-        c.append("s.study_date >= make_date(%s, 1, 1)")
+        c.append("study_year >= %s")
         p.append(f["from_year"])
     if "to_year" in f:
-        c.append("s.study_date < make_date(%s + 1, 1, 1)")
+        c.append("study_year <= %s")
         p.append(f["to_year"])
     where = Where(c, p)
     return _rows(
         conn,
-        f"""SELECT extract(year FROM s.study_date)::int AS year, s.description,
-                   array_to_string(coalesce(s.modalities_corrected, s.modalities_found), '\\') AS modalities,
-                   {STATE_SQL} AS state, count(*)::int AS studies
-              FROM rpacs.study s LEFT JOIN rpacs.retrieval r ON r.study_instance_uid = s.study_uid
-              {where.sql()}
-             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""",
+        f"""SELECT study_year AS year, description,
+                   array_to_string(coalesce(modalities_corrected, modalities_found), '\\') AS modalities,
+                   CASE WHEN NOT is_target THEN 'not_target'
+                        WHEN retrieval_state = 'done' THEN 'retrieved'
+                        WHEN retrieval_state IN ('failed', 'partial') THEN 'failed'
+                        ELSE 'pending' END AS state, sum(studies)::int AS studies
+              FROM rpacs.study_tally {where.sql()}
+             GROUP BY 1, 2, 3, 4 HAVING sum(studies) <> 0 ORDER BY 1, 2, 3, 4""",
         where.params,
     )
 
@@ -289,28 +305,38 @@ def research_failed(conn, limit: int) -> list[dict[str, Any]]:
 # ----- dose ----------------------------------------------------------------------------------------------
 
 
+# Filters that dose_where writes on dose.study `s` (a column of the study, or an EXISTS keyed by its UID) when it
+# reads CT events (`e`) or administrations (`a`): without any, the statistics read their own table only.
+_STUDY_FILTERS = {"manufacturer", "model", "station", "description", "sex", "age_min", "age_max", "weight_min",
+                  "weight_max", "modality"}  # fmt: skip
+STUDY_FILTERS = {"e": frozenset(_STUDY_FILTERS | {"agent"}), "a": frozenset(_STUDY_FILTERS | {"protocol"})}
+
+
+def _study_join(f: dict[str, Any], table: str = "e") -> str:
+    """`JOIN dose.study s` when a filter reads the study, else nothing (the join hashes every study)."""
+    if STUDY_FILTERS[table] & set(f):
+        return f"JOIN dose.study s ON s.study_instance_uid = {table}.study_instance_uid"
+    return ""
+
+
 def ct_protocols(conn, f: dict[str, Any], group: str) -> list[dict[str, Any]]:
     """CTDIvol and DLP statistics per CT acquisition protocol (one value per irradiation event) or per study
-    description (one value per study: its events' mean CTDIvol and total DLP)."""
+    description (one value per study: its events' mean CTDIvol, kept as dose.study.ct_mean_ctdivol_mgy by the
+    ingest, and its total DLP)."""
     if group == "protocol":
         w = dose_where(f, date_col="e.study_date", event="e")
         sql = f"""SELECT coalesce(e.acquisition_protocol, '') AS protocol, count(*)::int AS n,
                          count(DISTINCT e.study_instance_uid)::int AS studies,
                          {_stats("e.ctdivol_mgy", "ctdivol")}, {_stats("e.dlp_mgycm", "dlp")}
-                    FROM dose.ct_event e JOIN dose.study s USING (study_instance_uid)
+                    FROM dose.ct_event e {_study_join(f)}
                     {w.sql()} GROUP BY 1 ORDER BY 1"""
     else:
         w = dose_where(f, date_col="s.study_date")
         w.clauses.append("s.ct_event_count > 0")
-        sql = f"""WITH per_study AS (
-                    SELECT s.study_instance_uid, coalesce(s.study_description, '') AS description,
-                           (SELECT avg(e.ctdivol_mgy) FROM dose.ct_event e
-                             WHERE e.study_instance_uid = s.study_instance_uid) AS ctdivol,
-                           s.ct_total_dlp_mgycm AS dlp
-                      FROM dose.study s {w.sql()})
-                  SELECT description, count(*)::int AS n, count(*)::int AS studies,
-                         {_stats("ctdivol", "ctdivol")}, {_stats("dlp", "dlp")}
-                    FROM per_study GROUP BY 1 ORDER BY 1"""
+        sql = f"""SELECT coalesce(s.study_description, '') AS description, count(*)::int AS n,
+                         count(*)::int AS studies,
+                         {_stats("s.ct_mean_ctdivol_mgy", "ctdivol")}, {_stats("s.ct_total_dlp_mgycm", "dlp")}
+                    FROM dose.study s {w.sql()} GROUP BY 1 ORDER BY 1"""
     return _rows(conn, sql, w.params)
 
 
@@ -322,7 +348,7 @@ def ct_monthly(conn, f: dict[str, Any]) -> list[dict[str, Any]]:
         f"""SELECT to_char(date_trunc('month', e.study_date), 'YYYY-MM') AS month, count(*)::int AS n,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.ctdivol_mgy) AS ctdivol_median,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.dlp_mgycm) AS dlp_median
-              FROM dose.ct_event e JOIN dose.study s USING (study_instance_uid)
+              FROM dose.ct_event e {_study_join(f)}
               {w.sql()} GROUP BY 1 ORDER BY 1""",
         w.params,
     )
@@ -353,7 +379,8 @@ def activity(conn, f: dict[str, Any], group: str) -> list[dict[str, Any]]:
         f"""SELECT {key} AS {name}, count(*)::int AS n,
                    {_stats("a.activity_mbq", "activity")}, {_stats("a.activity_per_kg_mbq", "per_kg")},
                    avg(a.effective_dose_msv) AS effective_dose_mean
-              FROM dose.radiopharmaceutical a JOIN dose.study s USING (study_instance_uid)
+              FROM dose.radiopharmaceutical a
+              {"JOIN dose.study s USING (study_instance_uid)" if group != "agent" else _study_join(f, "a")}
               {w.sql()} GROUP BY 1 ORDER BY 1""",
         w.params,
     )
@@ -525,27 +552,24 @@ def reference_level_rows(levels: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def _ev_cte(f: dict[str, Any]) -> tuple[str, list[Any]]:
-    """`ev`: the filtered CT irradiation events with their study's description and patient age."""
+    """`ev`: the filtered CT irradiation events with their study's description and patient age (copied onto
+    each event by sql/007_web.sql's triggers; dose.study is joined only for a filter on its other columns)."""
     w = dose_where(f, date_col="e.study_date", event="e")
     return (
         f"""ev AS (SELECT e.study_instance_uid, e.study_date, e.ordinal, e.acquisition_protocol AS protocol,
-                          e.target_region, e.ctdivol_mgy, e.dlp_mgycm, s.study_description AS description,
-                          s.patient_age_years AS age
-                     FROM dose.ct_event e JOIN dose.study s USING (study_instance_uid) {w.sql()})""",
+                          e.target_region, e.ctdivol_mgy, e.dlp_mgycm, e.study_description AS description,
+                          e.patient_age_years AS age
+                     FROM dose.ct_event e {_study_join(f, "e")} {w.sql()})""",
         w.params,
     )
 
 
 def _st_cte(f: dict[str, Any], *, ctdivol: bool = False) -> tuple[str, list[Any]]:
     """`st`: the filtered studies with CT events: total DLP and, with `ctdivol`, the mean CTDIvol of their
-    events."""
+    events (dose.study.ct_mean_ctdivol_mgy)."""
     w = dose_where(f, date_col="s.study_date")
     w.clauses.append("s.ct_event_count > 0")
-    mean = (
-        "(SELECT avg(e.ctdivol_mgy) FROM dose.ct_event e WHERE e.study_instance_uid = s.study_instance_uid)"
-        if ctdivol
-        else "NULL::double precision"
-    )
+    mean = "s.ct_mean_ctdivol_mgy" if ctdivol else "NULL::double precision"
     return (
         f"""st AS (SELECT s.study_instance_uid, s.study_date, s.study_description AS description,
                           s.patient_age_years AS age, s.ct_total_dlp_mgycm AS dlp, {mean} AS ctdivol
@@ -555,14 +579,27 @@ def _st_cte(f: dict[str, Any], *, ctdivol: bool = False) -> tuple[str, list[Any]
 
 
 def _ad_cte(f: dict[str, Any]) -> tuple[str, list[Any]]:
-    """`ad`: the filtered radiopharmaceutical administrations."""
+    """`ad`: the filtered radiopharmaceutical administrations (description and age as for `ev`)."""
     w = dose_where(f, date_col="a.study_date", agent="a")
     return (
         f"""ad AS (SELECT a.study_instance_uid, a.study_date, a.ordinal, a.agent, a.activity_mbq,
-                          a.activity_per_kg_mbq, s.study_description AS description, s.patient_age_years AS age
-                     FROM dose.radiopharmaceutical a JOIN dose.study s USING (study_instance_uid) {w.sql()})""",
+                          a.activity_per_kg_mbq, a.study_description AS description, a.patient_age_years AS age
+                     FROM dose.radiopharmaceutical a {_study_join(f, "a")} {w.sql()})""",
         w.params,
     )
+
+
+def _named(columns: str) -> str:
+    """`a, b, c` -> `a AS k1, b AS k2, c AS k3` (top-level commas only)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(columns):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append(columns[start:i].strip())
+            start = i + 1
+    parts.append(columns[start:].strip())
+    return ", ".join(f"{p} AS k{i}" for i, p in enumerate(parts, 1))
 
 
 def outliers(conn, f: dict[str, Any], levels: Sequence[Any], limit: int) -> list[dict[str, Any]]:
@@ -577,13 +614,29 @@ def outliers(conn, f: dict[str, Any], levels: Sequence[Any], limit: int) -> list
         reason = "WHERE reason = %s"
     common = "l.quantity, l.value AS level, l.name AS level_name, l.status AS level_status, l.source AS level_source"
     matches = _match_ctes(
-        protocol="SELECT protocol AS v FROM ev",
-        description="SELECT description AS v FROM ev UNION SELECT description FROM st"
-        " UNION SELECT description FROM ad",
-        region="SELECT target_region AS v FROM ev",
-        agent="SELECT agent AS v FROM ad",
+        protocol="SELECT protocol AS v FROM evk",
+        description="SELECT description AS v FROM evk UNION SELECT description FROM st"
+        " UNION SELECT description FROM adk",
+        region="SELECT target_region AS v FROM evk",
+        agent="SELECT agent AS v FROM adk",
     )
-    sql = f"""WITH {LEVELS_CTE}, {ev}, {st}, {ad}, {matches},
+    # Events and administrations are matched to the levels once per distinct (matching attributes, age bucket)
+    # (evk, adk: a NULL attribute is its own key), then joined back to their rows on that key.
+    evk_key = "coalesce({r}.protocol, chr(1)), coalesce({r}.description, chr(1)), coalesce({r}.target_region, chr(1))"
+    adk_key = "coalesce({r}.agent, chr(1)), coalesce({r}.description, chr(1))"
+    sql = f"""WITH {LEVELS_CTE}, {ev}, {st}, {ad}, {AGE_BOUNDS_CTE},
+        evk AS MATERIALIZED (SELECT {_named(evk_key.format(r="ev"))}, coalesce(width_bucket(age, (SELECT b FROM ab)), -1) AS kb,
+                                    min(protocol) AS protocol, min(description) AS description,
+                                    min(target_region) AS target_region, min(age) AS age
+                               FROM ev GROUP BY 1, 2, 3, 4),
+        adk AS MATERIALIZED (SELECT {_named(adk_key.format(r="ad"))}, coalesce(width_bucket(age, (SELECT b FROM ab)), -1) AS kb,
+                                    min(agent) AS agent, min(description) AS description, min(age) AS age
+                               FROM ad GROUP BY 1, 2, 3),
+        {matches},
+        evl AS MATERIALIZED (SELECT r.k1, r.k2, r.k3, r.kb, l.*
+                               FROM evk r JOIN lv l ON {EVENT_MATCH.format(r="r")}),
+        adl AS MATERIALIZED (SELECT r.k1, r.k2, r.kb, l.*
+                               FROM adk r JOIN lv l ON {ADMIN_MATCH.format(r="r")}),
         ev_p AS (SELECT coalesce(protocol, '') AS grp,
                         percentile_cont(0.95) WITHIN GROUP (ORDER BY ctdivol_mgy) AS ctdivol_p95,
                         percentile_cont(0.95) WITHIN GROUP (ORDER BY dlp_mgycm) AS dlp_p95
@@ -595,7 +648,9 @@ def outliers(conn, f: dict[str, Any], levels: Sequence[Any], limit: int) -> list
         hits AS (
           SELECT 'reference_level' AS reason, 'ct_event' AS kind, r.study_instance_uid, r.study_date,
                  r.description AS study_description, r.protocol AS "group", r.ordinal, v.value, {common}
-            FROM ev r JOIN lv l ON {EVENT_MATCH.format(r="r")}
+            FROM ev r
+            JOIN evl l ON (l.k1, l.k2, l.k3, l.kb)
+                        = ({evk_key.format(r="r")}, coalesce(width_bucket(r.age, (SELECT b FROM ab)), -1))
            CROSS JOIN LATERAL (SELECT CASE l.quantity WHEN 'ctdivol_mgy' THEN r.ctdivol_mgy
                                                       ELSE r.dlp_mgycm END AS value) v
            WHERE v.value > l.value
@@ -607,7 +662,9 @@ def outliers(conn, f: dict[str, Any], levels: Sequence[Any], limit: int) -> list
           UNION ALL
           SELECT 'reference_level', 'administration', r.study_instance_uid, r.study_date, r.description, r.agent,
                  r.ordinal, v.value, {common}
-            FROM ad r JOIN lv l ON {ADMIN_MATCH.format(r="r")}
+            FROM ad r
+            JOIN adl l ON (l.k1, l.k2, l.kb)
+                        = ({adk_key.format(r="r")}, coalesce(width_bucket(r.age, (SELECT b FROM ab)), -1))
            CROSS JOIN LATERAL (SELECT CASE l.quantity WHEN 'activity_mbq' THEN r.activity_mbq
                                                       ELSE r.activity_per_kg_mbq END AS value) v
            WHERE v.value > l.value
@@ -654,6 +711,19 @@ BOX_MEASURES = {
 BOX_GROUPS = {"ct": ("protocol", "description"), "nm": ("agent", "description")}
 
 
+# The columns each level match reads from a record set (EVENT_MATCH, STUDY_MATCH, ADMIN_MATCH).
+MATCH_COLUMNS = {
+    "ev": ("protocol", "description", "target_region", "age"),
+    "st": ("study_instance_uid", "description", "age"),
+    "ad": ("agent", "description", "age"),
+}
+# `ab.b`: every age-band limit of the levels, sorted; width_bucket(age, (SELECT b FROM ab)) numbers the interval an age lies in,
+# and ages in one interval are inside or outside each band alike ([min, max), like _AGE_MATCH).
+AGE_BOUNDS_CTE = """ab AS (SELECT coalesce(array_agg(DISTINCT x.b ORDER BY x.b), '{}'::double precision[]) AS b
+                       FROM lv l CROSS JOIN LATERAL (VALUES (l.age_min), (l.age_max)) x(b)
+                      WHERE x.b IS NOT NULL)"""
+
+
 def box(conn, f: dict[str, Any], levels: Sequence[Any], measure: str, group: str) -> list[dict[str, Any]]:
     """Box-plot statistics of one measure per group: quartiles (`percentile_cont`), Tukey whiskers (the most
     extreme values within 1.5 IQR of the box), the count outside them, and the reference levels that apply to
@@ -668,42 +738,53 @@ def box(conn, f: dict[str, Any], levels: Sequence[Any], measure: str, group: str
         cte, params = _ev_cte(f)
         rel, key, value, match = "ev", "coalesce(r.protocol, '')", f"r.{col}", EVENT_MATCH
         matches = _match_ctes(
-            protocol="SELECT protocol AS v FROM ev",
-            description="SELECT description AS v FROM ev",
-            region="SELECT target_region AS v FROM ev",
+            protocol="SELECT protocol AS v FROM keys",
+            description="SELECT description AS v FROM keys",
+            region="SELECT target_region AS v FROM keys",
         )
     elif kind == "ct":
         cte, params = _st_cte(f, ctdivol=measure == "ctdivol")
         value = "r.ctdivol" if measure == "ctdivol" else "r.dlp"
         rel, key, match = "st", "coalesce(r.description, '')", STUDY_MATCH
-        matches = _match_ctes(description="SELECT description AS v FROM st")
+        matches = _match_ctes(description="SELECT description AS v FROM keys")
     else:
         cte, params = _ad_cte(f)
         key = "coalesce(r.agent, '')" if group == "agent" else "coalesce(r.description, '')"
         rel, value, match = "ad", f"r.{col}", ADMIN_MATCH
         matches = _match_ctes(
-            description="SELECT description AS v FROM ad", agent="SELECT agent AS v FROM ad"
+            description="SELECT description AS v FROM keys", agent="SELECT agent AS v FROM keys"
         )
-    sql = f"""WITH {LEVELS_CTE}, {cte}, {matches},
-        v AS MATERIALIZED (SELECT {key} AS grp, {value} AS x, r.* FROM {rel} r WHERE {value} IS NOT NULL),
-        app AS MATERIALIZED (SELECT DISTINCT r.grp, l.name FROM v r
+    cols = MATCH_COLUMNS[rel]
+    sql = f"""WITH {LEVELS_CTE}, {cte}, {AGE_BOUNDS_CTE},
+        v AS MATERIALIZED (SELECT {key} AS grp, {value} AS x, {", ".join("r." + c for c in cols)}
+                             FROM {rel} r WHERE {value} IS NOT NULL),
+        -- the levels are matched once per distinct group x matching attributes x age bucket (ages between the
+        -- same two band limits match the same levels), not once per value
+        keys AS MATERIALIZED (SELECT grp, {", ".join(c for c in cols if c != "age")}, min(age) AS age
+                                FROM v
+                               GROUP BY grp, {", ".join(c for c in cols if c != "age")}, width_bucket(age, (SELECT b FROM ab))),
+        {matches},
+        app AS MATERIALIZED (SELECT DISTINCT r.grp, l.name FROM keys r
                                JOIN lv l ON l.quantity = %s AND {match.format(r="r")}),
-        q AS (SELECT grp, count(*)::int AS n, min(x) AS min,
+        q AS MATERIALIZED (SELECT grp, count(*)::int AS n, min(x) AS min,
                      percentile_cont(0.25) WITHIN GROUP (ORDER BY x) AS q1,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median,
                      percentile_cont(0.75) WITHIN GROUP (ORDER BY x) AS q3, max(x) AS max
-                FROM v GROUP BY grp)
-        SELECT q.grp AS "{group}", q.n, q.min, q.q1, q.median, q.q3, q.max,
-               min(v.x) FILTER (WHERE v.x >= q.q1 - 1.5 * (q.q3 - q.q1)) AS whisker_low,
-               max(v.x) FILTER (WHERE v.x <= q.q3 + 1.5 * (q.q3 - q.q1)) AS whisker_high,
-               (count(*) FILTER (WHERE v.x < q.q1 - 1.5 * (q.q3 - q.q1)
-                                    OR v.x > q.q3 + 1.5 * (q.q3 - q.q1)))::int AS outside,
+                FROM v GROUP BY grp),
+        -- Tukey's fences of each group, then one more pass over the values grouped by the group alone
+        w AS (SELECT v.grp, min(v.x) FILTER (WHERE v.x >= f.lo) AS whisker_low,
+                     max(v.x) FILTER (WHERE v.x <= f.hi) AS whisker_high,
+                     (count(*) FILTER (WHERE v.x < f.lo OR v.x > f.hi))::int AS outside
+                FROM v JOIN (SELECT grp, q1 - 1.5 * (q3 - q1) AS lo, q3 + 1.5 * (q3 - q1) AS hi FROM q) f
+                     USING (grp)
+               GROUP BY v.grp)
+        SELECT q.grp AS "{group}", q.n, q.min, q.q1, q.median, q.q3, q.max, w.whisker_low, w.whisker_high,
+               w.outside,
                (SELECT coalesce(jsonb_agg(jsonb_build_object('name', l.name, 'value', l.value, 'status', l.status,
                                                              'source', l.source, 'year', l.year)
                                           ORDER BY l.value, l.name), '[]'::jsonb)
                   FROM app JOIN lv l USING (name) WHERE app.grp = q.grp) AS levels
-          FROM q JOIN v USING (grp)
-         GROUP BY q.grp, q.n, q.min, q.q1, q.median, q.q3, q.max ORDER BY 1"""
+          FROM q JOIN w USING (grp) ORDER BY 1"""
     return _rows(conn, sql, [levels_json(levels), *params, quantity])
 
 

@@ -104,12 +104,14 @@ def test_activity_measured_before_injection_is_decay_corrected(files):
 
 
 def test_study_rows_key_events_by_uid_and_denormalise_the_date(files):
-    events = [R.CtAcquisition(dlp_mgycm=100.0), R.CtAcquisition(dlp_mgycm=50.0, target_region="head")]
+    events = [R.CtAcquisition(dlp_mgycm=100.0, ctdivol_mgy=8.0),
+              R.CtAcquisition(dlp_mgycm=50.0, ctdivol_mgy=12.0, target_region="head"),
+              R.CtAcquisition(dlp_mgycm=0.0, ctdivol_mgy=None, acquisition_type="constant_angle")]  # fmt: skip
     merged, parsed = _merged(files, events=events)
     rows = study_rows(merged, D.derive_study(merged), parsed)
-    assert rows["study"]["study_year"] == 2024 and rows["study"]["ct_event_count"] == 2
+    assert rows["study"]["study_year"] == 2024 and rows["study"]["ct_event_count"] == 3
     assert [e["event_key"] for e in rows["ct_event"]] == [e.irradiation_event_uid for e in events]
-    assert [e["k_msv_per_mgycm"] for e in rows["ct_event"]] == [0.0145, 0.0019]
+    assert [e["k_msv_per_mgycm"] for e in rows["ct_event"]][:2] == [0.0145, 0.0019]
     assert rows["ct_event"][0]["kvp"] == 120.0 and rows["ct_event"][0]["study_date"] == dt.date(2024, 3, 15)
     (adm,) = rows["radiopharmaceutical"]
     assert adm["source"] == "rrdsr" and adm["start_datetime"] == dt.datetime(2024, 3, 15, 9, 0)

@@ -164,6 +164,21 @@ def test_csv_has_header_and_rows_and_joins_lists():
     assert list(csv.reader(io.StringIO(text))) == [["a", "b", "c"], ["1", "CT\\PT", ""], ["2.5", "x,y", "é"]]
 
 
+def test_csv_text_that_a_spreadsheet_would_run_as_a_formula_is_quoted_and_numbers_are_not():
+    rows = [
+        {"d": '=HYPERLINK("http://x","y")', "n": -3.5},
+        {"d": "+1", "n": 0},
+        {"d": "@SUM(A1)", "n": 1},
+        {"d": "-", "n": 2},
+        {"d": "\tx", "n": 3},
+        {"d": "CT = chest", "n": 4},
+    ]
+    got = list(csv.reader(io.StringIO(Q.to_csv(rows))))
+    assert [r[0] for r in got[1:]] == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'@SUM(A1)", "'-", "'\tx",
+                                       "CT = chest"]  # fmt: skip
+    assert [r[1] for r in got[1:]] == ["-3.5", "0", "1", "2", "3", "4"]
+
+
 def test_orthanc_study_id_is_the_sha1_of_patient_and_study_in_dashed_groups():
     sha = hashlib.sha1(b"P1|1.2.3").hexdigest()
     assert Q.orthanc_study_id("P1", "1.2.3") == "-".join(sha[i : i + 8] for i in range(0, 40, 8))
