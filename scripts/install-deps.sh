@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(orthanc orthanc-python orthanc-postgresql dcmtk postgresql postgresql-client
               python3 python3-venv python3-dev lua5.1 curl ca-certificates procps
-              chromium chromium-driver)  # the last two: browser tests of the web pages (tests/e2e)
+              chromium chromium-driver fonts-nanum)  # the last three: browser tests of the web pages (tests/e2e),
+                                                  # fonts-nanum: Korean labels readable in their screenshots
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 

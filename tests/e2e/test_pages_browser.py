@@ -355,3 +355,38 @@ def test_orthanc_explorer_has_the_nmdose_button(filled, browser):
     browser.get(filled.cfg.research_node.http_url.rstrip("/") + "/app/explorer.html")
     wait(browser, "return document.getElementById('nmdose-home') !== null")
     browser.save_screenshot(str(ARTIFACTS / "orthanc-explorer.png"))
+
+
+def test_orthanc_explorer_study_page_has_dose_for_this_study(filled, browser):
+    """The legacy Orthanc Explorer's study page gets "dose for this study", which opens the nmdose study page
+    of that StudyInstanceUID in a new window."""
+    browser.set_window_size(1400, 1800)
+    browser.get(
+        filled.cfg.research_node.http_url.rstrip("/")
+        + f"/app/explorer.html#study?uuid={filled.outlier_orthanc_id}"
+    )
+    wait(browser, "return document.body.innerText.indexOf('nmdose web test') >= 0")
+    wait(
+        browser,
+        "var b = document.getElementById('nmdose-study-dose'); return b !== null && b.offsetParent !== null",
+    )
+    before = set(browser.window_handles)
+    browser.find_element("id", "nmdose-study-dose").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 15).until(lambda d: len(set(d.window_handles) - before) == 1)
+    (opened,) = set(browser.window_handles) - before
+    main = browser.current_window_handle
+    browser.switch_to.window(opened)
+    try:
+        wait(
+            browser,
+            "return document.getElementById('events-table') && document.getElementById('events-table').getAttribute('data-rows')",
+        )
+        assert browser.current_url.endswith(f"/nmdose/ui/study/{OUTLIER}")
+        assert int(browser.find_element("id", "events-table").get_attribute("data-rows")) >= 1
+        browser.save_screenshot(str(ARTIFACTS / "orthanc-study-dose-button.png"))
+        assert errors(browser) == []
+    finally:
+        browser.close()
+        browser.switch_to.window(main)
