@@ -227,42 +227,51 @@ UPDATE dose.study s SET ct_mean_ctdivol_mgy = e.mean
   FROM (SELECT study_instance_uid, avg(ctdivol_mgy) AS mean FROM dose.ct_event GROUP BY 1) e
  WHERE e.study_instance_uid = s.study_instance_uid;
 
--- the study's description and patient age on each CT event and administration (what reference levels match
--- besides the protocol, region and agent), copied from dose.study by triggers whoever writes the rows: the
--- statistics then join dose.study only for the filters on its other columns (scanner, sex, weight)
-ALTER TABLE dose.ct_event ADD COLUMN study_description text, ADD COLUMN patient_age_years double precision;
+-- the study's fields the dose page filters on and reference levels match on (description, patient age, sex and
+-- weight, scanner) on each CT event and administration, copied from dose.study by triggers whoever writes the
+-- rows: the statistics read one table, with no join to dose.study (measured: the join was most of the time)
+ALTER TABLE dose.ct_event
+    ADD COLUMN study_description text, ADD COLUMN patient_age_years double precision, ADD COLUMN patient_sex text,
+    ADD COLUMN patient_weight_kg double precision, ADD COLUMN manufacturer text, ADD COLUMN model_name text,
+    ADD COLUMN station_name text;
 ALTER TABLE dose.radiopharmaceutical
-    ADD COLUMN study_description text, ADD COLUMN patient_age_years double precision;
+    ADD COLUMN study_description text, ADD COLUMN patient_age_years double precision, ADD COLUMN patient_sex text,
+    ADD COLUMN patient_weight_kg double precision, ADD COLUMN manufacturer text, ADD COLUMN model_name text,
+    ADD COLUMN station_name text;
 
 CREATE FUNCTION dose.take_study_fields() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    SELECT s.study_description, s.patient_age_years INTO NEW.study_description, NEW.patient_age_years
+    SELECT s.study_description, s.patient_age_years, s.patient_sex, s.patient_weight_kg, s.manufacturer,
+           s.model_name, s.station_name
+      INTO NEW.study_description, NEW.patient_age_years, NEW.patient_sex, NEW.patient_weight_kg, NEW.manufacturer,
+           NEW.model_name, NEW.station_name
       FROM dose.study s WHERE s.study_instance_uid = NEW.study_instance_uid;
     RETURN NEW;
 END $$;
 CREATE TRIGGER ct_event_study_fields BEFORE INSERT OR UPDATE OF study_instance_uid, study_description,
-    patient_age_years ON dose.ct_event FOR EACH ROW EXECUTE FUNCTION dose.take_study_fields();
+    patient_age_years, patient_sex, patient_weight_kg, manufacturer, model_name, station_name ON dose.ct_event
+    FOR EACH ROW EXECUTE FUNCTION dose.take_study_fields();
 CREATE TRIGGER radiopharmaceutical_study_fields BEFORE INSERT OR UPDATE OF study_instance_uid, study_description,
-    patient_age_years ON dose.radiopharmaceutical FOR EACH ROW EXECUTE FUNCTION dose.take_study_fields();
+    patient_age_years, patient_sex, patient_weight_kg, manufacturer, model_name, station_name
+    ON dose.radiopharmaceutical FOR EACH ROW EXECUTE FUNCTION dose.take_study_fields();
 
 CREATE FUNCTION dose.give_study_fields() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE dose.ct_event SET study_description = NEW.study_description, patient_age_years = NEW.patient_age_years
-     WHERE study_instance_uid = NEW.study_instance_uid;
-    UPDATE dose.radiopharmaceutical
-       SET study_description = NEW.study_description, patient_age_years = NEW.patient_age_years
-     WHERE study_instance_uid = NEW.study_instance_uid;
+    -- the BEFORE UPDATE triggers above then copy the study's new values
+    UPDATE dose.ct_event SET study_description = NULL WHERE study_instance_uid = NEW.study_instance_uid;
+    UPDATE dose.radiopharmaceutical SET study_description = NULL WHERE study_instance_uid = NEW.study_instance_uid;
     RETURN NULL;
 END $$;
-CREATE TRIGGER study_fields_to_events AFTER UPDATE OF study_description, patient_age_years ON dose.study
-    FOR EACH ROW WHEN (OLD.study_description IS DISTINCT FROM NEW.study_description
-                       OR OLD.patient_age_years IS DISTINCT FROM NEW.patient_age_years)
+CREATE TRIGGER study_fields_to_events AFTER UPDATE OF study_description, patient_age_years, patient_sex,
+    patient_weight_kg, manufacturer, model_name, station_name ON dose.study
+    FOR EACH ROW WHEN ((OLD.study_description, OLD.patient_age_years, OLD.patient_sex, OLD.patient_weight_kg,
+                        OLD.manufacturer, OLD.model_name, OLD.station_name)
+                       IS DISTINCT FROM (NEW.study_description, NEW.patient_age_years, NEW.patient_sex,
+                                         NEW.patient_weight_kg, NEW.manufacturer, NEW.model_name, NEW.station_name))
     EXECUTE FUNCTION dose.give_study_fields();
 
-UPDATE dose.ct_event e SET study_description = s.study_description, patient_age_years = s.patient_age_years
-  FROM dose.study s WHERE s.study_instance_uid = e.study_instance_uid;
-UPDATE dose.radiopharmaceutical a SET study_description = s.study_description, patient_age_years = s.patient_age_years
-  FROM dose.study s WHERE s.study_instance_uid = a.study_instance_uid;
+UPDATE dose.ct_event SET study_description = NULL;           -- fills every copied field (trigger)
+UPDATE dose.radiopharmaceutical SET study_description = NULL;
 
 -- dose filters by date range and by protocol, read index-only (the statistics need these four columns)
 CREATE INDEX ct_event_date_stats_idx ON dose.ct_event (study_date)
@@ -271,6 +280,9 @@ CREATE INDEX ct_event_protocol_stats_idx ON dose.ct_event (acquisition_protocol,
     INCLUDE (study_instance_uid, ctdivol_mgy, dlp_mgycm);
 -- dose/activity-points: administrations in (study_date, study) order without sorting them all
 CREATE INDEX radiopharmaceutical_date_study_idx ON dose.radiopharmaceutical (study_date, study_instance_uid);
+-- the two above cover what the single-column date indexes of 003_dose.sql served
+DROP INDEX dose.ct_event_date_idx;
+DROP INDEX dose.radiopharmaceutical_date_idx;
 
 -- ----- dose statistics: percentiles cannot be kept as running sums, so computed answers are cached per request
 -- (route + parameters) with the version of the dose data they were computed from. The version is the sum of an

@@ -756,3 +756,35 @@ def test_exports_are_computed_not_cached(data):
     before = _sql(data, "SELECT count(*) FROM dose.web_cache WHERE key LIKE 'ct_monthly:%%'")[0][0]
     api(data, "/api/dose/ct-monthly", format="csv", station="CT2")
     assert _sql(data, "SELECT count(*) FROM dose.web_cache WHERE key LIKE 'ct_monthly:%%'")[0][0] == before
+
+
+def test_events_and_administrations_carry_their_study_fields_and_follow_its_changes(data):
+    uid = next(s["uid"] for s in data.studies if s["desc"] == "PET-CT WB")
+    cols = "study_description, patient_age_years, patient_sex, patient_weight_kg, manufacturer, model_name, station_name"
+
+    def copies():
+        rows = _sql(data, f"SELECT DISTINCT {cols} FROM dose.ct_event WHERE study_instance_uid = %s"
+                          f" UNION SELECT DISTINCT {cols} FROM dose.radiopharmaceutical WHERE study_instance_uid = %s",
+                    (uid, uid))  # fmt: skip
+        (study,) = _sql(data, f"SELECT {cols} FROM dose.study WHERE study_instance_uid = %s", (uid,))
+        return rows, study
+
+    rows, study = copies()
+    assert rows == [study] and study[0] == "PET-CT WB"
+    before = study
+    try:
+        _sql(data, "UPDATE dose.study SET station_name = 'CT9', patient_weight_kg = 71.5 WHERE study_instance_uid = %s",
+             (uid,))  # fmt: skip
+        rows, study = copies()
+        assert rows == [study] and study[4:] == (None, None, "CT9") and study[3] == 71.5
+        # a writer cannot give an event other values than its study's
+        _sql(
+            data, "UPDATE dose.ct_event SET station_name = 'elsewhere' WHERE study_instance_uid = %s", (uid,)
+        )
+        assert copies()[0] == [study]
+        n = sum(r["n"] for r in api(data, "/api/dose/ct-protocols", station="CT9"))
+        assert n == sum(e["uid"] == uid for e in data.events)
+    finally:
+        _sql(data, "UPDATE dose.study SET station_name = %s, patient_weight_kg = %s WHERE study_instance_uid = %s",
+             (before[6], before[3], uid))  # fmt: skip
+    assert copies() == ([before], before)

@@ -179,17 +179,25 @@ class Where:
 
 
 def dose_where(
-    f: dict[str, Any], *, date_col: str, event: str | None = None, agent: str | None = None
+    f: dict[str, Any],
+    *,
+    date_col: str,
+    event: str | None = None,
+    agent: str | None = None,
+    study: str = "s",
 ) -> Where:
-    """Filters on dose.study `s` joined with an event table (`event` alias for protocol, `agent` alias)."""
+    """Filters on the study's fields (alias `study`: dose.study, or a CT event / administration row, which carry
+    copies of them, sql/007_web.sql), the protocol (`event` alias, else any event of the study) and the agent
+    (`agent` alias, else any administration of the study)."""
     c: list[str] = []
     p: list[Any] = []
+    s = study
     simple = {
-        "manufacturer": "s.manufacturer",
-        "model": "s.model_name",
-        "station": "s.station_name",
-        "description": "s.study_description",
-        "sex": "s.patient_sex",
+        "manufacturer": f"{s}.manufacturer",
+        "model": f"{s}.model_name",
+        "station": f"{s}.station_name",
+        "description": f"{s}.study_description",
+        "sex": f"{s}.patient_sex",
     }
     if "from" in f:
         c.append(f"{date_col} >= %s")
@@ -202,10 +210,10 @@ def dose_where(
             c.append(f"{col} = %s")
             p.append(f[key])
     for key, col, op in (
-        ("age_min", "s.patient_age_years", ">="),
-        ("age_max", "s.patient_age_years", "<"),
-        ("weight_min", "s.patient_weight_kg", ">="),
-        ("weight_max", "s.patient_weight_kg", "<"),
+        ("age_min", f"{s}.patient_age_years", ">="),
+        ("age_max", f"{s}.patient_age_years", "<"),
+        ("weight_min", f"{s}.patient_weight_kg", ">="),
+        ("weight_max", f"{s}.patient_weight_kg", "<"),
     ):
         if key in f:
             c.append(f"{col} {op} %s")
@@ -213,14 +221,14 @@ def dose_where(
     if "modality" in f:
         c.append(
             "EXISTS (SELECT 1 FROM dose.series_protocol sp"
-            " WHERE sp.study_instance_uid = s.study_instance_uid AND sp.modality = %s)"
+            f" WHERE sp.study_instance_uid = {s}.study_instance_uid AND sp.modality = %s)"
         )
         p.append(f["modality"])
     if "protocol" in f:
         if event is None:
             c.append(
                 "EXISTS (SELECT 1 FROM dose.ct_event pe"
-                " WHERE pe.study_instance_uid = s.study_instance_uid AND pe.acquisition_protocol = %s)"
+                f" WHERE pe.study_instance_uid = {s}.study_instance_uid AND pe.acquisition_protocol = %s)"
             )
         else:
             c.append(f"{event}.acquisition_protocol = %s")
@@ -229,7 +237,7 @@ def dose_where(
         if agent is None:
             c.append(
                 "EXISTS (SELECT 1 FROM dose.radiopharmaceutical ra"
-                " WHERE ra.study_instance_uid = s.study_instance_uid AND ra.agent = %s)"
+                f" WHERE ra.study_instance_uid = {s}.study_instance_uid AND ra.agent = %s)"
             )
         else:
             c.append(f"{agent}.agent = %s")
@@ -305,31 +313,16 @@ def research_failed(conn, limit: int) -> list[dict[str, Any]]:
 # ----- dose ----------------------------------------------------------------------------------------------
 
 
-# Filters that dose_where writes on dose.study `s` (a column of the study, or an EXISTS keyed by its UID) when it
-# reads CT events (`e`) or administrations (`a`): without any, the statistics read their own table only.
-_STUDY_FILTERS = {"manufacturer", "model", "station", "description", "sex", "age_min", "age_max", "weight_min",
-                  "weight_max", "modality"}  # fmt: skip
-STUDY_FILTERS = {"e": frozenset(_STUDY_FILTERS | {"agent"}), "a": frozenset(_STUDY_FILTERS | {"protocol"})}
-
-
-def _study_join(f: dict[str, Any], table: str = "e") -> str:
-    """`JOIN dose.study s` when a filter reads the study, else nothing (the join hashes every study)."""
-    if STUDY_FILTERS[table] & set(f):
-        return f"JOIN dose.study s ON s.study_instance_uid = {table}.study_instance_uid"
-    return ""
-
-
 def ct_protocols(conn, f: dict[str, Any], group: str) -> list[dict[str, Any]]:
     """CTDIvol and DLP statistics per CT acquisition protocol (one value per irradiation event) or per study
-    description (one value per study: its events' mean CTDIvol, kept as dose.study.ct_mean_ctdivol_mgy by the
-    ingest, and its total DLP)."""
+    description (one value per study: its events' mean CTDIvol, dose.study.ct_mean_ctdivol_mgy, and its total
+    DLP). Events carry their study's fields (sql/007_web.sql): no join."""
     if group == "protocol":
-        w = dose_where(f, date_col="e.study_date", event="e")
+        w = dose_where(f, date_col="e.study_date", event="e", study="e")
         sql = f"""SELECT coalesce(e.acquisition_protocol, '') AS protocol, count(*)::int AS n,
                          count(DISTINCT e.study_instance_uid)::int AS studies,
                          {_stats("e.ctdivol_mgy", "ctdivol")}, {_stats("e.dlp_mgycm", "dlp")}
-                    FROM dose.ct_event e {_study_join(f)}
-                    {w.sql()} GROUP BY 1 ORDER BY 1"""
+                    FROM dose.ct_event e {w.sql()} GROUP BY 1 ORDER BY 1"""
     else:
         w = dose_where(f, date_col="s.study_date")
         w.clauses.append("s.ct_event_count > 0")
@@ -342,59 +335,54 @@ def ct_protocols(conn, f: dict[str, Any], group: str) -> list[dict[str, Any]]:
 
 def ct_monthly(conn, f: dict[str, Any]) -> list[dict[str, Any]]:
     """Median CTDIvol and DLP per month (per irradiation event), for the trend chart."""
-    w = dose_where(f, date_col="e.study_date", event="e")
+    w = dose_where(f, date_col="e.study_date", event="e", study="e")
     return _rows(
         conn,
         f"""SELECT to_char(date_trunc('month', e.study_date), 'YYYY-MM') AS month, count(*)::int AS n,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.ctdivol_mgy) AS ctdivol_median,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.dlp_mgycm) AS dlp_median
-              FROM dose.ct_event e {_study_join(f)}
-              {w.sql()} GROUP BY 1 ORDER BY 1""",
+              FROM dose.ct_event e {w.sql()} GROUP BY 1 ORDER BY 1""",
         w.params,
     )
 
 
 def ct_events(conn, f: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     """The filtered CT irradiation events with their study's fields (the data behind the statistics)."""
-    w = dose_where(f, date_col="e.study_date", event="e")
+    w = dose_where(f, date_col="e.study_date", event="e", study="e")
     return _rows(
         conn,
-        f"""SELECT e.study_instance_uid, e.study_date, s.study_description, s.manufacturer, s.model_name,
-                   s.station_name, s.patient_sex, s.patient_age_years, s.patient_weight_kg, e.ordinal,
+        f"""SELECT e.study_instance_uid, e.study_date, e.study_description, e.manufacturer, e.model_name,
+                   e.station_name, e.patient_sex, e.patient_age_years, e.patient_weight_kg, e.ordinal,
                    e.acquisition_protocol, e.target_region, e.acquisition_type, e.ctdivol_mgy, e.dlp_mgycm,
                    e.phantom, e.kvp, e.tube_current_ma, e.effective_dose_msv
-              FROM dose.ct_event e JOIN dose.study s USING (study_instance_uid)
-              {w.sql()} ORDER BY e.study_date, e.study_instance_uid, e.ordinal LIMIT %s""",
+              FROM dose.ct_event e {w.sql()} ORDER BY e.study_date, e.study_instance_uid, e.ordinal LIMIT %s""",
         [*w.params, limit],
     )
 
 
 def activity(conn, f: dict[str, Any], group: str) -> list[dict[str, Any]]:
     """Administered activity and activity per kg per radiopharmaceutical (agent) or per study description."""
-    w = dose_where(f, date_col="a.study_date", agent="a")
-    key = "coalesce(a.agent, '')" if group == "agent" else "coalesce(s.study_description, '')"
+    w = dose_where(f, date_col="a.study_date", agent="a", study="a")
+    key = "coalesce(a.agent, '')" if group == "agent" else "coalesce(a.study_description, '')"
     name = "agent" if group == "agent" else "description"
     return _rows(
         conn,
         f"""SELECT {key} AS {name}, count(*)::int AS n,
                    {_stats("a.activity_mbq", "activity")}, {_stats("a.activity_per_kg_mbq", "per_kg")},
                    avg(a.effective_dose_msv) AS effective_dose_mean
-              FROM dose.radiopharmaceutical a
-              {"JOIN dose.study s USING (study_instance_uid)" if group != "agent" else _study_join(f, "a")}
-              {w.sql()} GROUP BY 1 ORDER BY 1""",
+              FROM dose.radiopharmaceutical a {w.sql()} GROUP BY 1 ORDER BY 1""",
         w.params,
     )
 
 
 def activity_points(conn, f: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     """Activity against patient weight, one point per administration (the scatter chart)."""
-    w = dose_where(f, date_col="a.study_date", agent="a")
-    w.clauses += ["a.activity_mbq IS NOT NULL", "s.patient_weight_kg IS NOT NULL"]
+    w = dose_where(f, date_col="a.study_date", agent="a", study="a")
+    w.clauses += ["a.activity_mbq IS NOT NULL", "a.patient_weight_kg IS NOT NULL"]
     return _rows(
         conn,
-        f"""SELECT a.study_instance_uid, a.agent, s.patient_weight_kg AS weight_kg, a.activity_mbq
-              FROM dose.radiopharmaceutical a JOIN dose.study s USING (study_instance_uid)
-              {w.sql()} ORDER BY a.study_date, a.study_instance_uid LIMIT %s""",
+        f"""SELECT a.study_instance_uid, a.agent, a.patient_weight_kg AS weight_kg, a.activity_mbq
+              FROM dose.radiopharmaceutical a {w.sql()} ORDER BY a.study_date, a.study_instance_uid LIMIT %s""",
         [*w.params, limit],
     )
 
@@ -553,13 +541,13 @@ def reference_level_rows(levels: Sequence[Any]) -> list[dict[str, Any]]:
 
 def _ev_cte(f: dict[str, Any]) -> tuple[str, list[Any]]:
     """`ev`: the filtered CT irradiation events with their study's description and patient age (copied onto
-    each event by sql/007_web.sql's triggers; dose.study is joined only for a filter on its other columns)."""
-    w = dose_where(f, date_col="e.study_date", event="e")
+    each event with the other filtered fields by sql/007_web.sql's triggers: no join)."""
+    w = dose_where(f, date_col="e.study_date", event="e", study="e")
     return (
         f"""ev AS (SELECT e.study_instance_uid, e.study_date, e.ordinal, e.acquisition_protocol AS protocol,
                           e.target_region, e.ctdivol_mgy, e.dlp_mgycm, e.study_description AS description,
                           e.patient_age_years AS age
-                     FROM dose.ct_event e {_study_join(f, "e")} {w.sql()})""",
+                     FROM dose.ct_event e {w.sql()})""",
         w.params,
     )
 
@@ -580,11 +568,11 @@ def _st_cte(f: dict[str, Any], *, ctdivol: bool = False) -> tuple[str, list[Any]
 
 def _ad_cte(f: dict[str, Any]) -> tuple[str, list[Any]]:
     """`ad`: the filtered radiopharmaceutical administrations (description and age as for `ev`)."""
-    w = dose_where(f, date_col="a.study_date", agent="a")
+    w = dose_where(f, date_col="a.study_date", agent="a", study="a")
     return (
         f"""ad AS (SELECT a.study_instance_uid, a.study_date, a.ordinal, a.agent, a.activity_mbq,
                           a.activity_per_kg_mbq, a.study_description AS description, a.patient_age_years AS age
-                     FROM dose.radiopharmaceutical a {_study_join(f, "a")} {w.sql()})""",
+                     FROM dose.radiopharmaceutical a {w.sql()})""",
         w.params,
     )
 
