@@ -121,10 +121,15 @@ DOSE_FILTERS: dict[str, Callable[[str, str], Any]] = {
 # ----- helpers -------------------------------------------------------------------------------------------
 
 
-def _rows(conn, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+def _rows(
+    conn, sql: str, params: Sequence[Any] = (), *, settings: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Run one read-only query; `settings`: extra `SET LOCAL` lines for this query only."""
     with conn.cursor() as cur:
         # JIT compilation costs PostgreSQL a second or more on these plans and never pays back on page queries.
         cur.execute("SET LOCAL jit = off")
+        for setting in settings:
+            cur.execute("SET LOCAL " + setting)
         cur.execute(sql, params)
         names = [c.name for c in cur.description]
         rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -677,7 +682,9 @@ def outliers(conn, f: dict[str, Any], levels: Sequence[Any], limit: int) -> list
     params: list[Any] = [levels_json(levels), *ev_p, *st_p, *ad_p]
     if reason:
         params.append(f["reason"])
-    rows = _rows(conn, sql, [*params, limit])
+    # The events are joined to their levels on a key of the small evl; PostgreSQL cannot estimate the rows of a
+    # materialised CTE and chose a merge join sorting every event (measured 2.5 s of 6.5 on 500k events).
+    rows = _rows(conn, sql, [*params, limit], settings=("enable_mergejoin = off",))
     for row in rows:
         row["link"] = "ui/orthanc/study/" + _quote(row["study_instance_uid"])
     return rows
