@@ -10,33 +10,21 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import shutil
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from nmdose.db import connect
+from tests.e2e.chromium import ARTIFACTS, start, wait, webdriver_module
 from tests.oidc_provider import OidcProvider
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
 UID = "1.2.826.0.1.999.77.1"
 
-if os.environ.get("CI"):  # make test installs them: in CI a missing browser is a failure, not a skip
-    from selenium import webdriver
-
-    assert CHROMIUM and CHROMEDRIVER, "Debian chromium and chromium-driver are not installed"
-else:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Debian chromium and chromium-driver are not installed", allow_module_level=True)
+webdriver_module()
 
 
 @pytest.fixture(scope="module")
@@ -78,28 +66,9 @@ def kc_stack(provider):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium.webdriver.chrome.service import Service
-
-    downloads = tmp_path_factory.mktemp("downloads")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--window-size=1400,1800"):  # fmt: skip
-        opts.add_argument(arg)
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})  # fmt: skip
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.downloads = downloads
-    ARTIFACTS.mkdir(exist_ok=True)
+    driver = start(downloads=tmp_path_factory.mktemp("downloads"))
     yield driver
     driver.quit()
-
-
-def wait(driver, script: str, timeout_s: float = 20):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout_s).until(lambda d: d.execute_script(script))
 
 
 def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
@@ -128,7 +97,9 @@ def test_dose_page_logs_in_with_pkce_and_shows_the_data(kc_stack, provider, brow
     url = kc_stack.cfg.research_node.http_url.rstrip("/") + "/nmdose/ui/dose"
     provider.log.clear()
     browser.get(url)
-    wait(browser, "return document.getElementById('ct-table').getAttribute('data-rows') === '1'")
+    wait(
+        browser, "return document.getElementById('ct-table').getAttribute('data-rows') === '1'", timeout_s=20
+    )
     assert ("auth", "ok") in provider.log and ("token:authorization_code", "ok") in provider.log
     assert "code=" not in browser.current_url and browser.current_url.startswith(url)
     cells = [td.text for td in browser.find_elements("css selector", "#ct-table td")]
@@ -147,7 +118,9 @@ def test_dose_page_logs_in_with_pkce_and_shows_the_data(kc_stack, provider, brow
     time.sleep(6)
     browser.execute_script("document.getElementById('ct-table').removeAttribute('data-rows')")
     browser.find_element("css selector", "#filters button[type=submit]").click()
-    wait(browser, "return document.getElementById('ct-table').getAttribute('data-rows') === '1'")
+    wait(
+        browser, "return document.getElementById('ct-table').getAttribute('data-rows') === '1'", timeout_s=20
+    )
     assert ("token:refresh_token", "ok") in provider.log
     assert [e for e in provider.log if e[0] == "auth"] == [("auth", "ok")]  # one login only
     severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]

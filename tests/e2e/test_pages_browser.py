@@ -8,32 +8,20 @@ import contextlib
 import datetime as dt
 import io
 import json
-import os
-import shutil
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from nmdose.db import connect
+from tests.e2e.chromium import ARTIFACTS, errors, start, wait, webdriver_module
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
 XSS = "<script>window.__xss = 1</script>"
 PREFIX = "1.2.826.0.1.999."
 
-if os.environ.get("CI"):  # make test installs them: in CI a missing browser is a failure, not a skip
-    from selenium import webdriver
-
-    assert CHROMIUM and CHROMEDRIVER, "Debian chromium and chromium-driver are not installed"
-else:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Debian chromium and chromium-driver are not installed", allow_module_level=True)
+webdriver_module()
 
 
 # Study 0 ("E2E head", adult, CTDIvol 60 mGy, DLP 900 mGy.cm) is above the shipped UK head NDRLs (47 mGy per
@@ -117,28 +105,9 @@ def filled(stack):
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--window-size=1400,1800"):  # fmt: skip
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    ARTIFACTS.mkdir(exist_ok=True)
+    driver = start()
     yield driver
     driver.quit()
-
-
-def wait(driver, script: str, timeout_s: float = 15):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout_s).until(lambda d: d.execute_script(script))
-
-
-def errors(driver) -> list[str]:
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
 def base(stack) -> str:
