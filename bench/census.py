@@ -28,6 +28,7 @@ from nmdose.census.finder import FindscuFinder  # noqa: E402
 from nmdose.census.ranges import DateRange, TimeRange  # noqa: E402
 from nmdose.db import connect  # noqa: E402
 from nmdose.db.migrate import migrate  # noqa: E402
+from nmdose.security import tls  # noqa: E402
 from nmdose.simulate import DEFAULT_TARGET_DESCRIPTIONS, Manifest, generate  # noqa: E402
 from nmdose.simulate.upload import upload  # noqa: E402
 from tests.support import RunningStack, make_tempdir  # noqa: E402
@@ -59,7 +60,7 @@ def main() -> int:
     )
     try:
         t1 = time.monotonic()
-        upload(sim_dir, stack.cfg.nodes["simulationPACS"], associations=2)
+        upload(sim_dir, stack.cfg.nodes["simulationPACS"], associations=2, cfg=stack.cfg)
         upload_s = time.monotonic() - t1
         cfg = stack.cfg
         with closing(connect(cfg)) as conn:
@@ -76,7 +77,7 @@ def main() -> int:
                 (summary.run_id,),
             )
             ranges = cur.fetchall()
-        finder = FindscuFinder(cfg.source_node, cfg.local_aet)
+        finder = FindscuFinder(cfg.source_node, cfg.local_aet, tls.dcmtk_args(cfg, cfg.source_node))
         t3 = time.monotonic()
         found = set()
         for d_from, d_to, tr in ranges:

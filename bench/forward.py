@@ -49,7 +49,7 @@ def latency(args) -> None:
         cfg = running.cfg
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
             manifest = generate(Path(tmp), studies=args.studies, years=3, seed=5, today=date(2026, 6, 30))
-            upload(Path(tmp), cfg.nodes["simulationPACS"])
+            upload(Path(tmp), cfg.nodes["simulationPACS"], cfg=cfg)
         uids = [s.study_uid for s in manifest.studies]
         with contextlib.closing(connect(cfg)) as conn:
             runner.queue_studies(conn, [runner.Target(u, cfg.source_node.name) for u in uids])
@@ -96,7 +96,7 @@ def selective(args) -> None:
             manifest = generate(
                 Path(tmp), studies=args.selective_studies, years=1, seed=11, realistic_size=True, today=date(2026, 6, 30)
             )  # fmt: skip
-            upload(Path(tmp), cfg.nodes["simulationPACS"])
+            upload(Path(tmp), cfg.nodes["simulationPACS"], cfg=cfg)
         petct = [s for s in manifest.studies if "PT" in s.modalities and "CT" in s.modalities]
         full = moved = instances = selected = 0
         seconds = 0.0

@@ -26,11 +26,13 @@ from tests.support import RunningStack  # noqa: E402
 def store_all(cfg, folder: Path) -> float:
     node = cfg.research_node
     started = time.monotonic()
+    # the security profile lets only the source PACS C-STORE into the research PACS (from its host, 127.0.0.1
+    # here): storescu calls as the source PACS's AE title, as the C-MOVE sub-operations of a retrieval do
     result = run_tool(
         "storescu",
         [
             "-aet",
-            cfg.local_aet,
+            cfg.source_node.aet,
             "-aec",
             node.aet,
             "+sd",

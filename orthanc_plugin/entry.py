@@ -80,7 +80,16 @@ def on_rest(output, uri, **request):
         output.SendHttpStatus(response.status, response.body.decode("utf-8", "replace"), len(response.body))
 
 
+def on_incoming_cstore(received):
+    def facts():
+        tags = json.loads(received.GetInstanceSimplifiedJson())
+        return str(tags.get("SOPClassUID", "")), str(tags.get("Modality", ""))
+
+    return plugin.incoming_store_status(received.GetInstanceRemoteAet(), facts)
+
+
 orthanc.RegisterOnChangeCallback(on_change)
+orthanc.RegisterIncomingCStoreInstanceFilter(on_incoming_cstore)
 orthanc.RegisterRestCallback("/nmdose/(.*)", on_rest)
 
 # Orthanc Explorer: a "nmdose" button on the home page, "dose for this study" on a study's page.

@@ -5,6 +5,30 @@ cd "$(dirname "$0")/.."
 N=.venv/bin/nmdose
 [ -f config/.env ] || { cp config/.env.example config/.env; echo "demo: created config/.env from config/.env.example"; }
 
+# NMDOSE_DEMO_TLS=1: the same demo with DICOM TLS on every node (a copy of config/ with `tls: true` on the local
+# nodes, and a local CA from `nmdose certs init`; docs/security.md). `make stop` stops it as usual.
+if [ "${NMDOSE_DEMO_TLS:-0}" = 1 ]; then
+  TLS_CFG=var/demo-tls/config
+  .venv/bin/python - "$TLS_CFG" <<'PY'
+import shutil, sys
+from pathlib import Path
+import yaml
+dest = Path(sys.argv[1]); dest.mkdir(parents=True, exist_ok=True)
+for f in [*Path("config").glob("*.yaml"), Path("config/.env")]:
+    shutil.copy(f, dest / f.name)
+net = yaml.safe_load((dest / "dicom_network_entities.yaml").read_text())
+for node in net["nodes"].values():
+    node["tls"] = node["tls"] or bool(node.get("local"))
+(dest / "dicom_network_entities.yaml").write_text(yaml.safe_dump(net, sort_keys=False))
+sch = yaml.safe_load((dest / "schema_definitions.yaml").read_text())
+sch["migrations_dir"] = str(Path("sql").resolve())
+(dest / "schema_definitions.yaml").write_text(yaml.safe_dump(sch, sort_keys=False))
+PY
+  N="$N --config-dir $TLS_CFG --var-dir var"
+  echo "== 0. DICOM TLS on every local node: certificates (local CA)"
+  $N certs init
+fi
+
 echo "== 1. local stack (PostgreSQL, simulation PACS, research PACS + nmdose plugin, dose PACS stand-in)"
 $N stack up
 

@@ -73,6 +73,31 @@ def make_config_dir(
     return cfg_dir
 
 
+def make_prod_config_dir(root: Path, *, env: dict[str, str] | None = None, **kw) -> Path:
+    """A configuration `--running-mode prod` accepts: keycloak over https, Vault over https, no simulation,
+    DICOM TLS wherever traffic leaves the machine. Tests loosen one thing at a time to see each refusal."""
+    nodes = kw.pop("nodes", {})
+    for name in ("clinicalPACS", "researchPACS", "dosePACS"):  # the dose PACS: the selective transfer
+        nodes.setdefault(name, {}).setdefault("tls", True)
+    cfg_dir = make_config_dir(
+        root,
+        free_ports=False,
+        nodes=nodes,
+        keycloak={"issuer": "https://keycloak.hospital.example/realms/nmdose", **kw.pop("keycloak", {})},
+        env={
+            "NMDOSE_RUNNING_MODE": "prod",
+            "NMDOSE_AUTH_MODE": "keycloak",
+            "ENABLE_SIMULATION": "0",
+            "NMDOSE_SECRETS_BACKEND": "vault",
+            "VAULT_ADDR": "https://vault.hospital.example:8200",
+            "VAULT_TOKEN": "test-token-not-a-secret",
+            **(env or {}),
+        },
+        **kw,
+    )
+    return cfg_dir
+
+
 def load(cfg_dir: Path) -> Config:
     """Load a test configuration, ignoring the developer's own environment variables."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("NMDOSE_", "VAULT_", "ENABLE_"))}
@@ -82,12 +107,21 @@ def load(cfg_dir: Path) -> Config:
 class RunningStack:
     """A started local stack in a temporary folder; `close()` stops it and removes the folder."""
 
-    def __init__(self, *, research_plugin: bool = True, **config_kw):
+    def __init__(self, *, research_plugin: bool = True, tls: bool = False, **config_kw):
+        """``tls``: every node with ``tls: true`` and a local CA made by ``nmdose certs init`` first."""
         self.root = make_tempdir()
+        if tls:
+            nodes = config_kw.setdefault("nodes", {})
+            for name in ("simulationPACS", "researchPACS", "dosePACS"):
+                nodes.setdefault(name, {})["tls"] = True
         self.config_dir = make_config_dir(self.root, **config_kw)
         self.cfg = load(self.config_dir)
         self.stack = Stack(self.cfg, research_plugin=research_plugin)
         try:
+            if tls:
+                from nmdose.security.certs import init
+
+                init(self.cfg)
             self.stack.up()
         except BaseException:
             self.close()

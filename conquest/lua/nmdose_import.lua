@@ -12,11 +12,20 @@
 --
 -- Globals Conquest provides and this script uses: Data (the received object: Data.SOPClassUID, Data.Modality,
 -- Data.SOPInstanceUID, Data:Write(path)), Filename (the stored file when Conquest has written it),
--- Association (Association.Calling, for the log line). Settings (set them in dicom.ini's lua code before the
--- dofile, or in the environment of the Conquest service):
+-- Association (Association.Calling: the calling AE title), script (Conquest's converter commands). Settings (set
+-- them in dicom.ini's lua code before the dofile, or in the environment of the Conquest service):
 --   NMDOSE_SPOOL           spool folder (default /var/spool/nmdose/dose; env NMDOSE_SPOOL)
+--   NMDOSE_ALLOWED_CALLING the calling AE titles whose dose objects are taken, e.g. {ORTHANC=true} (a list
+--                          {'ORTHANC', 'SRC'} or a string 'ORTHANC,SRC' also work; env NMDOSE_ALLOWED_CALLING as a
+--                          comma-separated list). Required: unset, every dose object is refused.
 --   NMDOSE_USE_STORED_FILE true: reference Filename instead of writing a copy (only where Conquest has already
 --                          stored the object when the converter runs, e.g. ExportConverter)
+--
+-- Calling-AE check (Conquest has no per-AE store control we can rely on; anyone on the network could C-STORE a
+-- forged dose report): a dose object whose calling AE title (trailing/leading spaces trimmed, case-sensitive) is
+-- not in NMDOSE_ALLOWED_CALLING is not spooled, and script('reject') makes Conquest refuse it (the C-STORE fails:
+-- a research PACS missing from the list sees its forward fail instead of believing it delivered). One line starting with *** (these reach PacsTrouble.log) names
+-- the calling AE title and the SOP Instance UID, never patient data. Non-dose objects are not checked here.
 
 local SR_PREFIX = '1.2.840.10008.5.1.4.1.1.88.'
 local IMAGE_CLASSES = {
@@ -63,10 +72,69 @@ local function file_exists(path)
   return false
 end
 
+local function trim(text)
+  return (string.gsub(string.gsub(text, '^%s+', ''), '%s+$', ''))
+end
+
+local function printable(text)
+  -- sender-controlled text in a log line: one line, bounded (Conquest's print buffer is 2000 bytes)
+  return string.sub((string.gsub(text, '%c', '?')), 1, 64)
+end
+
+local function calling_ae()
+  local ok, v = pcall(function() return Association.Calling end)
+  if ok and v ~= nil then return trim(tostring(v)) end
+  return ''
+end
+
+local function allowed_callings()
+  -- the set of allowed calling AE titles, or nil when the setting is missing
+  local setting = NMDOSE_ALLOWED_CALLING
+  if setting == nil then setting = os.getenv('NMDOSE_ALLOWED_CALLING') end
+  local set = {}
+  if type(setting) == 'table' then
+    for k, v in pairs(setting) do
+      if type(k) == 'string' and v == true then set[trim(k)] = true end
+      if type(k) == 'number' and type(v) == 'string' then set[trim(v)] = true end
+    end
+  elseif type(setting) == 'string' and trim(setting) ~= '' then
+    for item in string.gmatch(setting, '[^,]+') do set[trim(item)] = true end
+  else
+    return nil
+  end
+  set[''] = nil
+  return set
+end
+
+local function refuse(message)
+  -- drop the object in Conquest (no-op where `script` is not there), then log for the operator
+  pcall(function() script('reject') end)
+  print('*** nmdose_import.lua: ' .. message)
+end
+
+local function check_calling()
+  -- 'allowed', or the log line for a refused dose object
+  local calling = calling_ae()
+  local allowed = allowed_callings()
+  local what = 'dose object ' .. printable(value('SOPInstanceUID')) .. ' from calling AE title \'' ..
+               printable(calling) .. '\''
+  if allowed == nil then
+    return 'NMDOSE_ALLOWED_CALLING is not set: refused ' .. what .. ' (not spooled, not stored); ' ..
+           'list the AE titles that may send dose objects in dicom.ini'
+  end
+  if calling == '' or not allowed[calling] then
+    return 'refused ' .. what .. ' (not in NMDOSE_ALLOWED_CALLING; not spooled, not stored)'
+  end
+  return 'allowed'
+end
+
 local function hand_over()
   local sop_class = value('SOPClassUID')
   local modality = value('Modality')
   if not wanted(sop_class, modality) then return 'ignored' end
+  local checked, verdict = pcall(check_calling)
+  if not checked then verdict = 'calling AE check failed, refused a dose object: ' .. printable(tostring(verdict)) end
+  if verdict ~= 'allowed' then return 'refused', verdict end
   local spool = NMDOSE_SPOOL or os.getenv('NMDOSE_SPOOL') or '/var/spool/nmdose/dose'
   local name = unique_name(value('SOPInstanceUID'))
   local file, owned
@@ -84,10 +152,12 @@ local function hand_over()
   return 'spooled'
 end
 
-local ok, result = pcall(hand_over)
+local ok, result, detail = pcall(hand_over)
 if not ok then
   -- never fail the C-STORE because of nmdose: the object is in Conquest; log for the operator
   print('nmdose_import.lua: ' .. tostring(result))
+elseif result == 'refused' then
+  refuse(detail)
 elseif result == 'spooled' and NMDOSE_VERBOSE then
   local calling = Association and Association.Calling or '?'
   print('nmdose_import.lua: spooled ' .. value('SOPInstanceUID') .. ' from ' .. tostring(calling))

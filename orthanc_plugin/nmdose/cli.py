@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "nmdose.db.cli",
     "nmdose.stack",
     "nmdose.echo",
+    "nmdose.security.cli",
     "nmdose.simulate.cli",
     "nmdose.census.cli",
     "nmdose.retrieve.cli",

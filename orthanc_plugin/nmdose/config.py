@@ -29,6 +29,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DICOM_SERVICES = ("find", "move", "get", "store")
+
+
+class PeerGrant(_Strict):
+    """A peer outside the pipeline that a node we run admits (e.g. a scanner sending RDSRs to the dose PACS):
+    its AE title, the host it connects from, and the DIMSE services it may use (C-ECHO is open to all)."""
+
+    aet: str
+    host: str
+    services: list[Literal["find", "move", "get", "store"]] = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)  # only needed as a C-MOVE destination
+    tls: bool = False
+
+    @field_validator("aet")
+    @classmethod
+    def _aet(cls, value: str) -> str:
+        return Node._aet(value)
+
+
 class Node(_Strict):
     """A DICOM node: AE title, address, optional Orthanc REST port."""
 
@@ -51,6 +70,8 @@ class Node(_Strict):
     # Extra Orthanc settings for a local node, merged last into its generated configuration
     # (e.g. {"StableAge": 60, "ConcurrentJobs": 4}).
     orthanc_settings: dict[str, Any] = {}
+    # Peers beyond the pipeline's own that this node (when we run it) admits; see docs/security.md.
+    allow: list[PeerGrant] = []
 
     @field_validator("aet")
     @classmethod
@@ -70,8 +91,28 @@ class Node(_Strict):
         return f"{self.host}:{self.port}"
 
 
+class TlsIdentity(_Strict):
+    """Where one identity's certificate and private key are (PEM). The key may instead come from the secret
+    store (`private_key_secret`: the name of a secret holding the PEM), written 0600 under var/run at start."""
+
+    certificate: str | None = None
+    private_key: str | None = None
+    private_key_secret: str | None = None
+
+
+class TlsSettings(_Strict):
+    """DICOM TLS (nodes with `tls: true`). Paths are absolute or relative to the configuration folder."""
+
+    ca_certificates: str | None = None  # PEM bundle of the CAs peers' certificates must chain to
+    certificates_dir: str | None = None  # <identity>.crt / <identity>.key (default: <var>/tls)
+    remote_certificate_required: bool = True  # peers must present a certificate from a trusted CA
+    identities: dict[str, TlsIdentity] = {}  # per node name, and "nmdose" for our own DCMTK tools
+
+
 class NetworkFile(_Strict):
     local_aet: str = "NMDOSE_SCU"
+    local_host: str = "127.0.0.1"  # the address nmdose's own DICOM tools connect from
+    tls: TlsSettings = TlsSettings()
     nodes: dict[str, Node]
 
     @field_validator("local_aet")
@@ -326,6 +367,9 @@ class Config:
     schemas: SchemaDefinitions
     reference_levels: ReferenceLevelsFile = field(default_factory=ReferenceLevelsFile)
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    local_host: str = "127.0.0.1"
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    warnings: list[str] = field(default_factory=list)  # what prod would refuse, found in dev/test mode
 
     @property
     def source_node(self) -> Node:
@@ -388,6 +432,8 @@ class Config:
             "enable_simulation": self.enable_simulation,
             "source_node": self.source_node.name,
             "local_aet": self.local_aet,
+            "local_host": self.local_host,
+            "tls": self.tls.model_dump(),
             "nodes": {n: node.model_dump() for n, node in self.nodes.items()},
             "retrieve": self.retrieve.model_dump(),
             "postgresql": self.postgresql.model_dump(),
@@ -561,7 +607,7 @@ def load_config(
 
     if var_dir is None:
         var_dir = Path(merged.get("NMDOSE_VAR_DIR") or config_dir.parent / "var")
-    return Config(
+    cfg = Config(
         config_dir=config_dir,
         var_dir=Path(var_dir).resolve(),
         running_mode=mode,  # type: ignore[arg-type]
@@ -575,7 +621,14 @@ def load_config(
         schemas=schemas,
         reference_levels=reference_levels,
         env=merged,
+        local_host=network.local_host,
+        tls=network.tls,
     )
+    # Secure by default: prod refuses an open or plaintext setup, test and dev list the same findings.
+    from nmdose.security.policy import enforce
+
+    enforce(cfg)
+    return cfg
 
 
 def _check_unique_local_ports(nodes: dict[str, Node], path: Path) -> None:

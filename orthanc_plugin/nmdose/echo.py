@@ -1,15 +1,21 @@
-"""`nmdose echo`: C-ECHO every node from the research PACS (Orthanc REST) and with DCMTK echoscu directly."""
+"""`nmdose echo`: C-ECHO every node from the research PACS (Orthanc REST) and with DCMTK echoscu directly.
+
+For a node with `tls: true` both associations run over TLS (Orthanc's UseDicomTls, echoscu +tls), and a TLS
+handshake as our tools make it reads the node's certificate: its subject and expiry are shown, and a certificate
+expiring within 30 days is a warning."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 
 from nmdose.config import Config
-from nmdose.errors import PacsError
+from nmdose.errors import NmdoseError, PacsError
 from nmdose.pacs.dcmtk import echoscu
 from nmdose.pacs.orthanc_http import OrthancHttp
+from nmdose.security import tls
 
 
 @dataclass
@@ -21,10 +27,17 @@ class EchoResult:
     orthanc_ms: float | None
     echoscu: str
     echoscu_ms: float | None
+    tls: bool = False
+    peer_certificate: dict | None = None  # subject, issuer, not_after, days_left, warning (TLS nodes)
+    tls_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.orthanc in ("ok", "n/a (self)") and self.echoscu == "ok"
+        return self.orthanc in ("ok", "n/a (self)") and self.echoscu == "ok" and not self.tls_error
+
+    @property
+    def warning(self) -> str | None:
+        return (self.peer_certificate or {}).get("warning")
 
 
 def echo_nodes(cfg: Config, nodes: list[str] | None = None, *, timeout_s: float = 5) -> list[EchoResult]:
@@ -50,15 +63,26 @@ def echo_nodes(cfg: Config, nodes: list[str] | None = None, *, timeout_s: float 
             except PacsError as exc:
                 o_state = f"FAILED: {exc}"
             o_ms = round((time.monotonic() - started) * 1000, 1)
-        tool = echoscu(cfg.local_aet, node.aet, node.host, node.port, timeout_s=timeout_s)
+        try:
+            tls_args = tls.dcmtk_args(cfg, node)
+        except NmdoseError as exc:
+            results.append(EchoResult(name, node.aet, node.address, o_state, o_ms, f"FAILED: {exc}", None,
+                                      node.tls, None, str(exc)))  # fmt: skip
+            continue
+        tool = echoscu(cfg.local_aet, node.aet, node.host, node.port, timeout_s=timeout_s, tls_args=tls_args)
         if tool.ok:
             e_state = "ok"
         else:
             lines = [ln for ln in (tool.stderr + tool.stdout).splitlines() if ln.strip()]
             e_state = "FAILED: " + (lines[-1].strip() if lines else f"exit code {tool.returncode}")
-        results.append(
-            EchoResult(name, node.aet, node.address, o_state, o_ms, e_state, round(tool.seconds * 1000, 1))
-        )
+        result = EchoResult(name, node.aet, node.address, o_state, o_ms, e_state, round(tool.seconds * 1000, 1),
+                            node.tls)  # fmt: skip
+        if node.tls:
+            try:
+                result.peer_certificate = tls.probe(cfg, node, timeout_s=timeout_s).as_dict()
+            except (OSError, ValueError, NmdoseError) as exc:
+                result.tls_error = f"TLS handshake failed: {exc}"[:300]
+        results.append(result)
     return results
 
 
@@ -110,13 +134,25 @@ def cmd_echo(args, ctx) -> int:
             raise ConfigError(f"unknown node {name!r}: expected one of {', '.join(cfg.nodes)}")
     results = echo_nodes(cfg, args.nodes or None, timeout_s=args.timeout)
     if args.json:
-        print(json.dumps([asdict(r) | {"ok": r.ok} for r in results], indent=2))
+        print(json.dumps([asdict(r) | {"ok": r.ok, "warning": r.warning} for r in results], indent=2))
     else:
-        print(f"{'node':16} {'AET':16} {'address':22} {'via research PACS':28} {'echoscu':28}")
+        print(f"{'node':16} {'AET':16} {'address':22} {'via research PACS':28} {'echoscu':28} tls")
         for r in results:
             o = r.orthanc + (
                 f" {r.orthanc_ms:.0f} ms" if r.orthanc_ms is not None and r.orthanc == "ok" else ""
             )
             e = r.echoscu + (f" {r.echoscu_ms:.0f} ms" if r.echoscu == "ok" else "")
-            print(f"{r.node:16} {r.aet:16} {r.address:22} {o[:60]:28} {e[:80]:28}")
+            print(f"{r.node:16} {r.aet:16} {r.address:22} {o[:60]:28} {e[:80]:28} {_tls_text(r)}")
+    for r in results:
+        if r.warning:
+            print(f"nmdose: warning: {r.node}: {r.warning}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
+
+
+def _tls_text(r: EchoResult) -> str:
+    if not r.tls:
+        return "no (plaintext)"
+    if r.tls_error:
+        return f"yes, {r.tls_error}"
+    cert = r.peer_certificate or {}
+    return f"yes, peer {cert.get('subject')}, expires {cert.get('not_after')} ({cert.get('days_left')} days)"

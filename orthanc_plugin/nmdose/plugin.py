@@ -11,6 +11,7 @@ import logging
 import platform
 import queue as stdqueue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,12 @@ from nmdose import __version__
 from nmdose.config import Config
 from nmdose.db import connect, queue
 from nmdose.db.migrate import migrate, status
+from nmdose.security import profile, tls
 from nmdose.web.router import PUBLIC, Request, Response, Router
 from nmdose.workers import WorkerPool
 
 log = logging.getLogger("nmdose.plugin")
+NOT_AUTHORIZED = 0x0124  # DIMSE status "Refused: Not authorized" (PS3.7 Annex C)
 
 # Stage modules that contribute to the plugin. Each may define `register_routes(router, plugin)`,
 # `job_handlers(plugin) -> dict[kind, handler(job)]`, `on_started(plugin)` (after migrations, on a background
@@ -72,6 +75,8 @@ class Plugin:
         self.started = threading.Event()
         self.events: stdqueue.Queue[tuple[str, str]] = stdqueue.Queue()
         self._event_thread: threading.Thread | None = None
+        self._store_senders = frozenset(profile.store_senders(cfg, node))
+        self._peer_cache: tuple[float, dict[str, Any]] | None = None
         self._register_routes()
 
     # ----- Orthanc events (bound in entry.py)
@@ -128,6 +133,21 @@ class Plugin:
                     log.exception("nmdose: %s.on_%s(%s) failed", module.__name__, kind, resource)
             self.workers.wake()
 
+    def incoming_store_status(self, remote_aet: str, instance_facts: Callable[[], tuple[str, str]]) -> int:
+        """Orthanc's C-STORE filter: 0 accepts; a dose candidate (SR, PET, NM, secondary capture) from an AE
+        title the security profile does not let store here gets DIMSE 0x0124 (Refused: Not authorized).
+        Orthanc's own checks refuse unknown peers first; this holds even where an operator opened them.
+        The pipeline's senders take the fast path (no tag is read)."""
+        if remote_aet in self._store_senders:
+            return 0
+        sop_class, modality = instance_facts()
+        if profile.is_dose_candidate(sop_class, modality):
+            log.warning(
+                "nmdose: refused a dose object from %r (not a sender of the security profile)", remote_aet
+            )
+            return NOT_AUTHORIZED
+        return 0
+
     # ----- REST
     def handle_rest(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
@@ -159,7 +179,12 @@ class Plugin:
             database = f"error: {exc}"
             migrations = {"applied": None, "pending": None, "ok": False, "error": self.migration_error}
         alive = self.workers.alive()
-        ok = database == "ok" and migrations["ok"] and alive == self.workers.size
+        certificates = tls.identity_report(self.cfg)
+        peers = self._peer_certificates()
+        tls_problems = [f"{k}: {v.get('warning') or v.get('error')}" for k, v in (certificates | peers).items()
+                        if v.get("warning") or v.get("error")]  # fmt: skip
+        expired = any(v.get("days_left", 0) < 0 or "error" in v for v in certificates.values())
+        ok = database == "ok" and migrations["ok"] and alive == self.workers.size and not expired
         return {
             "status": "ok" if ok else "degraded",
             "node": self.node,
@@ -180,7 +205,27 @@ class Plugin:
             "running_mode": self.cfg.running_mode,
             "auth_mode": self.cfg.auth_mode,
             "enable_simulation": self.cfg.enable_simulation,
+            "dicom_tls": {name: node.tls for name, node in self.cfg.active_nodes().items()},
+            "certificates": certificates,  # subject and expiry of our TLS identities and the CA
+            "peer_certificates": peers,  # what each TLS peer presents (a TLS handshake, cached 5 minutes)
+            "warnings": tls_problems + self.cfg.warnings,  # a certificate under 30 days; what prod refuses
         }
+
+    def _peer_certificates(self) -> dict[str, Any]:
+        """Subject and expiry of the certificate each TLS node presents to our tools (cached 5 minutes)."""
+        now = time.monotonic()
+        if self._peer_cache and now - self._peer_cache[0] < 300:
+            return self._peer_cache[1]
+        result: dict[str, Any] = {}
+        for name, node in self.cfg.active_nodes().items():
+            if not node.tls or name == self.node:
+                continue
+            try:
+                result[name] = tls.probe(self.cfg, node, timeout_s=3).as_dict()
+            except Exception as exc:  # a peer down or refusing us is a fact to show, not a failure of health
+                result[name] = {"error": f"TLS handshake with {node.address} failed: {exc}"[:300]}
+        self._peer_cache = (now, result)
+        return result
 
     def _health(self, request: Request) -> Response:
         data = self.health()

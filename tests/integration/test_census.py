@@ -38,7 +38,7 @@ def sim():
     )
     out = make_tempdir("nmdose-census-sim-")
     manifest = generate(out, studies=150, years=3, seed=11, today=TODAY)
-    upload(out, running.cfg.nodes["simulationPACS"])
+    upload(out, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
     with closing(connect(running.cfg)) as conn:
         migrate(conn, running.cfg.migrations_dir)
     running.manifest = manifest

@@ -156,7 +156,7 @@ def test_storescu_into_the_dose_pacs_stand_in_gives_rows_within_seconds(stack, t
         STORESCU,
         "-R",
         "-aet",
-        "NMDOSE_TEST",
+        stack.cfg.research_node.aet,  # the peer the security profile lets store into the dose PACS
         "-aec",
         node.aet,
         "127.0.0.1",
@@ -212,6 +212,67 @@ def test_broken_corpus_through_the_running_worker_gives_dead_letters_and_the_wor
     assert len(dead) >= 20
 
 
+def _run_conquest_hook(
+    path: Path,
+    spool: Path,
+    calling: str,
+    *,
+    allowed: str | None = "{ORTHANC = true}",
+    env_allowed: str | None = None,
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run conquest/lua/nmdose_import.lua with a real Lua 5.1 and the globals Conquest gives it for one received
+    object: Data (Data:Write emulated by copying the file), Filename, Association and script (its commands are
+    recorded in a file). `allowed`: the Lua value of NMDOSE_ALLOWED_CALLING set before the script (None: unset);
+    `env_allowed`: the environment variable NMDOSE_ALLOWED_CALLING (None: unset). Returns the process and the
+    commands the script gave Conquest through script()."""
+    from pydicom import dcmread
+
+    ds = dcmread(path, stop_before_pixels=True)
+    record = spool.parent / f"{path.name}.script-calls"
+    record.unlink(missing_ok=True)
+    setting = f"NMDOSE_ALLOWED_CALLING = {allowed}" if allowed is not None else ""
+    prelude = f"""
+        NMDOSE_SPOOL = [==[{spool}]==]
+        {setting}
+        Filename = [==[{path}]==]
+        Association = {{Calling = [==[{calling}]==], Called = 'NMDOSE'}}
+        local source = Filename
+        local record = [==[{record}]==]
+        Data = {{SOPClassUID = '{ds.SOPClassUID}', Modality = '{ds.Modality}',
+                 SOPInstanceUID = '{ds.SOPInstanceUID}', PatientName = [==[{ds.PatientName}]==],
+                 PatientID = [==[{ds.PatientID}]==]}}
+        function Data:Write(target)
+          local i = assert(io.open(source, 'rb')); local bytes = i:read('*a'); i:close()
+          local o = assert(io.open(target, 'wb')); o:write(bytes); o:close()
+        end
+        function script(command)
+          local f = assert(io.open(record, 'ab')); f:write(command, '\\n'); f:close()
+        end
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("NMDOSE_ALLOWED_CALLING", "NMDOSE_SPOOL")}
+    if env_allowed is not None:
+        env["NMDOSE_ALLOWED_CALLING"] = env_allowed
+    script = REPO / "conquest" / "lua" / "nmdose_import.lua"
+    proc = subprocess.run(
+        [LUA, "-e", prelude, str(script)], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert proc.returncode == 0 and proc.stderr == "", (proc.stdout, proc.stderr)
+    calls = record.read_text().splitlines() if record.exists() else []
+    return proc, calls
+
+
+def _empty_spool(tmp: Path) -> Path:
+    spool = tmp / "spool"
+    for sub in ("incoming", "objects"):
+        (spool / sub).mkdir(parents=True)
+    return spool
+
+
+def _spooled(spool: Path) -> list[Path]:
+    """Every file the hook left in the spool, hidden tmp files included."""
+    return sorted(p for sub in ("incoming", "objects") for p in (spool / sub).iterdir())
+
+
 @pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
 def test_conquest_lua_script_spools_dose_objects_and_the_worker_drains_them(stack, tmp):
     """The real Lua script with the globals Conquest gives it; Data:Write emulated by copying the file."""
@@ -221,30 +282,10 @@ def test_conquest_lua_script_spools_dose_objects_and_the_worker_drains_them(stac
     ct_image.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage: must be ignored
     ct_image.Modality = "CT"
     ignored = R.save(ct_image, tmp / "d" / "ct-image.dcm")
-    spool = tmp / "spool"
-    for sub in ("incoming", "objects"):
-        (spool / sub).mkdir(parents=True)
-    script = REPO / "conquest" / "lua" / "nmdose_import.lua"
-    results = []
+    spool = _empty_spool(tmp)
     for path in [*files, ignored]:
-        from pydicom import dcmread
-
-        ds = dcmread(path, stop_before_pixels=True)
-        prelude = f"""
-            NMDOSE_SPOOL = [==[{spool}]==]
-            Filename = [==[{path}]==]
-            Association = {{Calling = 'MODALITY1', Called = 'NMDOSE'}}
-            local source = Filename
-            Data = {{SOPClassUID = '{ds.SOPClassUID}', Modality = '{ds.Modality}',
-                     SOPInstanceUID = '{ds.SOPInstanceUID}'}}
-            function Data:Write(target)
-              local i = assert(io.open(source, 'rb')); local bytes = i:read('*a'); i:close()
-              local o = assert(io.open(target, 'wb')); o:write(bytes); o:close()
-            end
-        """
-        proc = subprocess.run([LUA, "-e", prelude, str(script)], capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 0 and proc.stdout == "", (proc.stdout, proc.stderr)
-        results.append(proc)
+        proc, calls = _run_conquest_hook(path, spool, "ORTHANC")
+        assert proc.stdout == "" and calls == [], (proc.stdout, calls)
     entries = sorted((spool / "incoming").glob("*.job"))
     assert len(entries) == 3  # the CT image was ignored
     assert not list((spool / "incoming").glob(".*"))  # no half-written entries left
@@ -256,6 +297,99 @@ def test_conquest_lua_script_spools_dose_objects_and_the_worker_drains_them(stac
     sources = _query(stack.cfg, "SELECT DISTINCT source FROM dose.object WHERE study_instance_uid = %s",
                      (study.study_instance_uid,))  # fmt: skip
     assert sources == [("conquest",)]
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+@pytest.mark.parametrize("calling", ["ORTHANC", "ORTHANC   "], ids=["exact", "space-padded"])
+def test_conquest_lua_script_spools_a_dose_object_from_an_allowed_calling_ae(tmp, calling):
+    """(a) and (d): an allowed calling AE title, also space-padded as AE titles come, is spooled as before."""
+    _, files = _pet_ct_study(tmp / "a")
+    spool = _empty_spool(tmp)
+    proc, calls = _run_conquest_hook(files[0], spool, calling)
+    assert proc.stdout == "" and calls == [], (proc.stdout, calls)
+    (entry,) = (spool / "incoming").glob("*.job")
+    (copy,) = (spool / "objects").glob("*.dcm")
+    assert entry.read_text() == f"file={copy}\nsource=conquest\nowned=1\n"
+    assert copy.read_bytes() == files[0].read_bytes()
+    assert len(_spooled(spool)) == 2  # no tmp files left
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+def test_conquest_lua_script_drops_dose_objects_from_a_foreign_calling_ae(tmp):
+    """(b): a forged dose object from a calling AE not in NMDOSE_ALLOWED_CALLING: not spooled, dropped in Conquest
+    (script('reject')), one *** line (PacsTrouble.log) naming the AE title and the SOP Instance UID only."""
+    study, files = _pet_ct_study(tmp / "b")
+    spool = _empty_spool(tmp)
+    from pydicom import dcmread
+
+    for path in files:  # CT RDSR, radiopharmaceutical RDSR, PET image
+        proc, calls = _run_conquest_hook(path, spool, "INTRUDER")
+        assert calls == ["reject"], (path.name, proc.stdout, calls)
+        sop = dcmread(path, stop_before_pixels=True).SOPInstanceUID
+        (line,) = proc.stdout.splitlines()
+        assert line.startswith("***") and "INTRUDER" in line and sop in line, line
+        assert study.patient_name not in line and study.patient_id not in line
+        assert _spooled(spool) == [], _spooled(spool)
+    # an object that is not a dose object is none of the hook's business: ignored as before, whoever sends it
+    ct_image = R.pet_nm_image_header(study, R.RadiopharmaceuticalAdministration(), modality="PT",
+                                     series_uid=generate_uid(), sop_uid=generate_uid())  # fmt: skip
+    ct_image.SOPClassUID, ct_image.Modality = "1.2.840.10008.5.1.4.1.1.2", "CT"
+    proc, calls = _run_conquest_hook(R.save(ct_image, tmp / "b" / "ct-image.dcm"), spool, "INTRUDER")
+    assert proc.stdout == "" and calls == [] and _spooled(spool) == []
+    # the same dose object from the allowed AE is spooled: the calling AE title made the difference
+    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC")
+    assert proc.stdout == "" and calls == [] and len(list((spool / "incoming").glob("*.job"))) == 1
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+def test_conquest_lua_script_refuses_every_dose_object_without_the_allowed_calling_setting(tmp):
+    """(c): secure by default: no NMDOSE_ALLOWED_CALLING (Lua global or environment), nothing is spooled."""
+    _, files = _pet_ct_study(tmp / "c")
+    spool = _empty_spool(tmp)
+    for calling in ("ORTHANC", "INTRUDER"):
+        proc, calls = _run_conquest_hook(files[1], spool, calling, allowed=None)
+        assert calls == ["reject"], (proc.stdout, calls)
+        (line,) = proc.stdout.splitlines()
+        assert line.startswith("***") and "NMDOSE_ALLOWED_CALLING is not set" in line and calling in line, (
+            line
+        )
+        assert _spooled(spool) == []
+    # an empty list is no setting either: it lets nobody in
+    proc, calls = _run_conquest_hook(files[1], spool, "ORTHANC", allowed="{}")
+    assert calls == ["reject"] and proc.stdout.startswith("***") and _spooled(spool) == []
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+def test_conquest_lua_script_takes_the_allowed_calling_list_from_the_environment(tmp):
+    """NMDOSE_ALLOWED_CALLING as a comma-separated environment variable when dicom.ini does not set it."""
+    _, files = _pet_ct_study(tmp / "e")
+    spool = _empty_spool(tmp)
+    proc, calls = _run_conquest_hook(files[0], spool, "INTRUDER", allowed=None, env_allowed="NMPACS, ORTHANC")
+    assert calls == ["reject"] and "INTRUDER" in proc.stdout and _spooled(spool) == []
+    proc, calls = _run_conquest_hook(files[0], spool, "NMPACS", allowed=None, env_allowed="NMPACS, ORTHANC")
+    assert proc.stdout == "" and calls == [] and len(list((spool / "incoming").glob("*.job"))) == 1
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+def test_conquest_dicom_ini_allows_the_research_pacs_by_default(tmp):
+    """The ImportConverter line of conquest/dicom.ini, run as Conquest would (its lua code, then the script)."""
+    import re
+
+    line = next(
+        ln
+        for ln in (REPO / "conquest" / "dicom.ini").read_text().splitlines()
+        if ln.startswith("ImportConverter0")
+    )
+    code = line.split("=", 1)[1].strip().removeprefix("lua:")
+    assert ";" not in code and "%" not in code  # Conquest splits commands on ';' and substitutes %-variables
+    setting = re.search(r"NMDOSE_ALLOWED_CALLING=(\{[^}]*\})", code)
+    assert setting, code
+    _, files = _pet_ct_study(tmp / "i")
+    spool = _empty_spool(tmp)
+    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC", allowed=setting.group(1))
+    assert proc.stdout == "" and calls == [] and len(list((spool / "incoming").glob("*.job"))) == 1
+    proc, calls = _run_conquest_hook(files[1], spool, "INTRUDER", allowed=setting.group(1))
+    assert calls == ["reject"] and len(list((spool / "incoming").glob("*.job"))) == 1
 
 
 def test_ingest_and_summary_commands(stack, tmp, capsys):

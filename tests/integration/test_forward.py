@@ -39,7 +39,7 @@ def env(tmp_path_factory):
     try:
         out = Path(tmp_path_factory.mktemp("sim"))
         manifest = generate(out, studies=20, years=2, seed=33, today=date(2026, 6, 30))
-        upload(out, running.cfg.nodes["simulationPACS"])
+        upload(out, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
         research = OrthancHttp(running.cfg.research_node.http_url, name="researchPACS", timeout_s=60)
         dose = OrthancHttp(running.cfg.dose_node.http_url, name="dosePACS", timeout_s=60)
         yield running, Batches(manifest), research, dose

@@ -27,7 +27,7 @@ def pipeline():
     )
     out = make_tempdir("nmdose-pipeline-")
     manifest = generate(out, studies=40, years=4, seed=99, today=TODAY)
-    upload(out, running.cfg.nodes["simulationPACS"])
+    upload(out, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
     yield running, manifest
     running.close()
     shutil.rmtree(out, ignore_errors=True)

@@ -18,7 +18,7 @@ def filled(stack, tmp_path_factory):
     """Six synthetic studies stored in the simulation PACS of the session stack."""
     out = Path(tmp_path_factory.mktemp("movers"))
     manifest = generate(out, studies=6, years=2, seed=11, today=date(2026, 6, 30))
-    upload(out, stack.cfg.nodes["simulationPACS"])
+    upload(out, stack.cfg.nodes["simulationPACS"], cfg=stack.cfg)
     rest = OrthancHttp(stack.cfg.research_node.http_url, name="researchPACS")
     return stack, manifest, rest
 

@@ -32,7 +32,7 @@ def env(tmp_path_factory):
     running = RunningStack(retrieve=FAST_RETRY)
     out = Path(tmp_path_factory.mktemp("sim"))
     manifest = generate(out, studies=16, years=2, seed=21, today=date(2026, 6, 30))
-    upload(out, running.cfg.nodes["simulationPACS"])
+    upload(out, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
     rest = OrthancHttp(running.cfg.research_node.http_url, name="researchPACS", timeout_s=60)
     yield running, manifest, rest
     running.close()
@@ -172,7 +172,7 @@ def test_outside_the_time_window_nothing_moves(tmp_path):
     try:
         out = tmp_path / "sim"
         manifest = generate(out, studies=2, years=1, seed=5, today=date(2026, 6, 30))
-        upload(out, running.cfg.nodes["simulationPACS"])
+        upload(out, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
         queue(running.cfg, manifest.studies)
         runner.run(running.cfg)
         uids = [s.study_uid for s in manifest.studies]

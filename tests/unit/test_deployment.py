@@ -43,3 +43,24 @@ def test_no_secret_value_in_compose():
         key, _, value = line.partition(":")
         if re.search(r"(?i)(password|token|secret_key|client_secret)$", key.strip()):
             assert not value.strip(), f"secret value in docker-compose.yml: {line.strip()}"
+
+
+def test_compose_research_pacs_is_prod_with_tls_files_and_https_vault():
+    svc = compose()["services"]["research-pacs"]
+    assert svc["command"][:4] == ["--running-mode", "prod", "--auth-mode", "keycloak"]
+    assert svc["environment"]["VAULT_ADDR"].split(":-", 1)[-1].startswith("https://")
+    assert "./tls:/etc/nmdose/tls:ro" in svc["volumes"]
+
+
+def test_compose_generates_the_same_security_profile_as_the_native_stack(monkeypatch):
+    """`stack run researchPACS` in the container writes the configuration the tests exercise: the profile's
+    locked settings come after orthanc.json, so nothing in the image's base file can loosen them."""
+    from nmdose.security.profile import LOCKED_SETTINGS
+    from nmdose.stack import Stack
+
+    monkeypatch.setenv("NMDOSE_DB_PASSWORD", "not-a-real-one")
+    cfg = load(REPO / "config")
+    conf = Stack(cfg, research_plugin=False).orthanc_config("researchPACS")
+    assert {k: conf[k] for k in LOCKED_SETTINGS} == LOCKED_SETTINGS
+    base = (REPO / "orthanc.json").read_text()
+    assert "DicomAlwaysAllow" not in base and "DicomCheck" not in base

@@ -8,7 +8,7 @@ import pytest
 
 from nmdose.errors import ConfigError, SecretError
 from nmdose.secrets import EnvSecretStore, VaultSecretStore
-from tests.support import load, make_config_dir
+from tests.support import load, make_config_dir, make_prod_config_dir
 
 
 class _Vault(BaseHTTPRequestHandler):
@@ -94,13 +94,7 @@ def test_vault_backend_without_address_is_a_config_error(tmp_path):
 
 
 def test_prod_mode_requires_vault(tmp_path):
-    cfg_dir = make_config_dir(
-        tmp_path, free_ports=False, env={"NMDOSE_RUNNING_MODE": "prod", "NMDOSE_AUTH_MODE": "keycloak"}
-    )
-    accounts = cfg_dir / "nmdose_accounts.yaml"
-    accounts.write_text(
-        accounts.read_text().replace("issuer: null", "issuer: https://kc.example/realms/nmdose")
-    )
+    cfg_dir = make_prod_config_dir(tmp_path, env={"NMDOSE_SECRETS_BACKEND": "env"})
     with pytest.raises(ConfigError, match="expected vault in prod"):
         _ = load(cfg_dir).secrets
 

@@ -192,11 +192,12 @@ def parse_findscu_output(text: str) -> list[dict[str, str]]:
 class FindscuFinder:
     """C-FIND with DCMTK ``findscu`` (TCP_NODELAY=1), straight from this process to the PACS."""
 
-    def __init__(self, node: Node, calling_aet: str):
+    def __init__(self, node: Node, calling_aet: str, tls_args: list[str] | None = None):
         self.node = node
         self.name = node.name
         self.limit = node.find_limit
         self.calling_aet = calling_aet
+        self.tls_args = tls_args or []  # nmdose.security.tls.dcmtk_args for a TLS node
 
     def _run(self, level: str, query: dict[str, str]) -> tuple[list[dict[str, str]], bool, float]:
         from nmdose.pacs.dcmtk import run_tool
@@ -207,7 +208,9 @@ class FindscuFinder:
         for k, v in query.items():
             args += ["-k", f"{k}={v}" if v else k]
         result = run_tool(
-            "findscu", [*args, self.node.host, str(self.node.port)], timeout_s=self.node.timeout_s + 10
+            "findscu",
+            [*args, *self.tls_args, self.node.host, str(self.node.port)],
+            timeout_s=self.node.timeout_s + 10,
         )
         output = result.stdout + "\n" + result.stderr
         if result.returncode != 0 and not is_capped_error(output):

@@ -5,6 +5,10 @@
 -- For SR, PET, NM and secondary-capture instances: the stored file (RestApiGet /instances/{id}/file) is written
 -- to <spool>/objects/ under a tmp name then renamed, and an entry "file=...\nsource=orthanc\nowned=1\n" is
 -- renamed into <spool>/incoming/. No process is started; `nmdose dose worker` drains the spool.
+--
+-- Dose objects received over DICOM are taken only from the peers the security profile lets C-STORE into this
+-- node (NMDOSE_STORE_SENDERS: AE title -> hosts, generated with the settings). Orthanc's own checks already refuse
+-- unknown peers; this filter keeps a forged dose report out of dose.* even where an operator opened them.
 
 local SR_PREFIX = '1.2.840.10008.5.1.4.1.1.88.'
 local IMAGE_CLASSES = {
@@ -30,8 +34,24 @@ local function nmdose_write(path, data)
   fh:close()
 end
 
+local function nmdose_sender_allowed(origin)
+  if origin == nil or origin['RequestOrigin'] ~= 'DicomProtocol' then return true end
+  local hosts = (NMDOSE_STORE_SENDERS or {})[origin['RemoteAet'] or '']
+  return hosts ~= nil and hosts[origin['RemoteIp'] or ''] == true
+end
+
+function ReceivedInstanceFilter(dicom, origin, info)
+  if nmdose_wanted(dicom) and not nmdose_sender_allowed(origin) then
+    print('nmdose dose hook: refused a dose object from ' .. tostring(origin['RemoteAet']) .. '@' ..
+          tostring(origin['RemoteIp']) .. ' (not a sender of the security profile)')
+    return false
+  end
+  return true
+end
+
 function OnStoredInstance(instanceId, tags, metadata, origin)
   if not nmdose_wanted(tags) then return end
+  if not nmdose_sender_allowed(origin) then return end
   local ok, err = pcall(function()
     local name = string.format('%012d-%s', os.time(), instanceId)
     local file = NMDOSE_SPOOL .. '/objects/' .. name .. '.dcm'

@@ -45,10 +45,32 @@ def run_tool(tool: str, args: list[str], *, timeout_s: float = 120) -> ToolResul
     return ToolResult(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
-def echoscu(calling_aet: str, called_aet: str, host: str, port: int, *, timeout_s: float = 10) -> ToolResult:
+def echoscu(
+    calling_aet: str,
+    called_aet: str,
+    host: str,
+    port: int,
+    *,
+    timeout_s: float = 10,
+    tls_args: list[str] | None = None,
+) -> ToolResult:
     t = str(max(1, int(timeout_s)))
     return run_tool(
         "echoscu",
-        ["-aet", calling_aet, "-aec", called_aet, "-to", t, "-ta", t, "-td", t, host, str(port)],
+        [
+            "-aet",
+            calling_aet,
+            "-aec",
+            called_aet,
+            "-to",
+            t,
+            "-ta",
+            t,
+            "-td",
+            t,
+            *(tls_args or []),
+            host,
+            str(port),
+        ],
         timeout_s=timeout_s + 5,
     )

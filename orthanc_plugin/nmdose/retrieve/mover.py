@@ -25,6 +25,7 @@ from nmdose.config import Config, Node
 from nmdose.errors import PacsError
 from nmdose.pacs.dcmtk import run_tool
 from nmdose.pacs.orthanc_http import OrthancHttp
+from nmdose.security import tls
 
 
 @dataclass
@@ -198,8 +199,14 @@ class MovescuMover:
         ]
         if series_uids:
             args += ["-k", "SeriesInstanceUID=" + "\\".join(series_uids)]
-        args += [self.source.host, str(self.source.port)]
-        result = run_tool("movescu", args, timeout_s=self.timeout_s + 30)
+        if self.source.tls:  # movescu has no TLS option: a TLS tunnel carries the association
+            with tls.Tunnel(self.cfg, self.source, timeout_s=self.source.timeout_s) as tunnel:
+                result = run_tool(
+                    "movescu", [*args, "127.0.0.1", str(tunnel.port)], timeout_s=self.timeout_s + 30
+                )
+        else:
+            args += [self.source.host, str(self.source.port)]
+            result = run_tool("movescu", args, timeout_s=self.timeout_s + 30)
         log_path = self.log_root / date.today().isoformat() / f"{study_uid}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as fh:

@@ -105,7 +105,9 @@ def handler(args: argparse.Namespace, ctx) -> int:
             raise ConfigError(
                 f"dicom_network_entities.yaml: node {NODE} missing; needed to upload the simulation"
             )
-        result = upload(out, node, method=args.method, progress=_Progress("upload", not quiet))
+        result = upload(
+            out, node, method=args.method, progress=_Progress("upload", not quiet), cfg=ctx.config
+        )
     if args.json:
         print(json.dumps(_as_json(manifest, out, generated_s, result, node), ensure_ascii=False, indent=1))
     else:

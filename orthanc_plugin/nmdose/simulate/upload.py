@@ -126,6 +126,7 @@ def _storescu(
     total: int,
     progress: Progress | None,
     timeout_s: float,
+    tls_args: list[str],
 ) -> None:
     from nmdose.stack import dicom_env
 
@@ -157,6 +158,7 @@ def _storescu(
             "+r",
             "+sp",
             "*.dcm",
+            *tls_args,
             target.host,
             str(target.port),
             *map(str, group),
@@ -269,12 +271,15 @@ def upload(
     verify_counts: bool = True,
     progress: Progress | None = None,
     timeout_s: float = 120,
+    cfg: Any = None,
 ) -> UploadResult:
     """Send a simulation folder (or files) to ``node`` and check the PACS holds every instance.
 
     ``node``: a config node (aet, host, port, http_url), an Orthanc URL (REST upload), or ``(host, port, aet)``.
     ``method``: "storescu" (C-STORE, default) or "rest" (``POST /instances``). Raises :class:`UploadError` when
-    a file is refused or a study lacks instances afterwards.
+    a file is refused or a study lacks instances afterwards. With ``cfg`` (the configuration the node belongs
+    to) storescu calls as nmdose's own AE title (``local_aet``, the peer the security profile lets fill the
+    simulation PACS), over TLS when the node has ``tls: true``.
     """
     target = Target.of(node)
     files, manifest = _collect(source)
@@ -291,7 +296,14 @@ def upload(
         _rest(target, files, len(files), progress, timeout_s, workers=max(1, associations * 2))
         method = "rest"
     elif method == "storescu":
-        _storescu(target, _groups(source, files, associations), calling_aet, len(files), progress, timeout_s)
+        tls_args: list[str] = []
+        if cfg is not None:
+            from nmdose.security.tls import dcmtk_args
+
+            calling_aet = cfg.local_aet
+            tls_args = dcmtk_args(cfg, node) if hasattr(node, "tls") else []
+        _storescu(target, _groups(source, files, associations), calling_aet, len(files), progress, timeout_s,
+                  tls_args)  # fmt: skip
     else:
         raise UploadError(f"unknown upload method {method!r} (storescu or rest)")
     seconds = time.monotonic() - started
