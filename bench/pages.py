@@ -660,12 +660,12 @@ def main() -> int:
     try:
         (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
         stack.postgres_up()
-        with closing(connect(cfg, autocommit=True)) as conn, conn.cursor() as cur:
+        with closing(connect(cfg, role="admin", autocommit=True)) as conn, conn.cursor() as cur:
             # a throw-away server: fewer checkpoints while it is filled (no effect on the queries timed)
             cur.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
             cur.execute("ALTER SYSTEM SET checkpoint_timeout = '30min'")
             cur.execute("SELECT pg_reload_conf()")
-        with closing(connect(cfg)) as conn:
+        with closing(connect(cfg, role="owner")) as conn:  # the bulk fill and VACUUM: the tables' owner
             applied = migrate(conn, REPO / "sql")
             start = time.perf_counter()
             steps = fill(conn, args.studies, args.events, cfg.source_node.name)

@@ -88,7 +88,16 @@ def on_incoming_cstore(received):
     return plugin.incoming_store_status(received.GetInstanceRemoteAet(), facts)
 
 
+_METHODS = {"1": "GET", "2": "POST", "3": "PUT", "4": "DELETE"}
+
+
+def on_http_request(uri, **request):
+    method = _METHODS.get(str(request.get("method")), str(request.get("method")))
+    return plugin.allow_http(method, uri, request.get("ip") or "", request.get("headers") or {})
+
+
 orthanc.RegisterOnChangeCallback(on_change)
+orthanc.RegisterIncomingHttpRequestFilter(on_http_request)
 orthanc.RegisterIncomingCStoreInstanceFilter(on_incoming_cstore)
 orthanc.RegisterRestCallback("/nmdose/(.*)", on_rest)
 

@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(orthanc orthanc-python orthanc-postgresql dcmtk postgresql postgresql-client
               python3 python3-venv python3-dev lua5.1 curl ca-certificates procps
-              chromium chromium-driver fonts-nanum)  # the last three: browser tests of the web pages (tests/e2e),
-                                                  # fonts-nanum: Korean labels readable in their screenshots
+              chromium chromium-driver fonts-nanum  # browser tests of the web pages in tests/e2e;
+                                                    # fonts-nanum: Korean labels readable in their screenshots
+              nginx  # the HTTPS reverse proxy in front of the research PACS: nmdose proxy, docs/security.md
+              rsyslog)  # tests: a real syslog receiver for the ATNA audit messages (docs/audit.md)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 

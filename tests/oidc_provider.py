@@ -156,6 +156,7 @@ class OidcProvider:
         payload = {
             "iss": self.issuer,
             "sub": "user-1",
+            "typ": "Bearer",  # Keycloak's access tokens; its ID tokens carry "ID"
             "preferred_username": self.username,
             "azp": self.client_id,
             "iat": now,

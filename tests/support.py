@@ -83,7 +83,11 @@ def make_prod_config_dir(root: Path, *, env: dict[str, str] | None = None, **kw)
         root,
         free_ports=False,
         nodes=nodes,
-        keycloak={"issuer": "https://keycloak.hospital.example/realms/nmdose", **kw.pop("keycloak", {})},
+        keycloak={
+            "issuer": "https://keycloak.hospital.example/realms/nmdose",
+            "audience": "nmdose-api",
+            **kw.pop("keycloak", {}),
+        },
         env={
             "NMDOSE_RUNNING_MODE": "prod",
             "NMDOSE_AUTH_MODE": "keycloak",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,11 +25,13 @@ COMMAND_MODULES = [
     "nmdose.stack",
     "nmdose.echo",
     "nmdose.security.cli",
+    "nmdose.web.proxy",
     "nmdose.simulate.cli",
     "nmdose.census.cli",
     "nmdose.retrieve.cli",
     "nmdose.forward.cli",
     "nmdose.dose.cli",
+    "nmdose.audit.cli",
 ]
 
 
@@ -94,6 +97,9 @@ def default_config_dir() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every file this process creates under var/ (stage and retrieval logs), and those of the DCMTK tools it
+    # starts, stays private: umask 077 (docs/architecture.md, least privilege).
+    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     # The terminal shows warnings and errors (or everything with -v); per-study lines go to var/log/<stage>.log.

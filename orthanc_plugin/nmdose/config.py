@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -198,13 +198,49 @@ class RetrieveOptions(_Strict):
 
 
 class PostgresSettings(_Strict):
+    """config/postgresql.yaml. Least privilege (docs/architecture.md, "Database roles"): `user` is the bootstrap
+    superuser (the local stack's initdb) that only creates roles and databases; migrations run as `owner_user`,
+    the pipeline as `worker_user`, the pages as `web_user`, Orthanc's index as `orthanc_user`; none of them is a
+    superuser. Each role's password is its own secret (`ROLE_SECRETS`)."""
+
+    # role -> the secret holding its password (Vault in prod; generated into var/secrets.env locally)
+    ROLE_SECRETS: ClassVar[dict[str, str]] = {
+        "admin": "NMDOSE_DB_PASSWORD",
+        "owner": "NMDOSE_DB_OWNER_PASSWORD",
+        "worker": "NMDOSE_DB_WORKER_PASSWORD",
+        "web": "NMDOSE_DB_WEB_PASSWORD",
+        "orthanc": "NMDOSE_ORTHANC_DB_PASSWORD",
+    }
+
     host: str = "127.0.0.1"
     port: int = Field(default=5433, ge=1, le=65535)
     database: str = "nmdose"
     orthanc_database: str = "orthanc_index"
     user: str = "nmdose"
+    owner_user: str = "nmdose_owner"
+    worker_user: str = "nmdose_worker"
+    web_user: str = "nmdose_web"
+    orthanc_user: str = "nmdose_orthanc"
     local: bool = True
     connect_timeout_s: float = Field(default=5, gt=0)
+    # libpq sslmode / sslrootcert; prod requires verify-full when host is not loopback (nmdose.security.policy)
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslrootcert: str | None = None
+
+    @field_validator("user", "owner_user", "worker_user", "web_user", "orthanc_user")
+    @classmethod
+    def _role_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("a PostgreSQL role name: lower-case letters, digits and _, at most 63")
+        return value
+
+    def role_user(self, role: str) -> str:
+        """The PostgreSQL role name of `role` (admin | owner | worker | web | orthanc)."""
+        if role not in self.ROLE_SECRETS:
+            raise ValueError(
+                f"unknown database role {role!r}: expected one of {', '.join(self.ROLE_SECRETS)}"
+            )
+        return self.user if role == "admin" else getattr(self, f"{role}_user")
 
 
 class Role(_Strict):
@@ -220,13 +256,26 @@ class Account(_Strict):
 class KeycloakSettings(_Strict):
     issuer: str | None = None  # e.g. https://keycloak.hospital/realms/nmdose
     jwks_url: str | None = None  # default: {issuer}/protocol/openid-connect/certs
-    audience: str | None = None  # checked against `aud` when set
-    client_id: str | None = None  # checked against `azp` when set (a token of web_client_id is accepted too)
+    audience: str | None = None  # checked against `aud` when set; required in prod running mode
+    client_id: str = "nmdose"  # a token's `azp` must be client_id or web_client_id (null: the default)
     web_client_id: str = "nmdose-web"  # public client of the pages' browser login (Authorization Code + PKCE)
     scope: str = "openid"
     roles_claim: str = "realm_access.roles"
     role_map: dict[str, str] = {}
     leeway_s: int = Field(default=30, ge=0, le=600)
+    # The realm's key set is re-fetched this often: a key removed from the realm is refused within it.
+    jwks_refresh_s: int = Field(default=300, ge=1, le=86400)
+
+    @field_validator("client_id", mode="before")
+    @classmethod
+    def _default_client_id(cls, value: Any) -> Any:
+        """`client_id: null` (older files) means the default, never "any client of the realm"."""
+        return "nmdose" if value is None else value
+
+    @field_validator("web_client_id", mode="before")
+    @classmethod
+    def _default_web_client_id(cls, value: Any) -> Any:
+        return "nmdose-web" if value is None else value
 
 
 class AccountsFile(_Strict):
@@ -350,6 +399,31 @@ class ReferenceLevelsFile(_Strict):
     levels: list[ReferenceLevel] = []
 
 
+class AuditSyslog(_Strict):
+    """An IHE ATNA Audit Record Repository: every audit row also goes there as a DICOM Audit Message
+    (PS3.15 A.5) in an RFC 5424 syslog message over TCP (RFC 6587 octet counting), TLS (RFC 5425) when `tls`."""
+
+    host: str
+    port: int = Field(default=6514, ge=1, le=65535)
+    tls: bool = False
+    ca_certificates: str | None = None  # PEM bundle the repository's certificate must chain to (tls)
+    client_certificate: str | None = None  # our certificate and key when the repository asks for one (tls)
+    client_private_key: str | None = None
+    site_id: str | None = None  # AuditEnterpriseSiteID, e.g. the hospital's name
+    app_name: str = "nmdose"
+    timeout_s: float = Field(default=5, gt=0, le=120)
+
+
+class AuditSettings(_Strict):
+    """config/audit.yaml (optional): the audit trail of docs/audit.md."""
+
+    retention_days: int = Field(default=1826, ge=730)  # 5 years; at least 2 years (Korean safety measures)
+    purge_interval_h: float = Field(default=24, gt=0, le=24 * 31)
+    max_study_uids: int = Field(default=1000, ge=0, le=100_000)  # per row; the total is kept beside them
+    queue_max: int = Field(default=100_000, ge=100)  # web rows waiting for the writer thread
+    syslog: AuditSyslog | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     """The effective configuration: files + .env + command-line modes."""
@@ -366,6 +440,7 @@ class Config:
     accounts: AccountsFile
     schemas: SchemaDefinitions
     reference_levels: ReferenceLevelsFile = field(default_factory=ReferenceLevelsFile)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     env: dict[str, str] = field(default_factory=dict, repr=False)
     local_host: str = "127.0.0.1"
     tls: TlsSettings = field(default_factory=TlsSettings)
@@ -405,20 +480,26 @@ class Config:
 
         return secret_store(self)
 
-    def dsn(self, database: str | None = None, password: str | None = None) -> str:
-        """libpq connection string; the password comes from the secret store unless given."""
+    def dsn(self, database: str | None = None, password: str | None = None, *, role: str = "admin") -> str:
+        """libpq connection string as `role` (admin: the bootstrap `user`; owner | worker | web | orthanc: see
+        PostgresSettings); the password comes from that role's secret unless given."""
         pg = self.postgresql
+        user = pg.role_user(role)
         if password is None:
-            password = self.secrets.get("NMDOSE_DB_PASSWORD")
+            password = self.secrets.get(pg.ROLE_SECRETS[role])
         parts = {
             "host": pg.host,
             "port": str(pg.port),
             "dbname": database or pg.database,
-            "user": pg.user,
+            "user": user,
             "password": password,
             "connect_timeout": str(int(pg.connect_timeout_s)),
-            "application_name": "nmdose",
+            "application_name": f"nmdose-{role}",
         }
+        if pg.sslmode:
+            parts["sslmode"] = pg.sslmode
+        if pg.sslrootcert:
+            parts["sslrootcert"] = pg.sslrootcert
         return " ".join(f"{k}={_libpq_quote(v)}" for k, v in parts.items())
 
     def as_dict(self, mask_secrets: bool = True) -> dict[str, Any]:
@@ -583,6 +664,8 @@ def load_config(
             )
     if auth == "keycloak" and not accounts.keycloak.issuer:
         raise ConfigError(f"{acc_path}: keycloak.issuer: missing (required with --auth-mode keycloak)")
+    if auth == "keycloak" and mode == "prod" and not accounts.keycloak.audience:
+        raise ConfigError(f"{acc_path}: keycloak.audience: missing (required in prod running mode)")
     sch_path = config_dir / "schema_definitions.yaml"
     schemas = _validate(SchemaDefinitions, _load_yaml(sch_path), sch_path)
     for required in ("rpacs", "dose", "jobs"):
@@ -605,6 +688,14 @@ def load_config(
             )
         seen_names[level.name] = i
 
+    # Optional: the audit trail's retention and ATNA repository (defaults: docs/audit.md).
+    audit_path = config_dir / "audit.yaml"
+    audit = (
+        _validate(AuditSettings, _load_yaml(audit_path), audit_path)
+        if audit_path.is_file()
+        else AuditSettings()
+    )
+
     if var_dir is None:
         var_dir = Path(merged.get("NMDOSE_VAR_DIR") or config_dir.parent / "var")
     cfg = Config(
@@ -620,6 +711,7 @@ def load_config(
         accounts=accounts,
         schemas=schemas,
         reference_levels=reference_levels,
+        audit=audit,
         env=merged,
         local_host=network.local_host,
         tls=network.tls,

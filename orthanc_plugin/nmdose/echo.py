@@ -44,11 +44,7 @@ def echo_nodes(cfg: Config, nodes: list[str] | None = None, *, timeout_s: float 
     """Echo the active nodes (never the clinical PACS in simulation mode unless named explicitly)."""
     selected = {n: cfg.nodes[n] for n in nodes} if nodes else cfg.active_nodes()
     research = cfg.research_node
-    rest = (
-        OrthancHttp(research.http_url, name="researchPACS", timeout_s=timeout_s + 5)
-        if research.http_url
-        else None
-    )
+    rest = OrthancHttp.for_node(cfg, research.name, timeout_s=timeout_s + 5) if research.http_url else None
     results = []
     for name, node in selected.items():
         if name == "researchPACS":
@@ -103,7 +99,7 @@ def register_health(sub) -> None:
 
 def cmd_health(args, ctx) -> int:
     node = ctx.config.research_node
-    rest = OrthancHttp(node.http_url, name="researchPACS", timeout_s=10)
+    rest = OrthancHttp.for_node(ctx.config, node.name, timeout_s=10)
     deadline = time.monotonic() + args.wait
     while True:
         response = rest.session.get(f"{rest.base}/nmdose/health", timeout=10) if _up(rest) else None

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from nmdose import __version__
+from nmdose.audit.context import remember_client
 from nmdose.config import Config
 from nmdose.db import connect, queue
 from nmdose.db.migrate import migrate, status
 from nmdose.security import profile, tls
+from nmdose.web.gate import OrthancGate
 from nmdose.web.router import PUBLIC, Request, Response, Router
 from nmdose.workers import WorkerPool
 
@@ -36,6 +38,7 @@ STAGE_MODULES = [
     "nmdose.forward.routes",
     "nmdose.dose.routes",
     "nmdose.web.pages",
+    "nmdose.audit.routes",
 ]
 
 
@@ -58,6 +61,7 @@ class Plugin:
         from nmdose.auth import authenticator
 
         self.router = Router(authenticate=authenticator(cfg))
+        self.gate = OrthancGate(cfg, self.router.authenticate)
         self.stages = list(_stage_modules())
         handlers: dict[str, Callable] = {}
         for module in self.stages:
@@ -113,6 +117,9 @@ class Plugin:
     def on_stopped(self) -> None:
         self.events.put(("stop", ""))
         self.workers.stop()
+        audit_writer = getattr(self, "audit_writer", None)  # set by nmdose.audit.routes
+        if audit_writer is not None:
+            audit_writer.stop()  # the audit rows still queued are written
 
     def on_stable_study(self, orthanc_study_id: str) -> None:
         """Orthanc's callback thread: record the event in memory and return at once."""
@@ -161,11 +168,17 @@ class Plugin:
                 module.register_routes(self.router, self)
 
     def rest_client(self):
-        """Orthanc's REST API over loopback HTTP, for worker threads (releases the GIL while waiting)."""
+        """Orthanc's REST API over loopback HTTP, for worker threads (releases the GIL while waiting), with the
+        internal credential the gate admits in keycloak mode."""
         from nmdose.pacs.orthanc_http import OrthancHttp
 
-        node = self.cfg.nodes[self.node]
-        return OrthancHttp(node.http_url, name=self.node, timeout_s=node.timeout_s + 30)
+        return OrthancHttp.for_node(self.cfg, self.node, extra_timeout_s=30)
+
+    def allow_http(self, method: str, uri: str, ip: str, headers: dict[str, str]) -> bool:
+        """Orthanc's incoming-HTTP filter (every request its HTTP server receives): see nmdose.web.gate. Orthanc
+        gives the client's address only here: the audit trail takes it for the request that follows."""
+        remember_client(ip)
+        return self.gate.allowed(method, uri, ip, headers)
 
     def health(self) -> dict[str, Any]:
         database: str
@@ -228,7 +241,13 @@ class Plugin:
         return result
 
     def _health(self, request: Request) -> Response:
+        """Public: `{"status": "ok"|"degraded"}` (200/503) for monitoring; the details (versions, workers,
+        certificates, warnings) only to an authenticated caller (dev mode: every caller)."""
+        from nmdose.auth import optional_user
+
         data = self.health()
+        if optional_user(self.router.authenticate, request.headers) is None:
+            data = {"status": data["status"]}
         return Response.json(data, 200 if data["status"] == "ok" else 503)
 
 

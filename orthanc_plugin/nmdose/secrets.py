@@ -1,7 +1,9 @@
 """Secrets (database and service passwords): HashiCorp Vault in production, environment/.env in development.
 
-No secret is ever written to a committed file. The local stack generates its own database password into
-`var/secrets.env` (mode 0600) the first time it starts.
+No secret is ever written to a committed file. The local stack generates its own database passwords, one per
+PostgreSQL role (`PostgresSettings.ROLE_SECRETS`: the bootstrap superuser, owner, worker, web, Orthanc's index),
+into `var/secrets.env` (mode 0600) the first time it starts; that file is the only one under var/ holding them
+(Orthanc gets its index password in its environment, not in its generated configuration).
 """
 
 from __future__ import annotations

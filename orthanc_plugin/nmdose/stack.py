@@ -34,6 +34,11 @@ PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
 DICOM_ENV = {"TCP_NODELAY": "1"}
 DOSE_HOOK_LUA = REPO_ROOT / "orthanc_plugin" / "nmdose" / "dose" / "orthanc_dose_hook.lua"
 DOSE_WORKER = "dose-worker"
+# Every process the stack starts (Orthanc, the dose worker, PostgreSQL's pg_ctl) creates private files: storage,
+# logs, the dose spool and generated configuration are never readable by other users of the machine.
+UMASK = 0o077
+# The Orthanc index role's password reaches Orthanc in this environment variable, never in a generated file.
+ORTHANC_DB_PASSWORD_ENV = "NMDOSE_ORTHANC_DB_PASSWORD"
 # Servers started by this process, so that stopping them also reaps them (no zombies in long-lived callers).
 _children: dict[int, subprocess.Popen] = {}
 
@@ -47,6 +52,21 @@ class ProcessStatus:
     address: str
     http: str | None
     log: str
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (0600, also when it existed with another mode)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _open_private_log(path: Path):
+    """Append to a log file only its owner may read (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def dicom_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -151,15 +171,15 @@ class Stack:
 
     # ----- public operations
     def up(self) -> list[ProcessStatus]:
-        for sub in ("run", "log", "orthanc"):
-            (self.var / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(self.var, 0o755)
+        self.secure_var()
         if self.cfg.postgresql.local:
             self.postgres_up()
             from nmdose.db import connect
             from nmdose.db.migrate import migrate
 
-            with contextlib.closing(connect(self.cfg)) as conn:
+            with contextlib.closing(
+                connect(self.cfg, role="owner")
+            ) as conn:  # then the runtime roles' grants
                 migrate(conn, self.cfg.migrations_dir)
         for name in self.local_orthanc_nodes():
             self.orthanc_up(name)
@@ -212,6 +232,46 @@ class Stack:
             result.append(self.dose_worker_status())
         return result
 
+    # ----- file modes
+    def secure_var(self) -> None:
+        """var/ closed to other users: folders 0700, files 0600 (processes we start run with umask 077). As root,
+        PostgreSQL runs as the `postgres` user and must reach var/postgresql and its log: var/ and var/log belong
+        to the group `postgres` with mode 0710 (the group may pass through, not list or read), var/postgresql to
+        the `postgres` user (0700). Files of older installs (0644 storage, logs) are tightened once."""
+        for sub in ("run", "log", "orthanc"):
+            (self.var / sub).mkdir(parents=True, exist_ok=True)
+        marker = self.var / "run" / ".modes-077"
+        if not marker.exists():
+            self._tighten(self.var)
+            _write_private(marker, "file modes tightened to umask 077 by nmdose stack\n")
+        gid = self._pg_gid()
+        for path in (self.var, self.var / "log"):
+            if gid is not None:
+                os.chown(path, os.geteuid(), gid)
+            os.chmod(path, 0o710 if gid is not None else 0o700)
+        for sub in ("run", "orthanc"):
+            os.chmod(self.var / sub, 0o700)
+
+    def _tighten(self, root: Path) -> None:
+        """Take group and other permissions off what an older stack left under var/ (not PostgreSQL's data:
+        PostgreSQL keeps its own files 0600 and its folders 0700)."""
+        for folder, dirs, files in os.walk(root):
+            here = Path(folder)
+            if here == self.var / "postgresql":
+                dirs.clear()
+                continue
+            for name in [*dirs, *files]:
+                path = here / name
+                with contextlib.suppress(OSError):
+                    st = path.lstat()
+                    if not os.path.islink(path) and st.st_mode & 0o077:
+                        os.chmod(path, st.st_mode & 0o700)
+
+    def _pg_gid(self) -> int | None:
+        """The `postgres` group when PostgreSQL runs as the `postgres` user (as root), else None."""
+        user = self._pg_user() if self.cfg.postgresql.local else None
+        return pwd.getpwnam(user).pw_gid if user else None
+
     # ----- PostgreSQL
     def _pg_user(self) -> str | None:
         """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
@@ -236,9 +296,10 @@ class Stack:
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
     def _check_traversable(self, path: Path) -> None:
+        """The folders above var/ must let the postgres user through (var/ itself: group postgres, 0710)."""
         if not self._pg_user():
             return
-        for parent in [path, *path.parents]:
+        for parent in path.parents:
             if parent.exists() and not parent.stat().st_mode & 0o001:
                 raise StackError(
                     f"postgresql: {parent} is not traversable by the postgres user (mode "
@@ -265,20 +326,20 @@ class Stack:
                 f"{self.cfg.config_dir / 'postgresql.yaml'}; log: {log}"
             )
         self._check_traversable(self.var)
-        store = self.cfg.secrets
-        password = (store.ensure if isinstance(store, EnvSecretStore) else store.get)("NMDOSE_DB_PASSWORD")
+        password = self.ensure_db_secrets()["admin"]
         base = self.pg_data.parent
         base.mkdir(parents=True, exist_ok=True)
         self._chown_pg(base)
+        os.chmod(base, 0o700)
         rundir = base / "socket"
         rundir.mkdir(exist_ok=True)
         self._chown_pg(rundir)
-        log.touch()
+        os.chmod(rundir, 0o700)
+        _open_private_log(log).close()
         self._chown_pg(log)
         if not (self.pg_data / "PG_VERSION").exists():
             pwfile = base / "pwfile"
-            pwfile.write_text(password + "\n")
-            os.chmod(pwfile, 0o600)
+            _write_private(pwfile, password + "\n")
             self._chown_pg(pwfile)
             try:
                 proc = subprocess.run(
@@ -299,6 +360,7 @@ class Stack:
                     capture_output=True,
                     text=True,
                     timeout=120,
+                    umask=UMASK,
                 )
             finally:
                 pwfile.unlink(missing_ok=True)
@@ -328,31 +390,36 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=90,
+            umask=UMASK,
         )
         if proc.returncode != 0:
             raise StackError(f"postgresql: failed to start on {pg.host}:{pg.port}; log: {log}\n{_tail(log)}")
         self._create_databases()
 
-    def _create_databases(self) -> None:
-        from nmdose.db import connect
+    def ensure_db_secrets(self) -> dict[str, str]:
+        """role -> password of every database role: generated into var/secrets.env (0600) when missing locally,
+        from the secret store (Vault) otherwise."""
+        store = self.cfg.secrets
+        get = store.ensure if isinstance(store, EnvSecretStore) else store.get
+        return {role: get(name) for role, name in self.cfg.postgresql.ROLE_SECRETS.items()}
 
+    def _create_databases(self) -> None:
+        """As the bootstrap superuser: the roles (passwords from the secret store), both databases with their
+        owners, and the objects of older installs handed over (nmdose.db.roles.bootstrap)."""
+        from nmdose.db import connect
+        from nmdose.db.roles import bootstrap
+
+        self.ensure_db_secrets()
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = connect(self.cfg, "postgres", autocommit=True)
+                connect(self.cfg, "postgres", role="admin").close()
                 break
             except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        try:
-            with conn.cursor() as cur:
-                for db in (self.cfg.postgresql.database, self.cfg.postgresql.orthanc_database):
-                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
-                    if cur.fetchone() is None:
-                        cur.execute(f"CREATE DATABASE \"{db}\" ENCODING 'UTF8' TEMPLATE template0")
-        finally:
-            conn.close()
+        bootstrap(self.cfg)
 
     def postgres_down(self) -> bool:
         pid = self._postgres_pid()
@@ -366,6 +433,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=90,
+            umask=UMASK,
         )
         if proc.returncode != 0 and _pid_alive(pid):
             raise StackError(f"postgresql: pg_ctl stop failed: {proc.stderr.strip()}")
@@ -421,8 +489,9 @@ class Stack:
                 "Host": pg.host,
                 "Port": pg.port,
                 "Database": pg.orthanc_database,
-                "Username": pg.user,
-                "Password": cfg.secrets.get("NMDOSE_DB_PASSWORD"),
+                "Username": pg.orthanc_user,
+                # Orthanc substitutes ${VAR} from its environment (Orthanc >= 1.5): no password in the file
+                "Password": "${" + ORTHANC_DB_PASSWORD_ENV + "}",
             }
             conf["Plugins"].append(find_plugin("libOrthancPostgreSQLIndex.so"))
             if self.research_plugin:
@@ -463,16 +532,18 @@ class Stack:
         from nmdose.dose.spool import ensure, spool_dir
 
         spool = ensure(spool_dir(self.cfg))
-        os.chmod(spool, 0o755)
+        os.chmod(spool, 0o700)
+        if spool.parent == self.var / "spool":
+            os.chmod(spool.parent, 0o700)
         senders = profile.store_senders(self.cfg, name)
         allowed = ", ".join(
             f"[ [==[{aet}]==] ] = {{ {', '.join(f'[ [==[{h}]==] ] = true' for h in sorted(hosts))} }}"
             for aet, hosts in sorted(senders.items())
         )
-        self.dose_hook_settings(name).write_text(
+        _write_private(
+            self.dose_hook_settings(name),
             "-- generated by nmdose stack: where the dose hook spools objects, and who may send dose objects\n"
             f"NMDOSE_SPOOL = [==[{spool}]==]\nNMDOSE_STORE_SENDERS = {{ {allowed} }}\n",
-            encoding="utf-8",
         )
 
     def _is_our_worker(self, pid: int | None) -> bool:
@@ -506,14 +577,14 @@ class Stack:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT / "orthanc_plugin"), env.get("PYTHONPATH", "")) if p
         )
-        with log.open("ab") as out:
+        with _open_private_log(log) as out:
             out.write(
                 f"\n===== nmdose stack: starting {DOSE_WORKER} {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
             )
             out.flush()
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True)  # fmt: skip
-        self.pid_file(DOSE_WORKER).write_text(f"{proc.pid}\n")
+                                    env=env, start_new_session=True, umask=UMASK)  # fmt: skip
+        _write_private(self.pid_file(DOSE_WORKER), f"{proc.pid}\n")
         _children[proc.pid] = proc
         time.sleep(0.3)
         if proc.poll() is not None:
@@ -559,7 +630,7 @@ class Stack:
             raise StackError(f"{name}: a local node needs http_port in dicom_network_entities.yaml")
         orthanc = find_orthanc()
         conf_path = self.write_orthanc_config(name)
-        with log.open("ab") as out:
+        with _open_private_log(log) as out:
             out.write(
                 f"\n===== nmdose stack: starting {name} {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
             )
@@ -570,10 +641,11 @@ class Stack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=dicom_env(),
+                env=self.orthanc_env(name),
                 start_new_session=True,
+                umask=UMASK,
             )
-        self.pid_file(name).write_text(f"{proc.pid}\n")
+        _write_private(self.pid_file(name), f"{proc.pid}\n")
         _children[proc.pid] = proc
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -584,7 +656,8 @@ class Stack:
                     f"{node.http_port}); log: {log}\n{_tail(log)}"
                 )
             try:
-                if requests.get(f"{node.http_url}/system", timeout=2).status_code == 200:
+                # any answer means it is up (in keycloak mode the plugin's gate answers 403 without credential)
+                if requests.get(f"{node.http_url}/system", timeout=2).status_code in (200, 401, 403):
                     return
             except requests.RequestException:
                 pass
@@ -594,17 +667,35 @@ class Stack:
             f"{name}: Orthanc did not answer on {node.http_url} within 90 s; log: {log}\n{_tail(log)}"
         )
 
+    def orthanc_env(self, name: str) -> dict[str, str]:
+        """The node's environment: TCP_NODELAY, and for the research PACS the index role's password (the generated
+        configuration names it as ${NMDOSE_ORTHANC_DB_PASSWORD}) and libpq's TLS settings; the other nodes get
+        no database password."""
+        env = dicom_env()
+        pg = self.cfg.postgresql
+        if name != "researchPACS":  # the other nodes use no database: no password in their environment
+            for secret in pg.ROLE_SECRETS.values():
+                env.pop(secret, None)
+        else:
+            env[ORTHANC_DB_PASSWORD_ENV] = self.cfg.secrets.get(pg.ROLE_SECRETS["orthanc"])
+            if pg.sslmode:
+                env["PGSSLMODE"] = pg.sslmode
+            if pg.sslrootcert:
+                env["PGSSLROOTCERT"] = pg.sslrootcert
+        return env
+
     def write_orthanc_config(self, name: str) -> Path:
-        """Generate var/orthanc/<name>/orthanc.json (mode 0600: it holds the index password)."""
+        """Generate var/orthanc/<name>/orthanc.json (0600; no password in it: see `orthanc_env`)."""
         base = self.orthanc_dir(name)
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o700)
         for sub in ("storage", "index"):
             (base / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(base / sub, 0o700)
         conf_path = base / "orthanc.json"
         if self._is_local_dose_node(name):
             self._write_dose_hook_settings(name)
-        fd = os.open(conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.orthanc_config(name), fh, indent=2)
+        _write_private(conf_path, json.dumps(self.orthanc_config(name), indent=2))
         return conf_path
 
     def orthanc_exec(self, name: str) -> None:
@@ -612,7 +703,9 @@ class Stack:
         conf_path = self.write_orthanc_config(name)
         orthanc = find_orthanc()
         os.chdir(self.orthanc_dir(name))
-        os.execve(orthanc, [orthanc, str(conf_path)], dicom_env())
+        env = self.orthanc_env(name)
+        os.umask(UMASK)
+        os.execve(orthanc, [orthanc, str(conf_path)], env)
 
     def orthanc_down(self, name: str, *, sig: int = signal.SIGTERM, timeout_s: float = 60) -> bool:
         """Stop the Orthanc this stack started for `name` (pid file + command line check)."""

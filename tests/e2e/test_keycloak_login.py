@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
 
 from nmdose.db import connect
+from nmdose.web.queries import orthanc_study_id
 from tests.e2e.chromium import ARTIFACTS, start, wait, webdriver_module
 from tests.oidc_provider import OidcProvider
 
 pytestmark = pytest.mark.integration
 
 UID = "1.2.826.0.1.999.77.1"
+PATIENT = "KC0001"
 
 webdriver_module()
 
@@ -58,6 +62,11 @@ def kc_stack(provider):
                    VALUES (%s, '#0', 0, %s, 2024, 'KC protocol', 7.5, 321.0)""",
                 (UID, dt.date(2024, 5, 6)),
             )
+            cur.execute(
+                """INSERT INTO rpacs.study (study_uid, source_node, study_date, description, modalities_found,
+                   patient_id, is_target) VALUES (%s, 'simulationPACS', %s, 'KC chest', '{CT}', %s, true)""",
+                (UID, dt.date(2024, 5, 6), PATIENT),
+            )
             conn.commit()
         yield running
     finally:
@@ -88,8 +97,24 @@ def test_api_needs_a_realm_token_and_the_page_shell_does_not(kc_stack, provider)
     assert status == 200 and json.loads(body)["rows"][0]["protocol"] == "KC protocol"
     status, _ = http_get(root + "/api/dose/ct-protocols", provider.access_token(azp="someone-else"))
     assert status == 401
+    status, _ = http_get(root + "/api/dose/ct-protocols", provider.access_token(typ="ID"))  # an ID token
+    assert status == 401  # (Orthanc sends a 401 without the body; tests/unit/test_auth.py checks the reason)
+    status, _ = http_get(root + "/api/dose/ct-events?format=csv", provider.access_token())  # physicist
+    assert status == 200
+    status, body = http_get(
+        root + "/api/dose/ct-events?format=csv",
+        provider.access_token(realm_access={"roles": ["nmdose-technologist"]}),
+    )
+    assert status == 403 and b"dose:export" in body  # dose:read only: no export
+    status, body = http_get(root + "/health")
+    assert json.loads(body) == {"status": json.loads(body)["status"]}  # public: the status only
+    status, body = http_get(root + "/health", provider.access_token())
+    assert json.loads(body)["auth_mode"] == "keycloak"  # with a token: the details
     status, page = http_get(root + "/ui/dose")
     assert status == 200 and b'name="nmdose-oidc"' in page and provider.issuer.encode() in page
+    with urllib.request.urlopen(root + "/ui/dose", timeout=10) as resp:  # the login script may call the realm
+        origin = provider.issuer.split("/realms/")[0]
+        assert resp.headers["Content-Security-Policy"].endswith(f"; connect-src 'self' {origin}")
     assert b"KC protocol" not in page  # the shell carries no data
 
 
@@ -114,6 +139,37 @@ def test_dose_page_logs_in_with_pkce_and_shows_the_data(kc_stack, provider, brow
     saved = list(browser.downloads.glob("*.csv"))
     assert saved and "KC protocol" in saved[0].read_text(encoding="utf-8-sig")
 
+    # The login left the token in the session cookie (HttpOnly, SameSite=Strict): a followed link is authenticated.
+    cookie = browser.get_cookie("nmdose_session")
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert not cookie["secure"]  # plain http here; Secure when the request came over https
+    link = orthanc_link(kc_stack)
+    assert redirect_status(link) == (401, None)  # no token, no cookie
+    status, location = redirect_status(link, cookie=f"nmdose_session={cookie['value']}")
+    orthanc_id = orthanc_study_id(PATIENT, UID)
+    assert status == 302 and location.endswith(f"#study?uuid={orthanc_id}")
+    assert redirect_status(link, cookie=f"nmdose_session={provider.access_token(typ='ID')}")[0] == 401
+    assert severe_errors(browser) == []
+    browser.execute_script(
+        "const a = document.createElement('a'); a.href = arguments[0]; a.id = 'kc-link';"
+        " document.body.appendChild(a); a.click();",
+        f"../ui/orthanc/study/{UID}",
+    )
+    deadline = (
+        time.time() + 15
+    )  # (the browser's address: Orthanc's filter may answer Explorer with an error page)
+    while time.time() < deadline and not browser.current_url.endswith(f"#study?uuid={orthanc_id}"):
+        time.sleep(0.2)
+    assert (
+        browser.current_url
+        == orthanc_link(kc_stack).split("/nmdose/")[0] + f"/app/explorer.html#study?uuid={orthanc_id}"
+    )
+    browser.get(url)
+    wait(
+        browser, "return document.getElementById('ct-table').getAttribute('data-rows') === '1'", timeout_s=20
+    )
+    browser.get_log("browser")  # what Orthanc Explorer logged is not the pages' business
+
     # Past the refresh margin the next call refreshes the token instead of logging in again.
     time.sleep(6)
     browser.execute_script("document.getElementById('ct-table').removeAttribute('data-rows')")
@@ -123,5 +179,27 @@ def test_dose_page_logs_in_with_pkce_and_shows_the_data(kc_stack, provider, brow
     )
     assert ("token:refresh_token", "ok") in provider.log
     assert [e for e in provider.log if e[0] == "auth"] == [("auth", "ok")]  # one login only
-    severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    assert severe == []
+    assert browser.get_cookie("nmdose_session")["value"] != cookie["value"]  # the refreshed token was posted
+    assert severe_errors(browser) == []
+
+
+def severe_errors(browser) -> list[str]:
+    """The browser's SEVERE console entries, but Chromium's own favicon.ico request, which Orthanc's HTTP filter
+    refuses in keycloak mode without an orthanc:admin token (not something the pages ask for)."""
+    logs = browser.get_log("browser")
+    return [e["message"] for e in logs if e["level"] == "SEVERE" and "/favicon.ico" not in e["message"]]
+
+
+def orthanc_link(stack) -> str:
+    return stack.cfg.research_node.http_url.rstrip("/") + f"/nmdose/ui/orthanc/study/{UID}"
+
+
+def redirect_status(url: str, cookie: str | None = None) -> tuple[int, str | None]:
+    """Status and Location of a GET, redirects not followed."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", parts.path, headers={"Cookie": cookie} if cookie else {})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp.status, resp.getheader("Location")

@@ -71,7 +71,9 @@ def test_unreachable_database_is_a_clear_error(stack):
     from dataclasses import replace
 
     cfg = replace(stack.cfg, postgresql=stack.cfg.postgresql.model_copy(update={"port": 9}))
-    with pytest.raises(DatabaseError, match=r"PostgreSQL 127\.0\.0\.1:9/nmdose as nmdose: unreachable"):
+    with pytest.raises(
+        DatabaseError, match=r"PostgreSQL 127\.0\.0\.1:9/nmdose as nmdose_worker: unreachable"
+    ):
         connect(cfg)
 
 
@@ -161,3 +163,32 @@ def test_asking_again_for_a_running_job_runs_it_once_more(scratch_db):
     assert again is not None and again.payload == {"again": True}
     queue.complete(scratch_db, again)
     assert queue.counts(scratch_db) == {"forward": {"done": 1}}
+
+
+def test_migrations_run_as_the_owner_and_grant_the_runtime_roles(scratch_db, stack):
+    """Whoever asks (here a worker connection), the migrations run as the owner role; then the worker may write
+    rows, the web role may only read them (and write its cache), and neither may change the schema."""
+    pg = stack.cfg.postgresql
+    assert scratch_db.nmdose_role == "worker"
+    migrate(scratch_db, REPO / "sql")
+    with scratch_db.cursor() as cur:
+        cur.execute(
+            """SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname IN ('rpacs', 'dose', 'jobs', 'audit') AND c.relkind IN ('r', 'S')"""
+        )
+        assert [r[0] for r in cur.fetchall()] == [pg.owner_user]
+        checks = {
+            (pg.worker_user, "jobs.queue", "INSERT"): True,
+            (pg.worker_user, "rpacs.study", "DELETE"): True,
+            (pg.web_user, "rpacs.study", "SELECT"): True,
+            (pg.web_user, "rpacs.study", "INSERT"): False,
+            (pg.web_user, "jobs.queue", "UPDATE"): False,
+            (pg.web_user, "dose.web_cache", "INSERT"): True,
+            (pg.web_user, "dose.web_cache", "DELETE"): True,
+            (pg.worker_user, "public.nmdose_migrations", "INSERT"): False,
+        }
+        for (user, table, privilege), expected in checks.items():
+            cur.execute("SELECT has_table_privilege(%s, %s, %s)", (user, table, privilege))
+            assert cur.fetchone()[0] is expected, (user, table, privilege)
+        cur.execute("SELECT has_schema_privilege(%s, 'rpacs', 'CREATE')", (pg.worker_user,))
+        assert cur.fetchone()[0] is False

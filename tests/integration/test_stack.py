@@ -52,7 +52,7 @@ def test_research_pacs_uses_the_postgresql_index(own_stack):
     from nmdose.db import connect
 
     with (
-        closing(connect(own_stack.cfg, own_stack.cfg.postgresql.orthanc_database)) as conn,
+        closing(connect(own_stack.cfg, own_stack.cfg.postgresql.orthanc_database, role="orthanc")) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'resources'")
@@ -188,3 +188,48 @@ def test_node_orthanc_settings_reach_the_generated_configuration(tmp_path):
     assert conf["StableAge"] == 3 and conf["DicomAet"] == "ORTHANC"
     buttons = conf["OrthancExplorer2"]["UiOptions"]["CustomButtons"]["study"]
     assert any(b["Url"].endswith("/nmdose/ui/study/{StudyInstanceUID}") for b in buttons)
+
+
+def test_stack_up_closes_an_older_var_to_other_users():
+    """An install made before umask 077: world-readable storage, logs and folders are tightened once; var/ lets
+    only the postgres group through (as root) and the CLI itself runs with umask 077."""
+    import shutil
+    import stat
+
+    root = make_tempdir()
+    try:
+        cfg = load(make_config_dir(root))
+        var = cfg.var_dir
+        storage = var / "orthanc" / "researchPACS" / "storage" / "ab"
+        storage.mkdir(parents=True)
+        (var / "log").mkdir()
+        old_files = [
+            storage / "abcdef",
+            var / "log" / "census.log",
+            var / "orthanc" / "researchPACS" / "orthanc.json",
+        ]
+        for f in old_files:
+            f.write_text("patient data")
+            os.chmod(f, 0o644)
+        for d in (var, storage, storage.parent, var / "log"):
+            os.chmod(d, 0o755)
+        Stack(cfg).secure_var()
+        for f in old_files:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        for d in (storage, storage.parent, var / "orthanc", var / "run"):
+            assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+        expected = 0o710 if os.geteuid() == 0 else 0o700
+        assert stat.S_IMODE(var.stat().st_mode) == expected
+        assert stat.S_IMODE((var / "log").stat().st_mode) == expected
+        # a file made later with permissive bits is not walked again (once), but the folders stay closed
+        assert (var / "run" / ".modes-077").exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_command_line_runs_with_umask_077(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    capsys.readouterr()
+    previous = os.umask(0o077)
+    assert previous == 0o077

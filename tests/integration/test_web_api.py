@@ -624,14 +624,23 @@ def get_no_redirect(url: str) -> http.client.HTTPResponse:
 
 
 def test_orthanc_link_redirects_to_the_study_in_orthanc_explorer_or_answers_404(stack):
+    """The redirect computes Orthanc's ID from the census's PatientID (no call to Orthanc): it must be the ID
+    Orthanc gave the stored study, and the link must open that study in Orthanc Explorer."""
     orthanc = stack.cfg.research_node.http_url.rstrip("/")
     uid = "1.2.826.0.1.3680043.10.1234.77"
     study_id = store_synthetic_study(orthanc, uid, "WEBTEST1")
+    _stack_sql(
+        stack,
+        """INSERT INTO rpacs.study (study_uid, source_node, study_date, description, modalities_found, patient_id,
+           is_target) VALUES (%s, 'simulationPACS', '2024-01-02', 'web test', '{OT}', 'WEBTEST1', false)""",
+        (uid,),
+    )
     try:
         url = f"{orthanc}/nmdose/ui/orthanc/study/{uid}"
         resp = get_no_redirect(url)
         location = resp.getheader("Location")
         assert resp.status == 302 and location == f"../../../../app/explorer.html#study?uuid={study_id}"
+        assert resp.getheader("Cache-Control") == "no-store"
         target = urllib.parse.urljoin(url, location)
         assert target == f"{orthanc}/app/explorer.html#study?uuid={study_id}"
         with urllib.request.urlopen(target) as r:
@@ -645,12 +654,76 @@ def test_orthanc_link_redirects_to_the_study_in_orthanc_explorer_or_answers_404(
             "holds no study with StudyInstanceUID 9.9.9.404" in text
             and 'href="../../study/9.9.9.404"' in text
         )
+        assert get_no_redirect(f"{orthanc}/nmdose/ui/orthanc/study/1.2.x").status == 400
         index = get_no_redirect(f"{orthanc}/nmdose/ui")
         assert index.status == 302 and index.getheader("Location") == "ui/"
     finally:
+        _stack_sql(stack, "DELETE FROM rpacs.study WHERE study_uid = %s", (uid,))
         urllib.request.urlopen(
             urllib.request.Request(f"{orthanc}/studies/{study_id}", method="DELETE")
         ).close()
+
+
+def _stack_sql(stack, sql: str, params: tuple = ()) -> list[tuple]:
+    with contextlib.closing(connect(stack.cfg)) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall() if cur.description else []
+        conn.commit()
+        return rows
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _queued(stack) -> tuple[int, int]:
+    """Retrieve jobs and retrievals in the stack's database."""
+    (jobs,) = _stack_sql(stack, "SELECT count(*) FROM jobs.queue WHERE kind = 'retrieve'")[0]
+    (retrievals,) = _stack_sql(stack, "SELECT count(*) FROM rpacs.retrieval")[0]
+    return jobs, retrievals
+
+
+def test_a_cross_origin_or_non_json_post_to_the_real_plugin_is_refused_and_queues_nothing(stack):
+    """What a page of another site can send without a CORS preflight (a text/plain or form POST) never reaches
+    the retrieve route, in dev mode where any caller has every permission; malformed UIDs are refused too."""
+    url = stack.cfg.research_node.http_url.rstrip("/") + "/nmdose/retrieve"
+    body = json.dumps({"census": False, "studies": ["1.2.826.0.1.3680043.10.1234.88"]}).encode()
+    before = _queued(stack)
+    evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    status, answer = _post(url, body, evil)
+    assert status == 403 and "cross-origin" in answer["error"]
+    status, answer = _post(url, body, {"Content-Type": "text/plain"})  # no Origin: still not JSON
+    assert status == 415 and "application/json" in answer["error"]
+    status, _ = _post(url, body, {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"})
+    assert status == 403
+    status, _ = _post(url, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    json_ = {"Content-Type": "application/json"}
+    for bad in ({"census": False, "studies": "*"}, {"census": False, "studies": ["*"]},
+                {"census": False, "studies": "1.2.3"}, {"census": False, "studies": []},
+                {"census": False, "studies": ["1.2.3", "1.2.x"]}, {"census": "no"}, ["1.2.3"],
+                {"census": False, "studies": ["1." + "2" * 70]}, {"census": False, "study": ["1.2"]}):  # fmt: skip
+        status, answer = _post(url, json.dumps(bad).encode(), json_)
+        assert status == 400 and answer["error"], bad
+    assert _queued(stack) == before
+
+
+def test_answers_through_orthanc_carry_the_security_headers_and_patient_data_is_not_cached(stack):
+    base = stack.cfg.research_node.http_url.rstrip("/") + "/nmdose"
+    for path in ("/api/research/failed", "/api/research/yearly?format=csv", "/api/dose/ct-events?format=xlsx",
+                 "/ui/study/1.2.3", "/ui/dose", "/retrieve/studies"):  # fmt: skip
+        with urllib.request.urlopen(base + path) as r:
+            assert r.status == 200 and r.headers["Cache-Control"] == "no-store", path
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["X-Frame-Options"] == "DENY"
+            csp = r.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "connect-src" not in csp
+    with urllib.request.urlopen(base + "/static/nmdose.js") as r:
+        assert r.headers["Cache-Control"] == "max-age=3600"
 
 
 # ----- the per-version answer cache (nmdose/web/cache.py) and the per-study mean CTDIvol kept by triggers

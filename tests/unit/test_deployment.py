@@ -64,3 +64,16 @@ def test_compose_generates_the_same_security_profile_as_the_native_stack(monkeyp
     assert {k: conf[k] for k in LOCKED_SETTINGS} == LOCKED_SETTINGS
     base = (REPO / "orthanc.json").read_text()
     assert "DicomAlwaysAllow" not in base and "DicomCheck" not in base
+
+
+def test_compose_serves_the_research_pacs_through_the_https_proxy():
+    svc = compose()["services"]["proxy"]
+    assert svc["command"][-8:-6] == ["proxy", "run"] and "--listen" in svc["command"]
+    assert svc["command"][svc["command"].index("--listen") + 1] == "443"
+    assert "https_key" in svc["secrets"] and svc["network_mode"] == "host"
+    research = compose()["services"]["research-pacs"]
+    assert (
+        "RemoteAccessAllowed" not in (REPO / "orthanc.json").read_text()
+        or '"RemoteAccessAllowed": false' in (REPO / "orthanc.json").read_text()
+    )
+    assert "ports" not in research  # host networking; Orthanc's HTTP stays on loopback behind the proxy

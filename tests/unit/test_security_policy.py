@@ -193,3 +193,14 @@ def test_the_selective_transfer_over_the_network_needs_tls_on_the_dose_pacs(tmp_
             tmp_path / "r", nodes={"dosePACS": {"tls": False}}, retrieve={"transfer": transfer}
         )
     )
+
+
+def test_remote_http_access_without_authentication_is_a_finding(tmp_path):
+    cfg_dir = make_config_dir(tmp_path, free_ports=False,
+                              nodes={"researchPACS": {"orthanc_settings": {"RemoteAccessAllowed": True}}})  # fmt: skip
+    cfg = load(cfg_dir)
+    assert [
+        w
+        for w in cfg.warnings
+        if "orthanc_settings.RemoteAccessAllowed: prod running mode expects false" in w
+    ]

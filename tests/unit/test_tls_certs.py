@@ -23,7 +23,7 @@ def cfg(tmp_path):
 
 def test_init_makes_a_ca_and_one_certificate_per_identity(cfg):
     made = certs.init(cfg)
-    assert set(made) == {"ca", "simulationPACS", "researchPACS", "dosePACS", "nmdose"}
+    assert set(made) == {"ca", "simulationPACS", "researchPACS", "dosePACS", "nmdose", "https"}
     folder = tls.certificates_dir(cfg)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())

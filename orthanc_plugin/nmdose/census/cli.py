@@ -86,6 +86,9 @@ def cmd_run(args: argparse.Namespace, ctx) -> int:
         )
     finally:
         bar.done()
+    from nmdose.audit import record_action
+
+    record_action(cfg, "census run", params={"from": args.date_from, "to": args.date_to}, detail={"state": summary.state, "studies_new": summary.studies_new, "studies_changed": summary.studies_changed})  # fmt: skip
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False, indent=1, default=str))
         return 0
@@ -169,6 +172,9 @@ def cmd_accept(args: argparse.Namespace, ctx) -> int:
         raise NmdoseError("census accept: name descriptions (DESC...) or use --all")
     with closing(connect(ctx.config)) as conn:
         result = D.accept(conn, ctx.config, args.descriptions, by=args.by or _user(), all_new=args.all)
+    from nmdose.audit import record_action
+
+    record_action(ctx.config, "census accept", params={"descriptions": args.descriptions, "all": args.all, "by": args.by}, rows=result["studies_marked"], detail={"accepted": result["accepted"]})  # fmt: skip
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
         return 0

@@ -622,7 +622,7 @@ def make_finder(cfg: Config, rest=None) -> StudyFinder:
         research = cfg.research_node
         if not research.http_url:
             raise CensusError("researchPACS has no http_port: the census queries through its REST API")
-        rest = OrthancHttp(research.http_url, name="researchPACS", timeout_s=node.timeout_s + 30)
+        rest = OrthancHttp.for_node(cfg, research.name, timeout_s=node.timeout_s + 30)
     return OrthancFinder(rest, node)
 
 

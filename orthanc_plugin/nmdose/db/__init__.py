@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 import psycopg2
+import psycopg2.extensions
 import psycopg2.extras
 
 from nmdose.errors import DatabaseError
@@ -14,16 +15,41 @@ if TYPE_CHECKING:
     from nmdose.config import Config
 
 
-def connect(cfg: Config, database: str | None = None, *, autocommit: bool = False):
-    """A psycopg2 connection to the nmdose database (or `database`), with a clear error when unreachable."""
+ROLES = ("admin", "owner", "worker", "web", "orthanc")
+MAINTENANCE_DATABASE = "postgres"
+
+
+class NmdoseConnection(psycopg2.extensions.connection):
+    """A psycopg2 connection that knows its configuration and role (`migrate` reconnects as the owner)."""
+
+    nmdose_cfg: Config | None = None
+    nmdose_role: str | None = None
+
+
+def default_role(database: str | None) -> str:
+    """The role of ``connect(cfg)`` without ``role=``: the maintenance database ``postgres`` (creating and dropping
+    databases, local stack and tests only) → admin; everything else (the plugin's workers, the CLI, the dose
+    worker) → worker. The pages and their API ask for ``role="web"`` themselves."""
+    return "admin" if database == MAINTENANCE_DATABASE else "worker"
+
+
+def connect(cfg: Config, database: str | None = None, *, role: str | None = None, autocommit: bool = False):
+    """A psycopg2 connection to the nmdose database (or `database`) as `role` (see :data:`ROLES` and
+    :func:`default_role`), with a clear error when unreachable. Runtime roles are never superusers."""
     pg = cfg.postgresql
+    if role is None:
+        role = default_role(database)
+    if role not in ROLES:
+        raise ValueError(f"unknown database role {role!r}: expected one of {', '.join(ROLES)}")
+    user = pg.role_user(role)
     try:
-        conn = psycopg2.connect(cfg.dsn(database))
+        conn = psycopg2.connect(cfg.dsn(database, role=role), connection_factory=NmdoseConnection)
     except psycopg2.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(
-            f"PostgreSQL {pg.host}:{pg.port}/{database or pg.database} as {pg.user}: unreachable ({reason})"
+            f"PostgreSQL {pg.host}:{pg.port}/{database or pg.database} as {user}: unreachable ({reason})"
         ) from None
+    conn.nmdose_cfg, conn.nmdose_role = cfg, role
     conn.autocommit = autocommit
     return conn
 
@@ -47,14 +73,15 @@ def lock_study_writes(conn) -> None:
 class ThreadLocalConnection:
     """One connection per thread (worker pools), opened on first use and reopened after it broke."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, role: str = "worker"):
         self.cfg = cfg
+        self.role = role
         self._local = threading.local()
 
     def get(self):
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = self._local.conn = connect(self.cfg)
+            conn = self._local.conn = connect(self.cfg, role=self.role)
         return conn
 
     def close(self) -> None:

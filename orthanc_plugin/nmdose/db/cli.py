@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from nmdose.db import connect
 from nmdose.db.migrate import migrate, status
+from nmdose.db.roles import admin_available, bootstrap
 
 
 def register(sub) -> None:
@@ -19,8 +21,12 @@ def register(sub) -> None:
 
 
 def cmd_migrate(args, ctx) -> int:
+    """As the owner role; with the bootstrap superuser's password at hand (local stack, or a one-off upgrade of an
+    install made before the roles), the roles, databases and ownership first (nmdose.db.roles.bootstrap)."""
     cfg = ctx.config
-    with connect(cfg) as conn:
+    if admin_available(cfg):
+        bootstrap(cfg)
+    with contextlib.closing(connect(cfg, role="owner")) as conn:
         done = migrate(conn, cfg.migrations_dir)
     print(f"applied: {', '.join(done)}" if done else "database is up to date")
     return 0
@@ -28,7 +34,7 @@ def cmd_migrate(args, ctx) -> int:
 
 def cmd_status(args, ctx) -> int:
     cfg = ctx.config
-    with connect(cfg) as conn:
+    with contextlib.closing(connect(cfg)) as conn:
         result = status(conn, cfg.migrations_dir)
     if args.json:
         print(json.dumps(result))

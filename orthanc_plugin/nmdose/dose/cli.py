@@ -97,6 +97,9 @@ def ingest_handler(args: argparse.Namespace, ctx: Any) -> int:
     from nmdose.dose.ingest import ingest_files
 
     outcomes = ingest_files(ctx.config, args.files, source=args.source)
+    from nmdose.audit import record_action
+
+    record_action(ctx.config, "dose ingest", study_uids=[o["study_instance_uid"] for o in outcomes if o.get("study_instance_uid")], params={"source": args.source, "files": " ".join(map(str, args.files))}, rows=len(outcomes), detail={"by_status": {s: sum(o["status"] == s for o in outcomes) for s in {o["status"] for o in outcomes}}})  # fmt: skip
     out = sys.stdout
     counts: dict[str, int] = {}
     for o in outcomes:

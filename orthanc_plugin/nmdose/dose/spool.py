@@ -47,8 +47,9 @@ def spool_dir(cfg) -> Path:
 
 
 def ensure(spool: Path) -> Path:
+    """The spool's folders, private to their owner (0700: the dose objects carry patient data)."""
     for sub in SUBDIRS:
-        (spool / sub).mkdir(parents=True, exist_ok=True)
+        (spool / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     return spool
 
 
@@ -57,7 +58,9 @@ def enqueue(spool: Path, file: str | os.PathLike, *, source: str = "cli", owned:
     ensure(spool)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     tmp = spool / "incoming" / f".{name}.tmp"
-    tmp.write_text(f"file={os.fspath(file)}\nsource={source}\nowned={1 if owned else 0}\n", encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"file={os.fspath(file)}\nsource={source}\nowned={1 if owned else 0}\n")
     final = spool / "incoming" / f"{name}.job"
     os.rename(tmp, final)
     return final

@@ -101,6 +101,9 @@ def cmd_status(args, ctx) -> int:
 
 def cmd_study(args, ctx) -> int:
     result = runner.forward_now(ctx.config, args.uid, force=args.force)
+    from nmdose.audit import record_action
+
+    record_action(ctx.config, "forward study", study_uids=[args.uid], params={"force": args.force}, rows=result.get("sent"), status=0 if result["state"] == "done" else 1, detail={"outcome": str(result.get("outcome")), "state": result["state"]})  # fmt: skip
     _print(result, args.json)
     return 0 if result["state"] == "done" or str(result.get("outcome", "")).startswith("deferred") else 1
 
@@ -118,9 +121,13 @@ def cmd_purge(args, ctx) -> int:
             f"transfer.strategy is {cfg.retrieve.transfer.strategy!r} in {cfg.config_dir / 'retrieve_options.yaml'}"
             "; purge deletes instances only under 'auto_delete' (use --dry-run to see what it would delete)"
         )
-    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
+    rest = OrthancHttp.for_node(cfg, cfg.research_node.name, timeout_s=120)
     with contextlib.closing(connect(cfg)) as conn:
         r = purge.purge(cfg, rest, conn, retention_days=args.retention_days, dry_run=args.dry_run)
+    from nmdose.audit import record_action
+
+    if not args.dry_run:
+        record_action(cfg, "forward purge", study_uids=r.studies, params={"retention_days": args.retention_days}, rows=r.deleted_instances, detail={"deleted_bytes": r.deleted_bytes, "kept_instances": r.kept_instances})  # fmt: skip
     _print(
         {
             "studies": len(r.studies),
@@ -138,6 +145,9 @@ def cmd_purge(args, ctx) -> int:
 def cmd_protect(args, ctx) -> int:
     with contextlib.closing(connect(ctx.config)) as conn:
         purge.protect(conn, args.uid, args.reason, by="cli")
+    from nmdose.audit import record_action
+
+    record_action(ctx.config, "forward protect", study_uids=[args.uid], params={"reason": args.reason})
     print(f"{args.uid} protected")
     return 0
 
@@ -145,6 +155,9 @@ def cmd_protect(args, ctx) -> int:
 def cmd_unprotect(args, ctx) -> int:
     with contextlib.closing(connect(ctx.config)) as conn:
         found = purge.unprotect(conn, args.uid)
+    from nmdose.audit import record_action
+
+    record_action(ctx.config, "forward unprotect", study_uids=[args.uid], detail={"was_protected": found})
     print(f"{args.uid} {'unprotected' if found else 'was not protected'}")
     return 0
 
@@ -153,8 +166,11 @@ def cmd_selective(args, ctx) -> int:
     from nmdose.forward.selective import retrieve_selected
 
     cfg = ctx.config
-    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
+    rest = OrthancHttp.for_node(cfg, cfg.research_node.name, timeout_s=120)
     r = retrieve_selected(cfg, rest, cfg.source_node, args.uid, destination=args.destination)
+    from nmdose.audit import record_action
+
+    record_action(cfg, "forward selective", study_uids=[args.uid], params={"destination": args.destination}, rows=r.selected_instances, status=0 if r.ok else 1, detail={"bytes_moved": r.bytes_moved, "error": r.error})  # fmt: skip
     _print(
         {
             "study": r.study_uid,

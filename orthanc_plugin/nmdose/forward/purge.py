@@ -169,6 +169,9 @@ class PurgeJob:
     def __call__(self, job: queue.Job) -> None:
         with self._lock, contextlib.closing(connect(self.cfg)) as conn:
             result = purge(self.cfg, self.rest, conn)
+        from nmdose.audit import record_action
+
+        record_action(self.cfg, "auto_delete purge", study_uids=result.studies, rows=result.deleted_instances, detail={"deleted_bytes": result.deleted_bytes, "kept_instances": result.kept_instances, "protected_skipped": len(result.skipped_protected)}, source="plugin")  # fmt: skip
         if result.studies:
             log.warning(
                 "auto_delete: %d instances (%.1f MB) deleted from %d studies",

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 
 from nmdose.db import connect
 from nmdose.forward import purge, runner
-from nmdose.web.router import HttpError, Request, Response
+from nmdose.web.router import Request, Response, check_uid
 
 log = logging.getLogger("nmdose.forward")
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def job_handlers(plugin) -> dict:
@@ -49,9 +47,7 @@ def register_routes(router, plugin) -> None:
             return Response.json(runner.pending(conn))
 
     def forward_study(request: Request) -> Response:
-        uid = request.params["uid"]
-        if not _UID_RE.match(uid) or len(uid) > 64:
-            raise HttpError(400, "StudyInstanceUID must be a DICOM UID (digits and dots, at most 64)")
+        uid = check_uid(request.params["uid"])
         body = request.json()
         force = bool(body.get("force")) if isinstance(body, dict) else False
         with contextlib.closing(connect(plugin.cfg)) as conn:

@@ -299,6 +299,9 @@ class Forwarder:
         self.studies_done += 1
         self.instances_sent += len(todo)
         log.info("study %s forwarded: %d of %d selected instances sent", uid, len(todo), len(selection))
+        from nmdose.audit import record_action
+
+        record_action(self.cfg, "study forwarded", study_uids=[uid], params={"destination": self.destination, "force": force}, rows=len(todo), detail={"selected": len(selection)}, plugin_only=True)  # fmt: skip
 
     __call__ = handle
 
@@ -387,7 +390,7 @@ def forward_now(
     """Queue one study (manual trigger) and forward it from this process, or wait for the worker that took it."""
     import os
 
-    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
+    rest = OrthancHttp.for_node(cfg, cfg.research_node.name, timeout_s=120)
     forwarder = Forwarder(cfg, rest)
     conn = forwarder.conn()
     try:

@@ -29,6 +29,22 @@ class OrthancHttp:
         if auth:
             self.session.auth = auth
 
+    @classmethod
+    def for_node(
+        cls, cfg, name: str, *, timeout_s: float | None = None, extra_timeout_s: float = 0
+    ) -> OrthancHttp:
+        """The REST API of a configured Orthanc node; for the research PACS in keycloak mode with the internal
+        credential its gate admits (nmdose.security.internal). Timeout: `timeout_s`, else the node's + `extra_timeout_s`."""
+        from nmdose.security.internal import internal_headers
+
+        node = cfg.nodes[name]
+        if not node.http_url:
+            raise PacsError(f"{name}: no http_port configured (needed for its REST API)")
+        headers = internal_headers(cfg) if name == cfg.research_node.name else {}
+        return cls(
+            node.http_url, name=name, timeout_s=timeout_s or node.timeout_s + extra_timeout_s, headers=headers
+        )
+
     def request(
         self,
         method: str,

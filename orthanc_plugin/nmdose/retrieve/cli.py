@@ -73,6 +73,9 @@ def cmd_run(args, ctx) -> int:
 
     r = runner.run(cfg, backend=args.backend, limit=args.limit, progress=progress)
     bar.close()
+    from nmdose.audit import record_action
+
+    record_action(cfg, "retrieve run", params={"backend": args.backend, "limit": args.limit}, rows=r.studies_done, detail={"queued": queued, "instances": r.instances_done, "bytes": r.bytes_done})  # fmt: skip
     elapsed = time.monotonic() - started
     with contextlib.closing(connect(cfg)) as conn:
         after = runner.status(conn)
@@ -125,6 +128,9 @@ def cmd_retry(args, ctx) -> int:
     states = ("failed", "partial") if args.partial else ("failed",)
     with contextlib.closing(connect(ctx.config)) as conn:
         n = runner.retry(conn, states)
+    from nmdose.audit import record_action
+
+    record_action(ctx.config, "retrieve retry", params={"partial": args.partial}, rows=n)
     print(f"{n} studies queued again")
     return 0
 
@@ -132,7 +138,7 @@ def cmd_retry(args, ctx) -> int:
 def cmd_csv(args, ctx) -> int:
     cfg = ctx.config
     rows, problems = read_csv(args.file)
-    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS")
+    rest = OrthancHttp.for_node(cfg, cfg.research_node.name)
     resolutions = resolve(rows, rest, cfg.source_node.name)
     targets = []
     with contextlib.closing(connect(cfg)) as conn:
@@ -186,5 +192,8 @@ def cmd_csv(args, ctx) -> int:
     if args.run:
         r = runner.run(cfg)
         print(f"retrieved {r.studies_done} studies, {r.instances_done} instances")
+    from nmdose.audit import record_action
+
+    record_action(cfg, "retrieve csv" + (" --run" if args.run else ""), study_uids=[t.study_uid for t in targets], params={"file": str(args.file), "run": args.run}, rows=queued, detail={"rows": report["rows"], "studies_found": len(targets)})  # fmt: skip
     # rows that need the user's attention make the exit code non-zero; the good rows ran anyway
     return 1 if problems or report["errors"] or report["no_match"] else 0

@@ -6,28 +6,48 @@ import contextlib
 
 from nmdose.db import connect
 from nmdose.retrieve import runner
-from nmdose.web.router import HttpError, Request, Response
+from nmdose.web.router import HttpError, Request, Response, check_uid
 
 STATES = ("pending", "moving", "verifying", "done", "partial", "failed")
+MAX_STUDIES = 10_000  # one request; the CLI (`nmdose retrieve run`) takes longer lists
 
 
 def job_handlers(plugin) -> dict:
     return {runner.KIND: runner.Retriever(plugin.cfg, plugin.rest_client())}
 
 
+def parse_start(body) -> tuple[bool, list[str]]:
+    """The body of `POST /retrieve`: `{"census": true|false, "studies": ["<StudyInstanceUID>", ...]}`, both
+    optional. `studies` is a list of 1..MAX_STUDIES DICOM UIDs (never "*" or a bare string); HttpError 400 else."""
+    if not isinstance(body, dict):
+        raise HttpError(400, 'the body must be a JSON object {"census": bool, "studies": [UID, ...]}')
+    unknown = sorted(set(body) - {"census", "studies"})
+    if unknown:
+        raise HttpError(400, f"unknown key {unknown[0]!r} (known: census, studies)")
+    census = body.get("census", True)
+    if not isinstance(census, bool):
+        raise HttpError(400, f"'census' must be true or false, got {census!r}")
+    studies = body.get("studies")
+    if studies is None:
+        return census, []
+    if not isinstance(studies, list) or not 1 <= len(studies) <= MAX_STUDIES:
+        raise HttpError(
+            400, f"'studies' must be a list of 1 to {MAX_STUDIES} StudyInstanceUIDs, got {studies!r:.80}"
+        )
+    return census, [check_uid(uid, "each of 'studies'") for uid in studies]
+
+
 def register_routes(router, plugin) -> None:
     def start(request: Request) -> Response:
-        body = request.json()
+        census, uids = parse_start(request.json())
         queued = 0
-        if body.get("census", True):
+        if census:
             with contextlib.closing(connect(plugin.cfg)) as conn:
                 queued += runner.queue_census_targets(
                     conn, plugin.cfg.source_node.name, max_attempts=plugin.cfg.retrieve.retry.max_attempts
                 )
-        if body.get("studies"):
-            targets = [
-                runner.Target(uid, plugin.cfg.source_node.name, origin="manual") for uid in body["studies"]
-            ]
+        if uids:
+            targets = [runner.Target(uid, plugin.cfg.source_node.name, origin="manual") for uid in uids]
             with contextlib.closing(connect(plugin.cfg)) as conn:
                 queued += runner.queue_studies(
                     conn, targets, max_attempts=plugin.cfg.retrieve.retry.max_attempts

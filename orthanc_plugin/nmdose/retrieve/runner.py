@@ -440,7 +440,7 @@ def run(
 ) -> Retriever:
     """Drain the ready `retrieve` jobs from this process (the CLI), `concurrency` studies at a time."""
     attach_log_file(cfg, "retrieve.log", log, logging.getLogger("nmdose.workers"))
-    rest = OrthancHttp(cfg.research_node.http_url, name="researchPACS", timeout_s=120)
+    rest = OrthancHttp.for_node(cfg, cfg.research_node.name, timeout_s=120)
     retriever = Retriever(cfg, rest, backend=backend)
     with contextlib.closing(connect(cfg)) as conn:
         requeue_dead_cli_jobs(conn)

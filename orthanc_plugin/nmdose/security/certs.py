@@ -140,7 +140,8 @@ def make_leaf(ca_key, ca_cert, common_name: str, hosts: list[str], days: int):
 
 
 def init(cfg: Config, *, days: int = 825, ca_days: int = 3650, force: bool = False) -> dict[str, str]:
-    """Make <dir>/ca.crt|key and <identity>.crt|key for every node we run and for nmdose's tools.
+    """Make <dir>/ca.crt|key and <identity>.crt|key for every node we run, for nmdose's tools, and https.crt|key
+    for the HTTPS proxy.
     Existing files are kept unless `force` (a CA is never replaced silently: its peers would stop trusting us)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -161,6 +162,10 @@ def init(cfg: Config, *, days: int = 825, ca_days: int = 3650, force: bool = Fal
         ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
     identities = {name: (node.aet, node.host) for name, node in cfg.active_nodes().items() if node.local}
     identities[tls.SCU_IDENTITY] = (cfg.local_aet, cfg.local_host)
+    identities["https"] = (
+        "nmdose research PACS",
+        cfg.research_node.host,
+    )  # `nmdose proxy`: the pages over HTTPS
     for identity, (aet, host) in identities.items():
         crt, key_path = folder / f"{identity}.crt", folder / f"{identity}.key"
         if crt.exists() and key_path.exists() and not force:

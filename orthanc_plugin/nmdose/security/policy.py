@@ -112,6 +112,9 @@ def findings(cfg: Config) -> list[Finding]:
             result.append(
                 Finding(net, f"nodes.{name}.orthanc_settings.DicomTlsEnabled", "true (tls: true)", False)
             )
+        if overrides.get("RemoteAccessAllowed") is True and cfg.auth_mode != "keycloak":
+            result.append(Finding(net, f"nodes.{name}.orthanc_settings.RemoteAccessAllowed",
+                                  "false unless --auth-mode keycloak (the gate authenticates Orthanc's API)", True))  # fmt: skip
         if overrides.get("DicomTlsRemoteCertificateRequired") is False:
             result.append(Finding(net, f"nodes.{name}.orthanc_settings.DicomTlsRemoteCertificateRequired",
                                   "true", False))  # fmt: skip
@@ -123,6 +126,10 @@ def findings(cfg: Config) -> list[Finding]:
         addr = cfg.env.get("VAULT_ADDR", "")
         if addr and not addr.lower().startswith("https://"):
             result.append(Finding(env, "VAULT_ADDR", "an https:// URL", addr))
+    pg = cfg.postgresql
+    if not is_loopback(pg.host) and pg.sslmode != "verify-full":
+        result.append(Finding(str(cfg.config_dir / "postgresql.yaml"), "sslmode",
+                              f"verify-full (database host {pg.host} is not loopback)", pg.sslmode))  # fmt: skip
     return result
 
 

@@ -51,7 +51,7 @@ def certificate_file(cfg: Config, identity: str) -> Path:
 
 def private_key_file(cfg: Config, identity: str) -> Path:
     """The identity's private key as a file a process can read: the configured file, or the secret-store key
-    written 0600 under <var>/run/tls/ (rewritten at each call, so a rotated secret takes effect at restart)."""
+    written 0600 under <var>/run/tls/ (rewritten when the secret changed, so a rotated key takes effect)."""
     ident = cfg.tls.identities.get(identity)
     if ident and ident.private_key_secret:
         pem = cfg.secrets.get(ident.private_key_secret)
@@ -59,9 +59,16 @@ def private_key_file(cfg: Config, identity: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
         path = folder / f"{identity}.key"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        text = pem if pem.endswith("\n") else pem + "\n"
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8") == text:
+                return path
+        # tmp + rename: a DCMTK tool reading the key meanwhile sees the old file or the new one, never half
+        tmp = folder / f".{identity}.key.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(pem if pem.endswith("\n") else pem + "\n")
+            fh.write(text)
+        os.replace(tmp, path)
         return path
     return _resolve(cfg, ident.private_key if ident else None, certificates_dir(cfg) / f"{identity}.key")
 
@@ -211,25 +218,42 @@ class Tunnel:
 
 
 def _bridge(client: socket.socket, upstream: ssl.SSLSocket) -> None:
-    """Carry bytes both ways on one thread (an SSL object must not be used by two threads at once)."""
+    """Carry bytes both ways on one thread (an SSL object must not be used by two threads at once). The TLS side
+    is non-blocking: TLS 1.3 sends session tickets after the handshake, records that make the socket readable
+    without carrying data; a blocking recv() would then wait for data while the tool's request waits for us."""
+    upstream.setblocking(False)
     with contextlib.suppress(OSError):
         while True:
             # decrypted bytes may wait inside the SSL object, where select() cannot see them
             ready = [upstream] if upstream.pending() else select.select([client, upstream], [], [])[0]
             if upstream in ready:
-                data = upstream.recv(65536)
-                if not data:
+                try:
+                    data = upstream.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    data = None  # a record without application data (e.g. a session ticket)
+                if data == b"":
                     break
-                client.sendall(data)
+                if data:
+                    client.sendall(data)
             if client in ready:
                 data = client.recv(65536)
                 if not data:
                     break
-                upstream.sendall(data)
+                _send_all(upstream, data)
     for sock in (client, upstream):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+def _send_all(sock: ssl.SSLSocket, data: bytes, timeout_s: float = 60) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view) :]
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            if not any(select.select([sock], [sock], [], timeout_s)):
+                raise TimeoutError("TLS tunnel: the peer takes no data") from None
 
 
 def probe(cfg: Config, node: Node, *, timeout_s: float = 5) -> CertInfo:

@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nmdose.auth import register_session_routes
 from nmdose.db import connect
-from nmdose.errors import NmdoseError
 from nmdose.web import cache, xlsx
 from nmdose.web import queries as Q
-from nmdose.web.router import PUBLIC, HttpError, Request, Response
+from nmdose.web.router import PUBLIC, HttpError, Request, Response, check_uid
 
 STATIC_DIR = Path(__file__).parent / "static"
 CONTENT_TYPES = {
@@ -152,7 +152,7 @@ def register_routes(router, plugin) -> None:
     """Add the pages, the JSON API and the static files to the plugin's router."""
 
     def db():
-        return contextlib.closing(connect(plugin.cfg))
+        return contextlib.closing(connect(plugin.cfg, role="web"))  # read, and the answer cache
 
     # ----- research API
     def yearly(request: Request) -> Response:
@@ -278,26 +278,22 @@ def register_routes(router, plugin) -> None:
         return _answer(rows, f, "dose-dead-letter", extra=counts)
 
     def orthanc_study(request: Request) -> Response:
-        """Look the study up in the research PACS (POST /tools/lookup) and redirect to its Orthanc Explorer
-        page; 404 with a page saying so when the research PACS does not hold it."""
+        """302 to the study's page in Orthanc Explorer, its Orthanc ID computed from the census's PatientID
+        (no call to Orthanc: a loopback HTTP call would hold one of Orthanc's HTTP threads per request); 404 with
+        a page saying so when the census does not know the study."""
         _params(request, {})
-        uid = request.params["uid"]
-        if len(uid) > 64:
-            raise HttpError(400, f"a StudyInstanceUID is at most 64 characters, got {len(uid)}")
-        try:
-            found = plugin.rest_client().request("POST", "/tools/lookup", data=uid.encode()).json()
-        except NmdoseError as exc:
-            return Response.html(_message_page("Research PACS unreachable", str(exc), depth=3), 503)
-        ids = [r["ID"] for r in found if r.get("Type") == "Study"]
-        if not ids:
+        uid = check_uid(request.params["uid"])
+        with db() as conn:
+            patient_id = Q.study_patient_id(conn, uid)
+        if patient_id is None:
             text = f"The research PACS holds no study with StudyInstanceUID {uid}."
             return Response.html(_message_page("Study not in the research PACS", text, uid=uid, depth=3), 404)
         # /nmdose/ui/orthanc/study/<uid> -> /app/explorer.html (four levels up)
-        return _redirect(f"../../../../app/explorer.html#study?uuid={ids[0]}")
+        return _redirect(f"../../../../app/explorer.html#study?uuid={Q.orthanc_study_id(patient_id, uid)}")
 
     def dose_study(request: Request) -> Response:
         _params(request, {})
-        uid = request.params["uid"]
+        uid = check_uid(request.params["uid"])
         with db() as conn:
             data = Q.dose_study(conn, uid)
         if data is None:
@@ -309,6 +305,8 @@ def register_routes(router, plugin) -> None:
 
     def page(name: str):
         def handler(request: Request) -> Response:
+            if "uid" in request.params:
+                check_uid(request.params["uid"])
             return Response.html(render_page(name, request, oidc=oidc))
 
         return handler
@@ -335,23 +333,24 @@ def register_routes(router, plugin) -> None:
         ("/api/research/failed", failed),
     ):
         router.add("GET", path, handler, permission="research:read")
+    # format=csv|xlsx of a dose route is an export: dose:export (the router checks it before the handler).
     for path, handler in (
         ("/api/dose/ct-protocols", ct_protocols),
         ("/api/dose/ct-monthly", ct_monthly),
         ("/api/dose/ct-events", ct_events),
         ("/api/dose/activity", activity),
         ("/api/dose/activity-points", activity_points),
-        ("/api/dose/study/{uid}", dose_study),
         ("/api/dose/reference-levels", reference_levels),
         ("/api/dose/outliers", outliers),
         ("/api/dose/box", box),
         ("/api/dose/effective-dose", effective_dose),
         ("/api/dose/dead-letter", dead_letter),
     ):
-        router.add("GET", path, handler, permission="dose:read")
-    # A link the user follows (no bearer header in keycloak mode): it only answers where the study is in Orthanc,
-    # whose own access control then applies.
-    router.add("GET", "/ui/orthanc/study/{uid}", orthanc_study, permission=PUBLIC)
+        router.add("GET", path, handler, permission="dose:read", export_permission="dose:export")
+    router.add("GET", "/api/dose/study/{uid}", dose_study, permission="dose:read")  # JSON only
+    # A link the user follows (the outlier list, the study page): the browser sends the session cookie, not a
+    # bearer header; the answer (Orthanc's ID of the study) is derived from the PatientID, so it needs a user.
+    router.add("GET", "/ui/orthanc/study/{uid}", orthanc_study, permission="dose:read")
     # The page shells hold no data (labels, and the study UID of the URL): they load without a token so that, in
     # keycloak mode, their script can log in; every /api/ route they call checks its permission.
     router.add("GET", "/ui", index, permission=PUBLIC)
@@ -359,6 +358,7 @@ def register_routes(router, plugin) -> None:
     router.add("GET", "/ui/dose", page("dose"), permission=PUBLIC)
     router.add("GET", "/ui/study/{uid}", page("study"), permission=PUBLIC)
     router.add("GET", "/static/{name}", static, permission=PUBLIC)
+    register_session_routes(router)
 
 
 # ----- HTML ----------------------------------------------------------------------------------------------

@@ -172,6 +172,17 @@ def orthanc_study_id(patient_id: str, study_uid: str) -> str:
     return "-".join(h[i : i + 8] for i in range(0, 40, 8))
 
 
+def study_patient_id(conn, uid: str) -> str | None:
+    """The PatientID the census recorded for a study (None when the census does not know it or has none)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT patient_id FROM rpacs.study WHERE study_uid = %s AND patient_id IS NOT NULL", (uid,)
+        )
+        row = cur.fetchone()
+    conn.commit()
+    return row[0] if row else None
+
+
 @dataclass
 class Where:
     """A WHERE clause built from validated filters, with its bound parameters."""

@@ -73,12 +73,20 @@ def test_bad_parameters_answer_400_with_a_message(router, path, query, message):
     assert message in json.loads(resp.body)["error"]
 
 
-def test_study_page_escapes_the_uid_from_the_url(router):
-    resp = get(router, '/ui/study/<img src=x onerror="alert(1)">')
-    text = resp.body.decode()
-    assert resp.status == 200 and resp.content_type.startswith("text/html")
-    assert "<img" not in text
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
+def test_study_page_refuses_a_uid_that_is_not_a_dicom_uid_and_escapes_what_it_renders(router):
+    bad = '<img src=x onerror="alert(1)">'
+    resp = get(router, f"/ui/study/{bad}")
+    assert resp.status == 400 and resp.content_type == "application/json"
+    assert "must be a DICOM UID" in json.loads(resp.body)["error"]
+    text = pages.render_page("study", Request("GET", "/", params={"uid": bad}))  # escaped all the same
+    assert "<img" not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
+
+
+@pytest.mark.parametrize("path", ["/api/dose/study/{}", "/ui/study/{}", "/ui/orthanc/study/{}"])
+@pytest.mark.parametrize("uid", ["*", "1.2.x", "1..2", ".1.2", "1.2.", "1" * 65])
+def test_every_route_taking_a_uid_refuses_what_is_not_a_dicom_uid(router, path, uid):
+    resp = get(router, path.format(uid))
+    assert resp.status == 400 and "DICOM UID" in json.loads(resp.body)["error"]
 
 
 def test_ui_without_slash_redirects_to_the_index_with_a_relative_location(router):

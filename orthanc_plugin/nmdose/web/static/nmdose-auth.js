@@ -2,7 +2,8 @@
 // browser client, as keycloak-js does it. The page shell holds no data; it carries
 // <meta name="nmdose-oidc" content='{"issuer": ..., "client_id": ...}'> and every API call goes through
 // nmdoseFetch(), which adds "Authorization: Bearer <access token>". Tokens live in sessionStorage (this tab only),
-// are refreshed with the refresh token before they expire, and a 401 starts a new login.
+// are refreshed with the refresh token before they expire, and a 401 starts a new login. Each new access token
+// is also posted to /nmdose/session (an HttpOnly, SameSite=Strict cookie for links followed without a header).
 // Without the meta element (dev mode) nmdoseFetch is plain fetch.
 (function () {
   "use strict";
@@ -62,6 +63,21 @@
     store.setItem(KEY + ".tokens", JSON.stringify(tokens));
     return tokens;
   }
+  // POST /nmdose/session puts the new access token into an HttpOnly cookie, so that a link the browser follows
+  // without a header (an outlier's "open in Orthanc") is authenticated too; the cookie lives as long as the token.
+  const sessionUrl = new URL("../session", document.currentScript.src).toString();
+  async function openSession(tokens) {
+    try {
+      await fetch(sessionUrl, {
+        method: "POST",
+        headers: { Authorization: "Bearer " + tokens.access_token, "Content-Type": "application/json" },
+        body: "{}",
+        credentials: "same-origin",
+      });
+    } catch (e) {
+      // the API calls carry the header anyway; only followed links would lack the cookie
+    }
+  }
   async function tokenRequest(form) {
     const resp = await fetch(endpoints.token, {
       method: "POST",
@@ -71,7 +87,9 @@
     if (!resp.ok) {
       throw new Error("token endpoint answered " + resp.status);
     }
-    return keep(await resp.json());
+    const tokens = keep(await resp.json());
+    await openSession(tokens);
+    return tokens;
   }
   async function login() {
     const verifier = randomString();
