@@ -2,6 +2,7 @@
 # `make demo`: the whole pipeline on the local embedded stack, with synthetic data only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 077  # everything the demo writes under var/ (the TLS demo's configuration copy included) stays private
 N=.venv/bin/nmdose
 [ -f config/.env ] || { cp config/.env.example config/.env; echo "demo: created config/.env from config/.env.example"; }
 

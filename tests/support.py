@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +104,26 @@ def make_prod_config_dir(root: Path, *, env: dict[str, str] | None = None, **kw)
         **kw,
     )
     return cfg_dir
+
+
+@contextlib.contextmanager
+def scratch_database(cfg: Config, prefix: str) -> Iterator[Config]:
+    """A freshly migrated database of its own on the stack's PostgreSQL (dropped afterwards): the
+    configuration pointing at it."""
+    from nmdose.db import connect
+    from nmdose.db.migrate import migrate
+
+    name = f"{prefix}_{int(time.time() * 1000)}"
+    with contextlib.closing(connect(cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    scratch = dataclasses.replace(cfg, postgresql=cfg.postgresql.model_copy(update={"database": name}))
+    try:
+        with contextlib.closing(connect(scratch)) as conn:
+            migrate(conn, REPO / "sql")
+        yield scratch
+    finally:
+        with contextlib.closing(connect(cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def load(cfg_dir: Path) -> Config:

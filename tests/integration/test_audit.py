@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import getpass
 import io
 import json
@@ -25,9 +24,8 @@ import pytest
 from nmdose.audit import actions, routes, store
 from nmdose.audit.event import AuditEvent
 from nmdose.db import connect
-from nmdose.db.migrate import migrate
 from nmdose.web.router import PUBLIC, Request
-from tests.support import REPO
+from tests.support import scratch_database
 
 pytestmark = pytest.mark.integration
 UID = "1.2.826.0.1.3680043.8.498.424242"
@@ -36,17 +34,8 @@ UID = "1.2.826.0.1.3680043.8.498.424242"
 @pytest.fixture(scope="module")
 def scratch(stack):
     """A migrated database of its own (the purge and the router walk must not see other tests' rows)."""
-    name = f"audit_{int(time.time() * 1000)}"
-    with contextlib.closing(connect(stack.cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    cfg = dataclasses.replace(
-        stack.cfg, postgresql=stack.cfg.postgresql.model_copy(update={"database": name})
-    )
-    with contextlib.closing(connect(cfg)) as conn:
-        migrate(conn, REPO / "sql")
-    yield cfg
-    with contextlib.closing(connect(stack.cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(stack.cfg, "audit") as scratch_cfg:
+        yield scratch_cfg
 
 
 def fetch(cfg, where: str = "true", args: tuple = ()) -> list[dict]:
@@ -134,9 +123,12 @@ def test_a_runtime_role_can_insert_and_read_but_not_change(scratch):
             cur.execute("RESET ROLE")
             cur.execute(f"DROP OWNED BY {role}")
             cur.execute(f"DROP ROLE {role}")
-    with contextlib.closing(connect(scratch, role="worker")) as conn, conn.cursor() as cur:
-        with pytest.raises(psycopg2.errors.InvalidParameterValue):
-            cur.execute("SELECT audit.purge(365)")  # never less than two years, even for the worker
+    with (
+        contextlib.closing(connect(scratch, role="worker")) as conn,
+        conn.cursor() as cur,
+        pytest.raises(psycopg2.errors.InvalidParameterValue),
+    ):
+        cur.execute("SELECT audit.purge(365)")  # never less than two years, even for the worker
     assert len(fetch(scratch, "id = %s", (rid,))) == 1
     assert len(fetch(scratch, "action = 'as runtime role'")) == 1
 

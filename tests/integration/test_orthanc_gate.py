@@ -129,7 +129,8 @@ def test_the_session_cookie_opens_orthanc_explorer_for_an_admin(kc, provider):
 
 
 def test_many_concurrent_gate_checks_leave_orthanc_answering(kc, provider):
-    """Every request crosses the gate: 200 concurrent refused calls must not block Orthanc."""
+    """Every request crosses the gate: 200 concurrent refused calls (Orthanc's API, the pages' study link) must not
+    block Orthanc."""
     from concurrent.futures import ThreadPoolExecutor
 
     running, _ = kc
@@ -137,6 +138,12 @@ def test_many_concurrent_gate_checks_leave_orthanc_answering(kc, provider):
     with ThreadPoolExecutor(50) as pool:
         codes = list(pool.map(lambda _: requests.get(f"{base}/patients", timeout=30).status_code, range(200)))
     assert set(codes) == {403}
+    # the study link of the pages: without a user 401, and no loopback call holds Orthanc's HTTP threads
+    link = f"{base}/nmdose/ui/orthanc/study/1.2.826.0.1.3680043.10.1234.1"
+    with ThreadPoolExecutor(50) as pool:
+        codes = list(pool.map(lambda _: requests.get(link, timeout=30, allow_redirects=False).status_code,
+                              range(200)))  # fmt: skip
+    assert set(codes) == {401}
     started = time.monotonic()
     r = requests.get(f"{base}/system", headers=_bearer(provider.access_token()), timeout=10)
     assert r.status_code == 200 and time.monotonic() - started < 1

@@ -7,7 +7,6 @@ read from the tallies equal a direct recount of the same rows."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import random
 import threading
@@ -20,10 +19,9 @@ from psycopg2.extras import execute_values
 from nmdose.census import descriptions, store
 from nmdose.census import runner as census_runner
 from nmdose.db import connect, queue
-from nmdose.db.migrate import migrate
 from nmdose.retrieve import runner as retrieve_runner
 from nmdose.web import queries as Q
-from tests.support import REPO
+from tests.support import scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +44,8 @@ def study(i: int, prefix: str = "1.2.826.0.1.") -> tuple:
 @pytest.fixture
 def cfg(stack):
     """The configuration of a freshly migrated scratch database of the session's PostgreSQL."""
-    name = f"tally_{int(time.time() * 1000)}"
-    with contextlib.closing(connect(stack.cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    cfg = dataclasses.replace(
-        stack.cfg, postgresql=stack.cfg.postgresql.model_copy(update={"database": name})
-    )
-    with contextlib.closing(connect(cfg)) as conn:
-        migrate(conn, REPO / "sql")
-    yield cfg
-    with contextlib.closing(connect(stack.cfg, "postgres", autocommit=True)) as admin, admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(stack.cfg, "tally") as scratch_cfg:
+        yield scratch_cfg
 
 
 def _key(row) -> tuple:

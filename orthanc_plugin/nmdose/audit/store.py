@@ -159,24 +159,18 @@ CSV_COLUMNS = ("id",) + COLUMNS
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    import csv
-    import io
+    """The rows as the pages' CSV (nmdose.web.queries.to_csv: lists joined with a backslash, no cell a spreadsheet
+    would run as a formula); the parameters as JSON text."""
     import json
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(CSV_COLUMNS)
-    for r in rows:
-        out = []
-        for c in CSV_COLUMNS:
-            v = r.get(c)
-            if isinstance(v, list):
-                v = " ".join(str(x) for x in v)
-            elif isinstance(v, dict):
-                v = json.dumps(v, ensure_ascii=False, sort_keys=True)
-            text = "" if v is None else str(v)
-            if text[:1] in ("=", "+", "-", "@"):  # never a spreadsheet formula
-                text = "'" + text
-            out.append(text)
-        w.writerow(out)
-    return buf.getvalue()
+    from nmdose.web.queries import to_csv as csv_table
+
+    flat = [
+        {
+            c: json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, dict) else v
+            for c in CSV_COLUMNS
+            for v in (r.get(c),)
+        }  # fmt: skip
+        for r in rows
+    ]
+    return csv_table(flat, CSV_COLUMNS)

@@ -40,7 +40,7 @@ def _write_cert(path: Path, cert) -> None:
     from cryptography.hazmat.primitives import serialization
 
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    os.chmod(path, 0o644)
+    os.chmod(path, 0o600)  # public, but nothing under var/ is readable by other users
 
 
 def make_ca(common_name: str, days: int):
