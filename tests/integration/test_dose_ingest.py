@@ -448,3 +448,125 @@ def test_worker_computes_the_dose_page_opening_answers_after_new_data(stack, tmp
     # nothing new: no second computation
     assert Worker(stack.cfg, spool).run(once=True).entries == 0
     assert _query(stack.cfg, "SELECT dose.data_version()")[0][0] == version
+
+
+# ------------------------------------------------------------------ issue 14 item 10: ingest never stalls
+def _digits(n: int, seed: int = 14) -> str:
+    """A UID-looking string of n characters that does not compress (an index row it overflows)."""
+    import random
+
+    rng = random.Random(seed)
+    return "1." + "".join(rng.choice("0123456789") for _ in range(n - 2))
+
+
+def _dead_letter_error(cfg, path: Path) -> str:
+    (row,) = _query(cfg, "SELECT error FROM dose.dead_letter WHERE file_path = %s", (str(path),))
+    return row[0]
+
+
+def test_a_database_error_caused_by_one_entry_dead_letters_it_and_the_batch_goes_on(stack, tmp, monkeypatch):
+    """(a) ProgramLimitExceeded (SQLSTATE 54000, an OperationalError to psycopg2) from one entry's data is not a
+    database outage: that entry becomes a dead letter, the good files of the batch are ingested, nothing stalls."""
+    from nmdose.dose import ingest
+    from nmdose.dose.spool import Worker
+
+    study, good = _pet_ct_study(tmp / "a10")
+    bad = R.save(R.ct_radiation_dose_sr(R.DoseStudyInfo(), [R.CtAcquisition()], series_uid=generate_uid(),
+                                        sop_uid=generate_uid()), tmp / "a10" / "too-long.dcm")  # fmt: skip
+    real_parse = ingest.parse_file
+
+    def unbounded(path):  # a parse result the database refuses (as the parser gave before UIDs were bounded)
+        result = real_parse(path)
+        if Path(path).name == "too-long.dcm":
+            result["study_instance_uid"] = _digits(21709)
+        return result
+
+    monkeypatch.setattr(ingest, "parse_file", unbounded)
+    spool = tmp / "spool-a10"
+    for path in [bad, *good]:
+        enqueue(spool, path, source="item10a")
+    total = Worker(stack.cfg, spool).run(once=True)
+    assert (total.entries, total.ingested, total.dead_letter) == (4, 3, 1)
+    assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 2
+    error = _dead_letter_error(stack.cfg, bad)
+    assert str(bad) in error and "SQLSTATE 54000" in error, error
+    assert not list((spool / "incoming").glob("*.job")) and len(list((spool / "failed").glob("*.job"))) == 1
+
+
+def test_uids_and_text_are_bounded_before_insert(stack, tmp):
+    """(b) a UID of 21,709 characters or of the wrong syntax: a dead letter naming the file and the attribute;
+    free text of thousands of characters: truncated, the object ingested."""
+    study, good = _pet_ct_study(tmp / "b10")
+    folder = tmp / "b10"
+
+    def ct(name, study_=None, **event):
+        ds = R.ct_radiation_dose_sr(study_ or R.DoseStudyInfo(), [R.CtAcquisition(**event)],
+                                    series_uid=generate_uid(), sop_uid=generate_uid())  # fmt: skip
+        return ds, folder / name
+
+    ds, long_uid = ct("long-uid.dcm")
+    ds.StudyInstanceUID = _digits(21709)
+    R.save(ds, long_uid)
+    ds, bad_syntax = ct("bad-syntax.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.840.abc"
+    R.save(ds, bad_syntax)
+    wordy = R.DoseStudyInfo(study_instance_uid=generate_uid(), study_description=_digits(9000, seed=1))
+    ds, long_text = ct("long-text.dcm", wordy, acquisition_protocol=_digits(6000, seed=2))
+    R.save(ds, long_text)
+    outcomes = {Path(o["file"]).name: o["status"] for o in ingest_files(stack.cfg, [*good, long_uid, bad_syntax,
+                                                                                    long_text])}  # fmt: skip
+    assert outcomes == {"ct.dcm": "ingested", "rrdsr.dcm": "ingested", "pet.dcm": "ingested",
+                        "long-uid.dcm": "dead_letter", "bad-syntax.dcm": "dead_letter", "long-text.dcm": "ingested"}  # fmt: skip
+    error = _dead_letter_error(stack.cfg, long_uid)
+    assert (
+        str(long_uid) in error and "Study Instance UID (0020,000D)" in error and "21709 characters" in error
+    )
+    error = _dead_letter_error(stack.cfg, bad_syntax)
+    assert str(bad_syntax) in error and "SOP Instance UID (0008,0018)" in error and "'1.2.840.abc'" in error
+    ((description, warnings),) = _query(stack.cfg, "SELECT study_description, o.warnings FROM dose.study "
+                                        "JOIN dose.object o USING (study_instance_uid) WHERE study_instance_uid = %s",
+                                        (wordy.study_instance_uid,))  # fmt: skip
+    assert len(description) == 512 and any("9000 characters; truncated to 512" in w for w in warnings)
+    ((protocol,),) = _query(stack.cfg, "SELECT acquisition_protocol FROM dose.ct_event WHERE study_instance_uid = %s",
+                            (wordy.study_instance_uid,))  # fmt: skip
+    assert len(protocol) == 512
+    assert _query(stack.cfg, "SELECT count(*) FROM dose.object WHERE length(study_instance_uid) > 64") == [
+        (0,)
+    ]
+
+
+def test_a_worse_resend_of_a_stored_sop_instance_never_replaces_the_good_one(stack, tmp):
+    """(c) a re-sent SOP instance that parses as not_dose, or with fewer events, keeps the stored parse and the
+    study's rows and is recorded as a dead letter with the reason; a better copy still revises."""
+    from pydicom import dcmread
+
+    from nmdose.dicom_sr import Code
+    from nmdose.dose.ingest import sha256_file
+
+    study, files = _pet_ct_study(tmp / "c10", events=2)
+    ingest_files(stack.cfg, files)
+    before = _counts(stack.cfg, study.study_instance_uid)
+    assert before["ct_event"] == 2
+    sop = dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
+
+    def copy(name, events, **kw):
+        ds = R.ct_radiation_dose_sr(study, events, series_uid=generate_uid(), sop_uid=sop, **kw)
+        return R.save(ds, tmp / "c10" / name)
+
+    garbage = copy(
+        "garbage.dcm", [R.CtAcquisition()], title=Code("126000", "DCM", "Imaging Measurement Report")
+    )
+    fewer = copy("fewer.dcm", [R.CtAcquisition(acquisition_protocol="WB 0", dlp_mgycm=100.0)])
+    outcomes = ingest_files(stack.cfg, [garbage, fewer])
+    assert [o["status"] for o in outcomes] == ["dead_letter", "dead_letter"], outcomes
+    assert _counts(stack.cfg, study.study_instance_uid) == before
+    assert _query(stack.cfg, "SELECT status, file_sha256, revisions FROM dose.object WHERE sop_instance_uid = %s",
+                  (sop,)) == [("ok", sha256_file(files[0]), 1)]  # fmt: skip
+    error = _dead_letter_error(stack.cfg, garbage)
+    assert str(garbage) in error and sop in error and "not_dose" in error and "kept" in error, error
+    error = _dead_letter_error(stack.cfg, fewer)
+    assert sop in error and "has 1 events or administrations where the stored copy has 2" in error, error
+    # a copy with more events is a real revision and replaces the stored one
+    more = copy("more.dcm", [R.CtAcquisition(acquisition_protocol=f"WB {i}") for i in range(3)])
+    assert [o["status"] for o in ingest_files(stack.cfg, [more])] == ["revised"]
+    assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 3

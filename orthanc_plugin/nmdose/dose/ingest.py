@@ -67,6 +67,25 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# SQLSTATEs that mean the database (not the entry) is away or out of resources, so the batch waits and is retried:
+# class 08 (connection), class 53 (disk full, out of memory, too many connections: no entry's fault, and
+# dead-lettering every file while the disk is full would bury good data) and the shutdown/crash codes of 57P.
+CONNECTION_FAILURE_CODES = frozenset({"57P01", "57P02", "57P03"})
+TRANSIENT_CLASSES = ("08", "53")
+
+
+def is_connection_failure(exc: BaseException, conn=None) -> bool:
+    """True when ``exc`` means the database is unusable (retry the batch later), False when one entry's data
+    caused it (dead-letter the entry). Decided by SQLSTATE, not by exception class: psycopg2 raises
+    ``ProgramLimitExceeded`` (54000, an index row too large) as an ``OperationalError``."""
+    if isinstance(exc, psycopg2.InterfaceError) or (conn is not None and getattr(conn, "closed", 0)):
+        return True
+    code = getattr(exc, "pgcode", None)
+    if code is None:  # no answer from the server: the connection broke (a client-side error is the data's)
+        return isinstance(exc, psycopg2.OperationalError)
+    return code.startswith(TRANSIENT_CLASSES) or code in CONNECTION_FAILURE_CODES
+
+
 def _lock_id(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
@@ -210,15 +229,21 @@ def _insert(cur, table: str, rows: list[dict[str, Any]]) -> None:
 # ----------------------------------------------------------------------------------------------- database
 def record_dead_letter(conn, file: str, error: str, *, sha: str | None = None, source: str = "cli") -> None:
     """Record (or count again) a file that could not be ingested; commits."""
-    key = f"sha256:{sha}" if sha else f"path:{file}"
     with conn, conn.cursor() as cur:
-        cur.execute(
-            """INSERT INTO dose.dead_letter (key, file_path, file_sha256, source, error)
-               VALUES (%s, %s, %s, %s, %s)
-               ON CONFLICT (key) DO UPDATE SET attempts = dose.dead_letter.attempts + 1, last_seen = now(),
-                   error = EXCLUDED.error, file_path = EXCLUDED.file_path, resolved_at = NULL""",
-            (key, file, sha, source, _clean(error)[:4000]),
-        )
+        _dead_letter(cur, file, error, sha, source)
+
+
+def _dead_letter(cur, file: str, error: str, sha: str | None, source: str) -> None:
+    key = f"sha256:{sha}" if sha else f"path:{file}"
+    if len(key) > 1000:  # a unique index takes at most ~2,700 bytes
+        key = "path-sha256:" + hashlib.sha256(key.encode(errors="replace")).hexdigest()
+    cur.execute(
+        """INSERT INTO dose.dead_letter (key, file_path, file_sha256, source, error)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (key) DO UPDATE SET attempts = dose.dead_letter.attempts + 1, last_seen = now(),
+               error = EXCLUDED.error, file_path = EXCLUDED.file_path, resolved_at = NULL""",
+        (key, file, sha, source, _clean(error)[:4000]),
+    )
 
 
 def _recompute_study(cur, study_uid: str) -> None:
@@ -238,12 +263,17 @@ def _recompute_study(cur, study_uid: str) -> None:
         _insert(cur, table, rows[table])
 
 
-def _store_object(cur, parsed: dict[str, Any], sha: str, source: str) -> tuple[str, set[str]]:
-    """Upsert one object row; returns (outcome, studies whose merged rows must be rebuilt)."""
+def _store_object(cur, parsed: dict[str, Any], sha: str, source: str) -> tuple[str, set[str], str | None]:
+    """Upsert one object row; returns (outcome, studies whose merged rows must be rebuilt, dead-letter reason).
+
+    A re-sent SOP instance that parses worse than the stored copy replaces nothing: it becomes a dead letter."""
     key = _object_key(parsed, sha)
     study = parsed.get("study_instance_uid")
     cur.execute(
-        "SELECT file_sha256, study_instance_uid FROM dose.object WHERE sop_instance_uid = %s FOR UPDATE",
+        """SELECT file_sha256, study_instance_uid, status,
+                  jsonb_array_length(coalesce(parsed->'ct'->'events', '[]'))
+                  + jsonb_array_length(coalesce(parsed->'radiopharmaceutical', '[]'))
+             FROM dose.object WHERE sop_instance_uid = %s FOR UPDATE""",
         (key,),
     )
     row = cur.fetchone()
@@ -252,7 +282,13 @@ def _store_object(cur, parsed: dict[str, Any], sha: str, source: str) -> tuple[s
             "UPDATE dose.object SET times_seen = times_seen + 1, last_seen = now() WHERE sop_instance_uid = %s",
             (key,),
         )
-        return "unchanged", set()
+        return "unchanged", set(), None
+    worse = _worse(parsed, row[2], row[3]) if row is not None else None
+    if worse:
+        error = (f"{parsed.get('file')}: re-sent SOP Instance UID {key} {worse}; "
+                 "the stored copy and its dose rows are kept")  # fmt: skip
+        _dead_letter(cur, parsed.get("file") or "?", error, sha, source)
+        return "dead_letter", set(), error
     values = (
         study, parsed.get("series_instance_uid"), parsed.get("sop_class_uid"), parsed.get("modality"),
         parsed.get("kind") or "other", parsed["status"], sha, parsed.get("file"), source,
@@ -280,7 +316,22 @@ def _store_object(cur, parsed: dict[str, Any], sha: str, source: str) -> tuple[s
     studies = {s for s in (study, row[1] if row else None) if s}
     if parsed["status"] != "ok" and row is None:
         studies = set()
-    return outcome, studies
+    return outcome, studies, None
+
+
+def _events(parsed: dict[str, Any]) -> int:
+    return len((parsed.get("ct") or {}).get("events") or []) + len(parsed.get("radiopharmaceutical") or [])
+
+
+def _worse(parsed: dict[str, Any], stored_status: str, stored_events: int) -> str | None:
+    """Why a new parse of a stored SOP instance is worse than the stored one (None: it may replace it)."""
+    if stored_status != "ok":
+        return None
+    if parsed["status"] != "ok":
+        return f"parses as {parsed['status']} where the stored copy is a dose object"
+    if _events(parsed) < stored_events:
+        return f"has {_events(parsed)} events or administrations where the stored copy has {stored_events}"
+    return None
 
 
 def ingest_parsed(conn, parsed: dict[str, Any], *, sha256: str | None = None, source: str = "cli") -> dict:
@@ -311,12 +362,15 @@ def _ingest_group(conn, items: list[tuple[dict[str, Any], str | None]], source: 
         try:
             for i, outcome in _store_group(conn, todo, source):
                 results[i] = outcome
-        except psycopg2.OperationalError:
-            raise  # the database is gone: the caller retries later, nothing is lost
-        except psycopg2.Error as exc:
+        except (psycopg2.Error, ValueError) as exc:  # ValueError: a value psycopg2 cannot send
+            if is_connection_failure(exc, conn):
+                raise  # the database is gone: the caller retries later, nothing is lost
             if len(todo) == 1:
                 i, parsed, sha = todo[0]
-                error = f"{parsed.get('file')}: cannot be stored: {str(exc).strip().splitlines()[0]}"
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                code = getattr(exc, "pgcode", None)
+                sqlstate = f" (SQLSTATE {code})" if code else ""
+                error = f"{parsed.get('file')}: cannot be stored{sqlstate}: {reason}"
                 record_dead_letter(conn, parsed.get("file") or "?", error, sha=sha, source=source)
                 results[i] = _outcome(parsed, "dead_letter", error)
             else:
@@ -333,8 +387,11 @@ def _store_group(conn, todo: list[tuple[int, dict[str, Any], str]], source: str)
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id("dose-study:" + key),))
         rebuild: set[str] = set()
         for i, parsed, sha in todo:
-            outcome, studies = _store_object(cur, parsed, sha, source)
+            outcome, studies, error = _store_object(cur, parsed, sha, source)
             rebuild |= studies
+            if error is not None:  # a worse copy of a stored instance: recorded, nothing replaced
+                out.append((i, _outcome(parsed, outcome, error)))
+                continue
             status = outcome if parsed["status"] == "ok" or outcome == "unchanged" else "not_dose"
             out.append((i, _outcome(parsed, status)))
         for study in sorted(rebuild):

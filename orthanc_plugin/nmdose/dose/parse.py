@@ -2,8 +2,8 @@
 
 It reads the header once (``stop_before_pixels``), decides what the object is (CT dose SR, radiopharmaceutical
 dose SR, PET/NM image, Philips dose screen, anything else) and hands it to the reader named after what it reads.
-A file that cannot be read gives ``status: "error"`` with a message naming the file and what failed; an object
-that holds no dose gives ``status: "not_dose"``.
+A file that cannot be read, or whose UIDs are not DICOM UIDs, gives ``status: "error"`` with a message naming the
+file and what failed; an object that holds no dose gives ``status: "not_dose"``. Text is bounded (dose/bounds.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pydicom.errors import InvalidDicomError
 from nmdose.dicom_file import read_header
 from nmdose.dicom_sr import item_text, sequence_items, walk
 from nmdose.dose import codes as C
+from nmdose.dose.bounds import bad_uid, truncate_text
 from nmdose.dose.ct_radiation_dose import is_ct_dose_report, read_ct_radiation_dose
 from nmdose.dose.dose_screen import is_dose_screen, read_dose_screen
 from nmdose.dose.header import get_value
@@ -90,6 +91,11 @@ def parse_dataset(ds: Dataset, file: str, result: dict[str, Any] | None = None) 
             result["ct"] = read_dose_screen(ds, report)
         else:
             result["status"] = "not_dose"
+        concept = "bounds"
+        problem = bad_uid(result)
+        if problem:
+            return _error(result, f"{file}: {problem}")
+        result.update(truncate_text(result, report.warn))
         result["warnings"] = report.warnings
     except Exception as exc:  # a reader bug or a value pydicom cannot decode: one file fails, never the batch
         return _error(result, f"{file}: {concept}: {type(exc).__name__}: {exc}")
