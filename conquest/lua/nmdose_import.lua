@@ -53,6 +53,11 @@ local function safe_name(text)
   return (string.gsub(text, '[^%w%.%-]', '_'))
 end
 
+-- Conquest never seeds Lua's generator and its Lua state lives per association: seed it from the time, the clock
+-- and this state's own address, so two associations of the same second draw different names.
+math.randomseed(os.time() + math.floor(os.clock() * 1e6) +
+                (tonumber(string.match(tostring({}), '0x(%x+)') or '0', 16) or 0) % 1000000007)
+
 local function unique_name(sop)
   -- time + clock + a random part: names sort by arrival, never collide between Conquest threads
   return string.format('%012d-%09d-%s-%06d', os.time(), math.floor(os.clock() * 1e6) % 1e9,
@@ -74,6 +79,11 @@ end
 
 local function trim(text)
   return (string.gsub(string.gsub(text, '^%s+', ''), '%s+$', ''))
+end
+
+local function printable_line(text)
+  -- an error message in one log line, bounded (paths are ours, not the sender's)
+  return string.sub((string.gsub(text, '%c', ' ')), 1, 500)
 end
 
 local function printable(text)
@@ -143,19 +153,31 @@ local function hand_over()
   else
     file, owned = spool .. '/objects/' .. name .. '.dcm', '1'
     local tmp = spool .. '/objects/.' .. name .. '.tmp'
+    -- Data:Write says nothing when it cannot write: open the file first for the operating system's own reason
+    -- (a missing spool, a spool Conquest may not write), instead of a later "no such file" from os.rename
+    write_file(tmp, '')
     Data:Write(tmp)
     assert(os.rename(tmp, file))
   end
   local entry_tmp = spool .. '/incoming/.' .. name .. '.tmp'
-  write_file(entry_tmp, 'file=' .. file .. '\nsource=conquest\nowned=' .. owned .. '\n')
-  assert(os.rename(entry_tmp, spool .. '/incoming/' .. name .. '.job'))
+  local entered, err = pcall(function()
+    write_file(entry_tmp, 'file=' .. file .. '\nsource=conquest\nowned=' .. owned .. '\n')
+    assert(os.rename(entry_tmp, spool .. '/incoming/' .. name .. '.job'))
+  end)
+  if not entered then
+    -- no entry, so the worker would never see the copy: remove it rather than leave an orphan
+    os.remove(entry_tmp)
+    if owned == '1' then os.remove(file) end
+    error(err, 0)
+  end
   return 'spooled'
 end
 
 local ok, result, detail = pcall(hand_over)
 if not ok then
-  -- never fail the C-STORE because of nmdose: the object is in Conquest; log for the operator
-  print('nmdose_import.lua: ' .. tostring(result))
+  -- never fail the C-STORE because of nmdose: the object is in Conquest; log for the operator (only lines
+  -- with *** reach Conquest's PacsTrouble.log)
+  print('*** nmdose_import.lua: not spooled: ' .. printable_line(tostring(result)))
 elseif result == 'refused' then
   refuse(detail)
 elseif result == 'spooled' and NMDOSE_VERBOSE then

@@ -315,6 +315,32 @@ def test_conquest_lua_script_spools_a_dose_object_from_an_allowed_calling_ae(tmp
 
 
 @pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+def test_conquest_lua_script_reports_a_missing_spool_in_the_trouble_log(tmp):
+    """A spool that is missing (or that Conquest may not write) is one *** line with the operating system's own
+    reason and the path (only *** lines reach PacsTrouble.log); the C-STORE is not failed."""
+    _, files = _pet_ct_study(tmp / "m")
+    spool = tmp / "no-such-spool"
+    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC")
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("*** nmdose_import.lua: not spooled: ") and str(spool / "objects") in line
+    assert "No such file or directory" in line and calls == []
+    assert not spool.exists()
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
+def test_conquest_lua_script_leaves_no_orphan_copy_when_the_entry_cannot_be_written(tmp):
+    """The copy is written into objects/, the entry into incoming/ fails: the copy is removed (the worker would
+    never see it) and the failure is a *** line."""
+    _, files = _pet_ct_study(tmp / "o")
+    spool = tmp / "spool"
+    (spool / "objects").mkdir(parents=True)  # incoming/ is missing
+    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC")
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("*** nmdose_import.lua: not spooled: ") and "incoming" in line
+    assert list((spool / "objects").iterdir()) == []
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
 def test_conquest_lua_script_drops_dose_objects_from_a_foreign_calling_ae(tmp):
     """(b): a forged dose object from a calling AE not in NMDOSE_ALLOWED_CALLING: not spooled, dropped in Conquest
     (script('reject')), one *** line (PacsTrouble.log) naming the AE title and the SOP Instance UID only."""
