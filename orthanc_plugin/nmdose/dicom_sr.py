@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from struct import Struct, unpack_from
+from struct import Struct
 from typing import Any, NamedTuple
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.dataset import Dataset
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.sr._snomed_dict import mapping as _SNOMED
+
+# The SNOMED-RT <-> SNOMED-CT table of PS3.16 Annex O. pydicom ships it for its own ``Code`` equality but offers
+# no public accessor; this is the one place nmdose reads it (codes.py takes the reverse map from here).
+from pydicom.sr.coding import snomed_mapping as SNOMED_MAPPING
+from pydicom.tag import BaseTag
 from pydicom.valuerep import TEXT_VR_DELIMS
 
-_SRT_TO_SCT: dict[str, str] = _SNOMED["SRT"]
+_SRT_TO_SCT: dict[str, str] = SNOMED_MAPPING["SRT"]
 
 
 class Code(NamedTuple):
@@ -156,6 +162,22 @@ def format_ds(value: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- walk
+#
+# Two walks reduce a content tree to the same Nodes.
+#
+# The plain walk (:func:`walk_plain`) reads pydicom ``Dataset``s through the public API only, so it inherits
+# pydicom's semantics: a sequence re-encoded as UN is read as implicit VR little endian (PS3.5 §6.2.2), each
+# item's character set applies, ISO 2022 code extensions are decoded. It is the only fallback.
+#
+# The single-pass walk (:func:`walk_fast`) reads the raw bytes of a ContentSequence that pydicom left unconverted
+# (``Dataset.get_item`` gives the ``RawDataElement``) in explicit VR little endian, the common case, about 100x
+# faster than converting every item: no Dataset per item, and the code sequences (concept names, units, coded
+# values: the same few hundred byte strings in every report) are looked up by their raw bytes before being parsed
+# at all. Anything it does not expect (a UN element, a character set declared inside the tree, a delimiter out of
+# place, a length past the end) hands the whole document to the plain walk.
+#
+# Both decode a text value themselves only when it is plain ASCII (no byte over 0x7F and no ESC, so no ISO 2022
+# escape sequence) and follow pydicom's rules for its VR; any other text is decoded by pydicom.
 
 
 @dataclass(slots=True)
@@ -168,7 +190,7 @@ class Node:
     value_type: str
     concept: str  # code key, "" when the item has no concept name
     relationship: str
-    value: Any = None  # str for TEXT/UIDREF/DATETIME/PNAME, the raw NumericValue for NUM, a Code for CODE
+    value: Any = None  # str for TEXT/UIDREF/DATETIME/PNAME, the NumericValue text for NUM, a Code for CODE
     unit: Code | None = None
     children: list[Node] = field(default_factory=list)
     concept_meaning: str = ""
@@ -194,8 +216,7 @@ class Node:
                 stack.extend(reversed(node.children))
 
 
-# Tags read by the walker; it reads pydicom's raw element bytes itself (one dict lookup per tag, no per-element
-# conversion objects), which is what keeps parsing close to the cost of dcmread.
+_CHARSET = 0x00080005
 _CONCEPT_NAME = 0x0040A043
 _VALUE_TYPE = 0x0040A040
 _RELATIONSHIP = 0x0040A010
@@ -213,377 +234,335 @@ _SCHEME = 0x00080102
 _MEANING = 0x00080104
 _LONG_CODE_VALUE = 0x00080119
 _URN_CODE_VALUE = 0x00080120
+_VALUE_TAG = {"TEXT": _TEXT_VALUE, "UIDREF": _UID, "DATETIME": _DATETIME, "PNAME": _PERSON_NAME}
 
 
-def _encodings(ds: Dataset) -> list[str]:
+def walk(ds: Dataset) -> Node:
+    """Reduce an SR document and its content tree to :class:`Node`s, once (single-pass walk, else plain)."""
+    node = walk_fast(ds)
+    return node if node is not None else walk_plain(ds)
+
+
+# ------------------------------------------------------------------------------------------- text values
+
+
+def _ascii_multi(text: str) -> Any:
+    """CS, UI, DT, PN: trailing padding off, then split (pydicom's ``multi_string``)."""
+    text = text.rstrip(" \x00")
+    if "\\" in text:
+        return text.split("\\")
+    return text or None
+
+
+def _ascii_text(text: str) -> Any:
+    """SH, LO, UC: split, then each value's trailing padding off (pydicom's ``convert_text``)."""
+    if "\\" in text:
+        return [v.rstrip("\x00 ") for v in text.split("\\")]
+    return text.rstrip("\x00 ") or None
+
+
+def _ascii_decimal(text: str) -> Any:
+    """DS: stripped, split, each value stripped (``DSfloat``'s original string)."""
+    text = text.strip().rstrip(" \x00")
+    if "\\" in text:
+        return [v.strip() for v in text.split("\\")]
+    return text or None
+
+
+def _ascii_single(text: str) -> Any:
+    """UT: one value, backslashes included (pydicom's ``convert_single_string``)."""
+    return text.rstrip("\x00 ") or None
+
+
+_ASCII_RULES: dict[str, Any] = {
+    "CS": _ascii_multi, "UI": _ascii_multi, "DT": _ascii_multi, "PN": _ascii_multi,
+    "SH": _ascii_text, "LO": _ascii_text, "UC": _ascii_text, "DS": _ascii_decimal, "UT": _ascii_single,
+}  # fmt: skip
+
+
+def _normalized(value: Any) -> Any:
+    """A pydicom element value in Node form: str, a list of str when multi-valued, None when empty."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # str, UID
+        return str(value) or None
+    if isinstance(value, (bytes, bytearray)):  # left undecoded by pydicom (UN): its text, Latin-1 at worst
+        return _ascii_multi(decode_bytes(bytes(value), ["iso8859"], TEXT_VR_DELIMS))
+    if isinstance(value, (list, tuple)):  # MultiValue
+        return [str(v) for v in value]
+    if isinstance(value, Sequence):
+        return None
+    return str(value) or None  # DSfloat, IS, PersonName: their original text
+
+
+def _raw_text(tag: int, vr: str, raw: bytes, encodings: list[str]) -> Any:
+    """A raw text value in Node form: plain ASCII decoded here by the VR's rule, anything else by pydicom."""
+    rule = _ASCII_RULES.get(vr)
+    if rule is not None and raw.isascii() and b"\x1b" not in raw:
+        return rule(raw.decode("ascii"))
+    return _normalized(pydicom_value(tag, vr, raw, encodings))
+
+
+def pydicom_value(tag: int, vr: str, raw: bytes, encodings: list[str]) -> Any:
+    """The value pydicom gives an element read as explicit VR little endian (``convert_raw_data_element``)."""
+    elem = RawDataElement(
+        tag=BaseTag(tag), VR=vr, length=len(raw), value=raw, value_tell=0, is_implicit_VR=False,
+        is_little_endian=True,
+    )  # fmt: skip
+    return convert_raw_data_element(elem, encoding=encodings).value
+
+
+# By the declaration's raw bytes, or by its value when pydicom has converted it (dcmread converts a file's own
+# SpecificCharacterSet while reading): at most 256 declarations of at most 64 bytes or characters.
+_ENCODINGS: dict[bytes | str | tuple[str, ...], list[str]] = {}
+
+
+def document_encodings(ds: Dataset) -> list[str] | None:
+    """The character set of a file's dataset, or of a dataset declaring its own, as pydicom's codec names
+    (Latin-1 when the declaration cannot be read). None for a dataset that may be a sequence item without a
+    declaration: its character set is its parent's, which only pydicom knows (it then converts the values)."""
     try:
-        elem = ds._dict.get(0x00080005)
-        raw = elem.value if elem is not None else None
-        if (
-            type(raw) is bytes and raw.isascii()
-        ):  # the raw declaration (read as pydicom would, without its layers)
-            text = raw.decode("ascii").strip(" \x00")
-            return convert_encodings([t.strip() for t in text.split("\\")] if "\\" in text else text or None)
-        return convert_encodings(ds.get("SpecificCharacterSet"))
-    except Exception:  # unknown or malformed declaration: decode as Latin-1, the readers warn on the text
-        return ["iso8859"]
+        elem = ds.get_item(_CHARSET)
+    except Exception:
+        return None
+    if elem is None:
+        return ["iso8859"] if isinstance(ds, FileDataset) else None
+    key = _declaration_key(elem)
+    if key is not None:
+        hit = _ENCODINGS.get(key)
+        if hit is not None:
+            return hit
+    try:
+        encodings = convert_encodings(ds.get("SpecificCharacterSet"))
+    except Exception:
+        encodings = ["iso8859"]
+    if key is not None and len(_ENCODINGS) < 256:
+        _ENCODINGS[key] = encodings
+    return encodings
 
 
-_SQ_TAGS = frozenset({_CONCEPT_NAME, _CONTENT, _MEASURED_VALUE, _UNITS, _CONCEPT_CODE, 0x0040A504, 0x0040A170,
-                      0x00081199, 0x0040A0B0, 0x0040A370, 0x0040A375, 0x0040A385, 0x0040A525})  # fmt: skip
-_LONG_VRS = frozenset(
-    {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
-)
-_ITEM = (0xFFFE, 0xE000)
-_ITEM_END = (0xFFFE, 0xE00D)
-_SEQUENCE_END = (0xFFFE, 0xE0DD)
+def _declaration_key(elem: Any) -> bytes | str | tuple[str, ...] | None:
+    """What a SpecificCharacterSet element declares, as a cache key: its raw bytes, or the value pydicom converted
+    it to (a str, or a tuple of str when multi-valued); None when too long or of another type."""
+    value = elem.value
+    if type(elem) is RawDataElement:
+        return value if type(value) is bytes and len(value) <= 64 else None
+    if type(value) is str:
+        return value if len(value) <= 64 else None
+    if isinstance(value, MultiValue) and all(type(v) is str for v in value):
+        key = tuple(value)
+        return key if sum(map(len, key)) <= 64 else None
+    return None
 
 
-def _raw_items(
-    buf: memoryview, pos: int, end: int | None, implicit: bool, fmt: str
-) -> tuple[list[dict], int]:
-    """Items of a raw sequence value as ``{tag: bytes | list[items]}``; stops at its end or delimiter."""
-    items: list[dict] = []
-    limit = len(buf) if end is None else end
-    hhl = fmt + "HHL"
-    while pos + 8 <= limit:
-        group, element, length = unpack_from(hhl, buf, pos)
-        pos += 8
-        if (group, element) == _SEQUENCE_END:
-            break
-        if (group, element) != _ITEM:
-            raise ValueError(
-                f"sequence item tag expected at offset {pos - 8}, found ({group:04X},{element:04X})"
-            )
-        if length == 0xFFFFFFFF:
-            item, pos = _raw_dataset(buf, pos, None, implicit, fmt)
-        else:
-            if pos + length > limit:
-                raise ValueError("sequence item runs past the end of its sequence")
-            item, _ = _raw_dataset(buf, pos, pos + length, implicit, fmt)
-            pos += length
-        items.append(item)
-    return items, pos
+# ---------------------------------------------------------------------------------------------- plain walk
 
 
-def _raw_dataset(buf: Any, pos: int, end: int | None, implicit: bool, fmt: str) -> tuple[dict, int]:
-    if not implicit and fmt == "<":
-        return _raw_dataset_explicit_le(buf, pos, end)
-    data: dict = {}
-    limit = len(buf) if end is None else end
-    hh, long_, short = fmt + "HH", fmt + "L", fmt + "H"
-    while pos + 8 <= limit:
-        group, element = unpack_from(hh, buf, pos)
-        if group == 0xFFFE:
-            if element == 0xE00D:
-                return data, pos + 8
-            raise ValueError(f"unexpected delimiter ({group:04X},{element:04X}) in a sequence item")
-        tag = group << 16 | element
-        if implicit:
-            vr = None
-            (length,) = unpack_from(long_, buf, pos + 4)
-            pos += 8
-        else:
-            vr = bytes(buf[pos + 4 : pos + 6])
-            if vr in _LONG_VRS:
-                (length,) = unpack_from(long_, buf, pos + 8)
-                pos += 12
-            else:
-                (length,) = unpack_from(short, buf, pos + 6)
-                pos += 8
-        if vr == b"SQ" or (vr in (None, b"UN") and (length == 0xFFFFFFFF or tag in _SQ_TAGS)):
-            if length == 0xFFFFFFFF:
-                data[tag], pos = _raw_items(buf, pos, None, implicit, fmt)
-            else:
-                if pos + length > limit:
-                    raise ValueError(f"sequence ({group:04X},{element:04X}) runs past the end of its item")
-                data[tag], _ = _raw_items(buf, pos, pos + length, implicit, fmt)
-                pos += length
-            continue
-        if length == 0xFFFFFFFF:
-            raise ValueError(f"undefined length for ({group:04X},{element:04X}), not a sequence")
-        if pos + length > limit:
-            raise ValueError(f"element ({group:04X},{element:04X}) runs past the end of its item")
-        data[tag] = bytes(buf[pos : pos + length])
-        pos += length
-    return data, pos
+class RawItem:
+    """One item of a sequence pydicom left raw in explicit VR little endian, split by :func:`split_items`:
+    ``{tag: (VR, bytes) | [items]}`` and the character set it inherits from its dataset."""
+
+    __slots__ = ("data", "encodings")
+
+    def __init__(self, data: dict, encodings: list[str]):
+        self.data = data
+        self.encodings = encodings
 
 
-_EXPLICIT_LE_HEADER = Struct("<HH2sH").unpack_from
-_UINT32_LE = Struct("<L").unpack_from
-
-
-def _raw_dataset_explicit_le(buf: Any, pos: int, end: int | None) -> tuple[dict, int]:
-    """The common case (explicit VR little endian): one struct call per element header, sequences inline."""
-    data: dict = {}
-    limit = len(buf) if end is None else end
-    header, uint32, long_vrs = _EXPLICIT_LE_HEADER, _UINT32_LE, _LONG_VRS
-    while pos + 8 <= limit:
-        group, element, vr, length = header(buf, pos)
-        if group == 0xFFFE:
-            if element == 0xE00D:
-                return data, pos + 8
-            raise ValueError(f"unexpected delimiter ({group:04X},{element:04X}) in a sequence item")
-        if vr in long_vrs:
-            (length,) = uint32(buf, pos + 8)
-            pos += 12
-            if vr == b"SQ" or (vr == b"UN" and (length == 0xFFFFFFFF or (group << 16 | element) in _SQ_TAGS)):
-                if length == 0xFFFFFFFF:
-                    data[group << 16 | element], pos = _raw_items_explicit_le(buf, pos, limit)
-                else:
-                    if pos + length > limit:
-                        raise ValueError(
-                            f"sequence ({group:04X},{element:04X}) runs past the end of its item"
-                        )
-                    data[group << 16 | element], _ = _raw_items_explicit_le(buf, pos, pos + length)
-                    pos += length
-                continue
-            if length == 0xFFFFFFFF:
-                raise ValueError(f"undefined length for ({group:04X},{element:04X}), not a sequence")
-        else:
-            pos += 8
-        if pos + length > limit:
-            raise ValueError(f"element ({group:04X},{element:04X}) runs past the end of its item")
-        data[group << 16 | element] = buf[pos : pos + length]
-        pos += length
-    return data, pos
-
-
-_ITEM_HEADER = Struct("<HHL").unpack_from
-
-
-def _raw_items_explicit_le(buf: Any, pos: int, limit: int) -> tuple[list[dict], int]:
-    """:func:`_raw_items` for explicit VR little endian."""
-    items: list[dict] = []
-    header = _ITEM_HEADER
-    while pos + 8 <= limit:
-        group, element, length = header(buf, pos)
-        pos += 8
-        if group != 0xFFFE or element != 0xE000:
-            if group == 0xFFFE and element == 0xE0DD:
-                break
-            raise ValueError(
-                f"sequence item tag expected at offset {pos - 8}, found ({group:04X},{element:04X})"
-            )
-        if length == 0xFFFFFFFF:
-            item, pos = _raw_dataset_explicit_le(buf, pos, limit)
-        else:
-            if pos + length > limit:
-                raise ValueError("sequence item runs past the end of its sequence")
-            item, _ = _raw_dataset_explicit_le(buf, pos, pos + length)
-            pos += length
-        items.append(item)
-    return items, pos
-
-
-def _sequence(item: Any, tag: int) -> Any:
-    """Items of a sequence element: parsed here from raw bytes, or pydicom's own when it already parsed them."""
-    if type(item) is dict:
-        return item.get(tag)
-    elem = item._dict.get(tag)
+def sequence_items(ds: Dataset | RawItem, tag: int) -> Any:
+    """The items of a sequence element: :class:`RawItem`s when pydicom left it raw in explicit VR little endian
+    and the splitter reads it, else pydicom's converted items (None when absent or not a sequence)."""
+    if type(ds) is RawItem:
+        found = ds.data.get(tag)
+        return [RawItem(d, ds.encodings) for d in found] if type(found) is list else None
+    try:
+        elem = ds.get_item(tag)
+    except Exception:
+        return None
     if elem is None:
         return None
-    value = elem.value
-    if isinstance(value, (bytes, bytearray)):  # defined-length sequence pydicom has not parsed (it is lazy)
-        fmt = "<" if elem.is_little_endian else ">"
-        items, _ = _raw_items(bytes(value), 0, len(value), bool(elem.is_implicit_VR), fmt)
-        return items
-    return value
-
-
-def _text(item: Any, tag: int, encodings: list[str]) -> Any:
-    if type(item) is dict:
-        value = item.get(tag)
-        if type(value) is bytes:  # the common case: a raw value parsed by this module
-            try:
-                text = value.decode("ascii")
-            except UnicodeDecodeError:
-                text = decode_bytes(value, encodings, TEXT_VR_DELIMS)
-            text = text.rstrip(" \x00")
-            if "\\" in text:
-                return text.split("\\")
-            return text if text else None
-    else:
-        elem = item._dict.get(tag)
-        if elem is None:
-            return None
+    if type(elem) is RawDataElement:
         value = elem.value
-    if value is None:
+        if elem.VR == "SQ" and type(value) is bytes and elem.is_little_endian and not elem.is_implicit_VR:
+            encodings = document_encodings(ds)
+            items = split_items(value) if encodings is not None else None
+            if items is not None:
+                return [RawItem(d, encodings) for d in items]
+    return _items(ds, tag)
+
+
+def item_text(ds: Dataset | RawItem, tag: int) -> Any:
+    """A text value in Node form (a str, a list of str when multi-valued, None when empty)."""
+    if type(ds) is RawItem:
+        found = ds.data.get(tag)
+        if found is None or type(found) is list:
+            return None
+        return _raw_text(tag, found[0].decode("ascii"), found[1], ds.encodings)
+    return _text(ds, tag)
+
+
+def _items(ds: Dataset, tag: int) -> Any:
+    """The items of a sequence element of ``ds`` as pydicom converts them (None when absent or not a sequence)."""
+    try:
+        if ds.get_item(tag) is None:
+            return None
+        value = ds[tag].value
+    except Exception:
         return None
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
+    return value if isinstance(value, Sequence) else None
+
+
+def _text(ds: Dataset, tag: int) -> Any:
+    """A text value of ``ds`` in Node form (plain ASCII read from the raw bytes, anything else by pydicom)."""
+    try:
+        elem = ds.get_item(tag)
+    except Exception:
+        return None
+    if elem is None:
+        return None
+    if type(elem) is RawDataElement:
+        raw, vr = elem.value, elem.VR
+        rule = _ASCII_RULES.get(vr) if vr else None
+        if rule is not None and type(raw) is bytes and raw.isascii() and b"\x1b" not in raw:
+            return rule(raw.decode("ascii"))
         try:
-            text = raw.decode("ascii")
-        except UnicodeDecodeError:
-            text = decode_bytes(raw, encodings, TEXT_VR_DELIMS)
-        text = text.rstrip(" \x00")
-        if "\\" in text:
-            return text.split("\\")
-        return text if text else None
-    if isinstance(value, (str, int, float)):
-        return value
-    if type(value).__name__ == "MultiValue":
-        return list(value)
-    return str(value)
+            elem = ds[tag]
+        except Exception:  # pydicom cannot convert it: its raw text, for the readers to warn about
+            return _normalized(raw) if isinstance(raw, (bytes, bytearray)) else None
+    return _normalized(elem.value)
 
 
-def sequence_items(item: Any, tag: int) -> Any:
-    """Items of a sequence element of a dataset or raw item (raw dicts when pydicom had not parsed it)."""
-    return _sequence(item, tag)
-
-
-def item_text(item: Any, tag: int, encodings: list[str] | None = None) -> Any:
-    """A text value of a dataset or raw item (ASCII fast path; else decoded with ``encodings``)."""
-    return _text(item, tag, encodings or ["iso8859"])
-
-
-def _read_code(item: Any, encodings: list[str]) -> Code:
-    value = _text(item, _CODE_VALUE, encodings) or _text(item, _LONG_CODE_VALUE, encodings)
-    if value is None:
-        value = _text(item, _URN_CODE_VALUE, encodings)
+def _code(get: Any, item: Any) -> Code:
+    value = get(item, _CODE_VALUE) or get(item, _LONG_CODE_VALUE) or get(item, _URN_CODE_VALUE)
     return Code(
         str(value or "").strip(),
-        str(_text(item, _SCHEME, encodings) or "").strip(),
-        str(_text(item, _MEANING, encodings) or "").strip(),
+        str(get(item, _SCHEME) or "").strip(),
+        str(get(item, _MEANING) or "").strip(),
     )
 
 
-# Raw code items repeat a lot (every event has the same concept names): decoded once per distinct bytes.
-_CODE_CACHE: dict[tuple, tuple[Code, str]] = {}
-_CODE_CACHE_MAX = 20000
+def _first_code(items: Any) -> Code | None:
+    return _code(_text, items[0]) if items else None
 
 
-def _code_and_key(seq: Any, encodings: list[str]) -> tuple[Code | None, str]:
-    """First code of a code sequence and its key (``""`` when absent)."""
-    if not seq:
-        return None, ""
-    item = seq[0]
-    if type(item) is not dict:
-        code = _read_code(item, encodings)
-        return code, code.key
-    get = item.get
-    cache_key = (get(_CODE_VALUE), get(_SCHEME), get(_MEANING), get(_LONG_CODE_VALUE), get(_URN_CODE_VALUE),
-                 encodings[0] if len(encodings) == 1 else tuple(encodings))  # fmt: skip
-    try:
-        hit = _CODE_CACHE.get(cache_key)
-    except TypeError:  # an unhashable value (a nested sequence where a text was expected)
-        code = _read_code(item, encodings)
-        return code, code.key
-    if hit is None:
-        code = _read_code(item, encodings)
-        if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
-            _CODE_CACHE.clear()
-        hit = _CODE_CACHE[cache_key] = (code, code.key)
-    return hit
-
-
-def _first_code(seq: Any, encodings: list[str]) -> Code | None:
-    return _code_and_key(seq, encodings)[0]
-
-
-def walk(item: Dataset, encodings: list[str] | None = None) -> Node:
-    """Reduce an SR document (or one content item) and its ContentSequence to :class:`Node`s, once."""
-    if encodings is None:
-        encodings = _encodings(item)
-    if type(item) is not dict:
-        fast = _walk_document_fast(item, encodings)
-        if fast is not None:
-            return fast
-    return _walk(item, encodings)
-
-
-def _walk(item: Any, encodings: list[str]) -> Node:
-    concept, concept_key = _code_and_key(_sequence(item, _CONCEPT_NAME), encodings)
-    value_type = str(_text(item, _VALUE_TYPE, encodings) or "").strip()
+def walk_plain(item: Dataset) -> Node:
+    """The plain walk: ``item`` and its ContentSequence through pydicom's public API."""
+    concept = _first_code(_items(item, _CONCEPT_NAME))
+    value_type = str(_text(item, _VALUE_TYPE) or "").strip()
     node = Node(
         value_type=value_type,
-        concept=concept_key,
-        relationship=str(_text(item, _RELATIONSHIP, encodings) or "").strip(),
+        concept=concept.key if concept else "",
+        relationship=str(_text(item, _RELATIONSHIP) or "").strip(),
         concept_meaning=concept.meaning if concept else "",
     )
     if value_type == "NUM":
-        mvs = _sequence(item, _MEASURED_VALUE)
+        mvs = _items(item, _MEASURED_VALUE)
         if mvs:
-            mv = mvs[0]
-            node.value = _text(mv, _NUMERIC_VALUE, encodings)
-            node.unit = _first_code(_sequence(mv, _UNITS), encodings)
+            node.value = _text(mvs[0], _NUMERIC_VALUE)
+            node.unit = _first_code(_items(mvs[0], _UNITS))
     elif value_type == "CODE":
-        node.value = _first_code(_sequence(item, _CONCEPT_CODE), encodings)
-    elif value_type == "TEXT":
-        node.value = _text(item, _TEXT_VALUE, encodings)
-    elif value_type == "UIDREF":
-        node.value = _text(item, _UID, encodings)
-    elif value_type == "DATETIME":
-        node.value = _text(item, _DATETIME, encodings)
-    elif value_type == "PNAME":
-        node.value = _text(item, _PERSON_NAME, encodings)
-    children = _sequence(item, _CONTENT)
+        node.value = _first_code(_items(item, _CONCEPT_CODE))
+    elif value_type in _VALUE_TAG:
+        node.value = _text(item, _VALUE_TAG[value_type])
+    children = _items(item, _CONTENT)
     if children:
-        node.children = [_walk(child, encodings) for child in children]
+        node.children = [walk_plain(child) for child in children]
     return node
 
 
 # ------------------------------------------------------------------------------------------ single-pass walk
-#
-# The common case, an explicit VR little endian document whose ContentSequence pydicom has left as raw bytes, is
-# reduced to Nodes in one pass over those bytes: no intermediate dict per item, and the code sequences (concept
-# names, units, coded values: the same few hundred byte strings in every report) are looked up by their raw bytes
-# before being parsed at all. Anything this pass does not expect (a UN sequence, a delimiter out of place, a
-# length past the end) makes it give up and the general walk above reads the document, so both give the same
-# Nodes or the same error.
 
 
 class _Unusual(Exception):
-    """Outside what the single-pass walk reads; the general walk takes over."""
+    """Outside what the single-pass walk reads; the plain walk takes over."""
 
 
-_ITEM_DELIMITER = b"\xfe\xff\x0d\xe0"
+class _ByteBoundedCache:
+    """A cache keyed by raw byte spans that holds at most ``max_bytes`` of them (cleared when full); a span over
+    ``max_key_bytes`` is never kept. Crafted reports with large distinct spans cannot grow it without bound."""
+
+    __slots__ = ("data", "nbytes", "max_bytes", "max_key_bytes")
+
+    def __init__(self, max_bytes: int, max_key_bytes: int):
+        self.data: dict[Any, Any] = {}
+        self.nbytes = 0
+        self.max_bytes = max_bytes
+        self.max_key_bytes = max_key_bytes
+
+    def put(self, key: Any, size: int, value: Any) -> None:
+        if size > self.max_key_bytes:
+            return
+        if self.nbytes + size > self.max_bytes:
+            self.data.clear()
+            self.nbytes = 0
+        self.data[key] = value
+        self.nbytes += size
+
+
+# Code and measured-value sequences by their raw bytes; leaf content items (a kVp, a pitch, an acquisition type,
+# a phantom...) repeat across the events and reports of a department byte for byte: the Node of identical bytes is
+# shared (Nodes are read-only). ValueType/RelationshipType: a handful of short values.
+_SPAN_CACHE = _ByteBoundedCache(max_bytes=4 << 20, max_key_bytes=1024)
+_LEAF_CACHE = _ByteBoundedCache(max_bytes=4 << 20, max_key_bytes=512)
+_SHORT_CACHE = _ByteBoundedCache(max_bytes=64 << 10, max_key_bytes=16)
+CACHES = (_SPAN_CACHE, _LEAF_CACHE, _SHORT_CACHE)
+
+_EXPLICIT_LE_HEADER = Struct("<HH2sH").unpack_from
+_ITEM_HEADER = Struct("<HHL").unpack_from
+_UINT32_LE = Struct("<L").unpack_from
+_LONG_VRS = frozenset(
+    {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
+)
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
-_SPAN_CACHE: dict[tuple, Any] = {}
-_SPAN_CACHE_MAX = 50000
-# Leaf content items of defined length (a kVp, a pitch, an acquisition type, a phantom...) repeat across the
-# events and reports of a department byte for byte: the Node of identical bytes is shared (Nodes are read-only).
-_LEAF_CACHE: dict[tuple, Node] = {}
-_LEAF_MAX_BYTES = 512
 _VALUE_ELEMENTS = frozenset({0xA120, 0xA123, 0xA124, 0xA160})  # DateTime, PersonName, UID, TextValue
 
 
-def _walk_document_fast(ds: Dataset, encodings: list[str]) -> Node | None:
-    elem = ds._dict.get(_CONTENT)
-    if elem is None or not isinstance(elem.value, (bytes, bytearray)):
-        return None
-    if elem.is_implicit_VR or not elem.is_little_endian:
-        return None
+def walk_fast(ds: Dataset) -> Node | None:
+    """The single-pass walk, or None when the ContentSequence is not raw explicit VR little endian bytes or holds
+    anything this walk does not read (the plain walk then reads the document)."""
     try:
-        node = _walk(_without_content(ds), encodings)
-        value = bytes(elem.value)
-        node.children, _ = _content_items(value, 0, len(value), _enc_key(encodings), encodings)
-    except Exception:  # anything unexpected: the general walk reads it (and words any error)
+        elem = ds.get_item(_CONTENT)
+    except Exception:
+        return None
+    if (
+        type(elem) is not RawDataElement
+        or elem.VR != "SQ"
+        or elem.is_implicit_VR
+        or not elem.is_little_endian
+        or type(elem.value) is not bytes
+    ):
+        return None
+    encodings = document_encodings(ds)
+    if encodings is None:
+        return None
+    ek = encodings[0] if len(encodings) == 1 else tuple(encodings)
+    try:
+        name = ds.get_item(_CONCEPT_NAME)
+        if type(name) is RawDataElement and name.VR == "SQ" and type(name.value) is bytes:
+            raw = name.value
+            concept, _ = _span(raw, 0, len(raw), len(raw), 1, ek, encodings)
+        else:
+            code = _first_code(_items(ds, _CONCEPT_NAME))
+            concept = (code, code.key) if code else (None, "")
+        node = Node(
+            value_type=str(_text(ds, _VALUE_TYPE) or "").strip(),
+            concept=concept[1],
+            relationship=str(_text(ds, _RELATIONSHIP) or "").strip(),
+            concept_meaning=concept[0].meaning if concept[0] else "",
+        )
+        value = elem.value
+        node.children, _ = _content_items(value, 0, len(value), ek, encodings)
+    except Exception:  # anything unexpected: the plain walk reads it (and words any error)
         return None
     return node
 
 
-class _Shallow:
-    """A dataset stand-in without its ContentSequence (the root's own concept, value type...)."""
-
-    __slots__ = ("_dict",)
-
-    def __init__(self, d: dict):
-        self._dict = d
-
-
-def _without_content(ds: Dataset) -> Any:
-    d = {tag: e for tag, e in ds._dict.items() if tag != _CONTENT}
-    return _Shallow(d)
-
-
-def _enc_key(encodings: list[str]) -> Any:
-    return encodings[0] if len(encodings) == 1 else tuple(encodings)
-
-
 def _content_items(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[str]) -> tuple[list[Node], int]:
     nodes: list[Node] = []
+    append = nodes.append
     header = _ITEM_HEADER
+    leaves = _LEAF_CACHE
+    cached, max_key = leaves.data.get, leaves.max_key_bytes  # put() clears the same dict, never replaces it
     while pos + 8 <= limit:
         group, element, length = header(buf, pos)
         pos += 8
@@ -596,19 +575,17 @@ def _content_items(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[st
                 end = pos + length
                 if end > limit:
                     raise _Unusual
-                if length <= _LEAF_MAX_BYTES:
+                if length <= max_key:
                     key = (buf[pos:end], ek)
-                    node = _LEAF_CACHE.get(key)
+                    node = cached(key)
                     if node is None:
                         node, _ = _content_item(buf, pos, end, False, ek, encodings)
                         if not node.children:
-                            if len(_LEAF_CACHE) >= _SPAN_CACHE_MAX:
-                                _LEAF_CACHE.clear()
-                            _LEAF_CACHE[key] = node
+                            leaves.put(key, length, node)
                 else:
                     node, _ = _content_item(buf, pos, end, False, ek, encodings)
                 pos = end
-            nodes.append(node)
+            append(node)
         elif element == 0xE0DD:
             return nodes, pos
         else:
@@ -622,7 +599,7 @@ def _content_item(
     header, uint32, long_vrs = _EXPLICIT_LE_HEADER, _UINT32_LE, _LONG_VRS
     relationship = value_type = b""
     concept: tuple[Code | None, str] = (None, "")
-    values: dict[int, bytes] = {}
+    values: dict[int, tuple[bytes, bytes]] = {}
     measured: tuple[Any, Code | None] | None = None
     coded: Code | None = None
     children: list[Node] = []
@@ -665,7 +642,7 @@ def _content_item(
                 pos = _skip_sequence(buf, pos, length, limit)
                 continue
             if length == 0xFFFFFFFF or vr == b"UN":
-                raise _Unusual
+                raise _Unusual  # UN: pydicom's rules apply (the plain walk)
         else:
             pos += 8
         end = pos + length
@@ -677,13 +654,15 @@ def _content_item(
             elif element == 0xA040:
                 value_type = buf[pos:end]
             elif element in _VALUE_ELEMENTS:
-                values[element] = buf[pos:end]
+                values[element] = (vr, buf[pos:end])
+        elif group == 0x0008 and element == 0x0005:
+            raise _Unusual  # a character set declared inside the tree: pydicom's rules apply
         pos = end
-    vt = _short_text(value_type, encodings)
+    vt = _short_text(_VALUE_TYPE, value_type, encodings)
     node = Node(
         value_type=vt,
         concept=concept[1],
-        relationship=_short_text(relationship, encodings),
+        relationship=_short_text(_RELATIONSHIP, relationship, encodings),
         concept_meaning=concept[0].meaning if concept[0] else "",
     )
     if vt == "NUM":
@@ -691,44 +670,23 @@ def _content_item(
             node.value, node.unit = measured
     elif vt == "CODE":
         node.value = coded
-    elif vt == "TEXT":
-        node.value = _decode(values.get(0xA160), encodings)
-    elif vt == "UIDREF":
-        node.value = _decode(values.get(0xA124), encodings)
-    elif vt == "DATETIME":
-        node.value = _decode(values.get(0xA120), encodings)
-    elif vt == "PNAME":
-        node.value = _decode(values.get(0xA123), encodings)
+    elif vt in _VALUE_TAG:
+        tag = _VALUE_TAG[vt]
+        found = values.get(tag & 0xFFFF)
+        if found is not None:
+            node.value = _raw_text(tag, found[0].decode("ascii"), found[1], encodings)
     if children:
         node.children = children
     return node, pos
 
 
-_SHORT: dict[bytes, str] = {}
-
-
-def _short_text(raw: bytes, encodings: list[str]) -> str:
-    """RelationshipType / ValueType (a handful of distinct values) as the general walk words them."""
-    hit = _SHORT.get(raw)
+def _short_text(tag: int, raw: bytes, encodings: list[str]) -> str:
+    """RelationshipType / ValueType (CS: a handful of distinct values) as the plain walk words them."""
+    hit = _SHORT_CACHE.data.get(raw)
     if hit is None:
-        hit = str(_decode(raw, encodings) or "").strip()
-        if len(_SHORT) < 1000:
-            _SHORT[raw] = hit
+        hit = str(_raw_text(tag, "CS", raw, encodings) or "").strip()
+        _SHORT_CACHE.put(raw, len(raw), hit)
     return hit
-
-
-def _decode(raw: bytes | None, encodings: list[str]) -> Any:
-    """A text value as :func:`_text` gives it: None when empty, a list when multi-valued."""
-    if raw is None:
-        return None
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        text = decode_bytes(raw, encodings, TEXT_VR_DELIMS)
-    text = text.rstrip(" \x00")
-    if "\\" in text:
-        return text.split("\\")
-    return text if text else None
 
 
 def _span(
@@ -736,52 +694,205 @@ def _span(
 ) -> tuple[Any, int]:
     """A code sequence (kind 1: ``(Code, key)``) or measured value sequence (kind 2: ``(value, unit)``) at
     ``pos``, looked up by its raw bytes first. For an undefined length the span is guessed as far as the first
-    sequence delimiter; a guess is only ever cached when the full parse ended exactly there."""
+    sequence delimiter (looked for only as far as a cacheable span reaches); a guess is only ever cached when the
+    full parse ended exactly there."""
+    cache = _SPAN_CACHE
     if length != 0xFFFFFFFF:
         end = pos + length
         if end > limit:
             raise _Unusual
-        raw = buf[pos:end]
-        key = (kind, raw, ek)
-        hit = _SPAN_CACHE.get(key)
+        raw = buf[pos:end] if length <= cache.max_key_bytes else None
+        hit = cache.data.get((kind, raw, ek)) if raw is not None else None
         if hit is None:
-            hit = _parse_span(raw, kind, encodings)
-            _remember(key, hit)
+            hit, _ = _parse_span(buf, pos, end, kind, ek, encodings)
+            if raw is not None:
+                cache.put((kind, raw, ek), length, hit)
         return hit, end
-    guess = buf.find(_SEQUENCE_DELIMITER, pos, limit)
+    guess = buf.find(_SEQUENCE_DELIMITER, pos, min(limit, pos + cache.max_key_bytes + 4))  # only cached spans
     if guess >= 0:
-        key = (kind, buf[pos:guess], ek)
-        hit = _SPAN_CACHE.get(key)
+        hit = cache.data.get((kind, buf[pos:guess], ek))
         if hit is not None:
             return hit, guess + 8
-    items, end = _raw_items_explicit_le(buf, pos, limit)
-    hit = _value_of_items(items, kind, encodings)
+    hit, end = _parse_span(buf, pos, limit, kind, ek, encodings)
     if end - 8 == guess:
-        _remember((kind, buf[pos:guess], ek), hit)
+        cache.put((kind, buf[pos:guess], ek), guess - pos, hit)
     return hit, end
 
 
-def _remember(key: tuple, value: Any) -> None:
-    if len(_SPAN_CACHE) >= _SPAN_CACHE_MAX:
-        _SPAN_CACHE.clear()
-    _SPAN_CACHE[key] = value
+def _parse_span(
+    buf: bytes, pos: int, limit: int, kind: int, ek: Any, encodings: list[str]
+) -> tuple[Any, int]:
+    """A span not in the cache. A measured value's unit (a code sequence, the same few in every report) is looked
+    up by its own bytes: only the number is new in most measured values."""
+    if kind == 2:
+        return _measured_items(buf, pos, limit, ek, encodings)
+    items, end = _raw_items(buf, pos, limit)
+    return _value_of_items(items, kind, encodings), end
 
 
-def _parse_span(raw: bytes, kind: int, encodings: list[str]) -> Any:
-    items, _ = _raw_items_explicit_le(raw, 0, len(raw))
-    return _value_of_items(items, kind, encodings)
+_NOT_A_SEQUENCE = object()
+
+
+def _measured_items(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[str]) -> tuple[Any, int]:
+    """``_value_of_items(_raw_items(...), 2)`` with each MeasurementUnitsCodeSequence read by :func:`_span`:
+    the same items, checks and answer."""
+    first: dict | None = None
+    header = _ITEM_HEADER
+    while pos + 8 <= limit:
+        group, element, length = header(buf, pos)
+        pos += 8
+        if group != 0xFFFE or element != 0xE000:
+            if group == 0xFFFE and element == 0xE0DD:
+                break
+            raise _Unusual
+        if length == 0xFFFFFFFF:
+            item, pos = _measured_dataset(buf, pos, limit, ek, encodings)
+        else:
+            if pos + length > limit:
+                raise _Unusual
+            item, _ = _measured_dataset(buf, pos, pos + length, ek, encodings)
+            pos += length
+        if first is None:
+            first = item
+    if first is None:
+        return (None, None), pos
+    units = first.pop(_UNITS, None)
+    if units is _NOT_A_SEQUENCE:
+        raise _Unusual
+    found = first.get(_NUMERIC_VALUE)
+    if found is None:
+        value = None
+    elif type(found) is list:  # a sequence where a text was expected
+        raise _Unusual
+    else:
+        value = _raw_text(_NUMERIC_VALUE, found[0].decode("ascii"), found[1], encodings)
+    return (value, units), pos
+
+
+def _measured_dataset(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[str]) -> tuple[dict, int]:
+    """:func:`_raw_dataset` of a measured value item, its MeasurementUnitsCodeSequence as the unit's Code (None
+    when empty) through :func:`_span`, or ``_NOT_A_SEQUENCE`` when that element is not a sequence."""
+    data: dict = {}
+    header, uint32, long_vrs = _EXPLICIT_LE_HEADER, _UINT32_LE, _LONG_VRS
+    while pos + 8 <= limit:
+        group, element, vr, length = header(buf, pos)
+        if group == 0xFFFE:
+            if element == 0xE00D:
+                return data, pos + 8
+            raise _Unusual
+        tag = group << 16 | element
+        if vr in long_vrs:
+            (length,) = uint32(buf, pos + 8)
+            pos += 12
+            if vr == b"SQ":
+                if tag == _UNITS:
+                    unit, pos = _span(buf, pos, length, limit, 1, ek, encodings)
+                    data[tag] = unit[0]
+                elif length == 0xFFFFFFFF:
+                    data[tag], pos = _raw_items(buf, pos, limit)
+                else:
+                    if pos + length > limit:
+                        raise _Unusual
+                    data[tag], _ = _raw_items(buf, pos, pos + length)
+                    pos += length
+                continue
+            if length == 0xFFFFFFFF or vr == b"UN":
+                raise _Unusual
+        else:
+            pos += 8
+        if pos + length > limit or tag == _CHARSET:
+            raise _Unusual
+        data[tag] = (vr, buf[pos : pos + length]) if tag != _UNITS else _NOT_A_SEQUENCE
+        pos += length
+    return data, pos
 
 
 def _value_of_items(items: list[dict], kind: int, encodings: list[str]) -> Any:
+    def get(item: dict, tag: int) -> Any:
+        found = item.get(tag)
+        if found is None:
+            return None
+        if type(found) is list:  # a sequence where a text was expected
+            raise _Unusual
+        return _raw_text(tag, found[0].decode("ascii"), found[1], encodings)
+
     if kind == 1:
         if not items:
             return (None, "")
-        code = _read_code(items[0], encodings)
+        code = _code(get, items[0])
         return (code, code.key)
     if not items:
         return (None, None)
     mv = items[0]
-    return (_text(mv, _NUMERIC_VALUE, encodings), _first_code(_sequence(mv, _UNITS), encodings))
+    units = mv.get(_UNITS)
+    if units is not None and type(units) is not list:
+        raise _Unusual
+    return (get(mv, _NUMERIC_VALUE), _code(get, units[0]) if units else None)
+
+
+def _raw_items(buf: bytes, pos: int, limit: int) -> tuple[list[dict], int]:
+    """Items of a raw explicit VR little endian sequence as ``{tag: (VR, bytes) | [items]}``, up to ``limit``
+    or the sequence delimiter."""
+    items: list[dict] = []
+    header = _ITEM_HEADER
+    while pos + 8 <= limit:
+        group, element, length = header(buf, pos)
+        pos += 8
+        if group != 0xFFFE or element != 0xE000:
+            if group == 0xFFFE and element == 0xE0DD:
+                break
+            raise _Unusual
+        if length == 0xFFFFFFFF:
+            item, pos = _raw_dataset(buf, pos, limit)
+        else:
+            if pos + length > limit:
+                raise _Unusual
+            item, _ = _raw_dataset(buf, pos, pos + length)
+            pos += length
+        items.append(item)
+    return items, pos
+
+
+def _raw_dataset(buf: bytes, pos: int, limit: int) -> tuple[dict, int]:
+    data: dict = {}
+    header, uint32, long_vrs = _EXPLICIT_LE_HEADER, _UINT32_LE, _LONG_VRS
+    while pos + 8 <= limit:
+        group, element, vr, length = header(buf, pos)
+        if group == 0xFFFE:
+            if element == 0xE00D:
+                return data, pos + 8
+            raise _Unusual
+        if vr in long_vrs:
+            (length,) = uint32(buf, pos + 8)
+            pos += 12
+            if vr == b"SQ":
+                if length == 0xFFFFFFFF:
+                    data[group << 16 | element], pos = _raw_items(buf, pos, limit)
+                else:
+                    if pos + length > limit:
+                        raise _Unusual
+                    data[group << 16 | element], _ = _raw_items(buf, pos, pos + length)
+                    pos += length
+                continue
+            if length == 0xFFFFFFFF or vr == b"UN":
+                raise _Unusual
+        else:
+            pos += 8
+        if pos + length > limit or (group == 0x0008 and element == 0x0005):
+            raise _Unusual
+        data[group << 16 | element] = (vr, buf[pos : pos + length])
+        pos += length
+    return data, pos
+
+
+def split_items(value: bytes) -> list[dict] | None:
+    """The items of a raw explicit VR little endian sequence value as ``{tag: (VR, bytes) | [items]}``; None
+    when it holds anything the splitter does not read (UN, a character set of its own, a broken length...)."""
+    try:
+        items, _ = _raw_items(value, 0, len(value))
+    except Exception:
+        return None
+    return items
 
 
 def _skip_sequence(buf: bytes, pos: int, length: int, limit: int) -> int:
@@ -790,5 +901,5 @@ def _skip_sequence(buf: bytes, pos: int, length: int, limit: int) -> int:
         if end > limit:
             raise _Unusual
         return end
-    _, end = _raw_items_explicit_le(buf, pos, limit)
+    _, end = _raw_items(buf, pos, limit)
     return end

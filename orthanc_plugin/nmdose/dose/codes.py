@@ -10,11 +10,9 @@ both. Matching is always by ``scheme:value`` key, never by meaning text.
 
 from __future__ import annotations
 
-from pydicom.sr._snomed_dict import mapping as _SNOMED
+from nmdose.dicom_sr import SNOMED_MAPPING, Code
 
-from nmdose.dicom_sr import Code
-
-_SCT_TO_SRT: dict[str, str] = _SNOMED["SCT"]
+_SCT_TO_SRT: dict[str, str] = SNOMED_MAPPING["SCT"]
 
 
 def legacy_srt(code: Code) -> Code:

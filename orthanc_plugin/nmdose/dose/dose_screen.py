@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from nmdose.dose.header import get_value
@@ -34,11 +35,25 @@ def is_dose_screen(ds: Dataset) -> bool:
     return "ExposureDoseSequence" in ds
 
 
+def _private_tag(ds: Dataset, group: int, creator: str, offset: int) -> int:
+    """``ds.private_block(group, creator).get_tag(offset)`` without the dataset slice ``private_block`` builds to
+    look for the creator, when every private creator of the group is a raw plain-ASCII LO (whose value does not
+    depend on the character set); otherwise pydicom's ``private_block``."""
+    first, last = group << 16 | 0x0010, group << 16 | 0x00FF
+    for tag in sorted(t for t in ds.keys() if first <= t <= last):  # noqa: SIM118 (iterating a Dataset converts)
+        elem = ds.get_item(tag, keep_deferred=True)
+        raw = elem.value if type(elem) is RawDataElement and elem.VR == "LO" else None
+        if type(raw) is not bytes or not raw.isascii() or b"\x1b" in raw:
+            return ds.private_block(group, creator).get_tag(offset)
+        if b"\\" not in raw and raw.decode("ascii").rstrip("\x00 ") == creator:  # pydicom's LO value
+            return group << 16 | (tag & 0xFF) << 8 | offset
+    raise KeyError(f"Private creator '{creator}' not found")
+
+
 def private_total_dlp(ds: Dataset, report: Report) -> float | None:
     """Total DLP from (00E1,xx21) of private creator ELSCINT1, in mGy·cm (Philips writes it as DS)."""
     try:
-        block = ds.private_block(PHILIPS_GROUP, PHILIPS_CREATOR)
-        elem = ds.get(block.get_tag(PHILIPS_TOTAL_DLP))
+        elem = ds.get(_private_tag(ds, PHILIPS_GROUP, PHILIPS_CREATOR, PHILIPS_TOTAL_DLP))
     except Exception:
         return None
     if elem is None:

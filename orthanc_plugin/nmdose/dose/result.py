@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from nmdose.dicom_sr import Code, Node
+from nmdose.dose.units import FACTORS as _FACTORS
 from nmdose.dose.units import convert, unit_text
 
 KINDS = ("ct_rdsr", "ct_esr", "radiopharmaceutical_rdsr", "pet_image", "nm_image", "ct_dose_screen", "other")
@@ -31,6 +32,7 @@ PLAUSIBLE_MAX: dict[str, float] = {
     "a": 150.0,
     "mSv": 1000.0,
 }
+_INF = math.inf
 
 
 def empty_result(file: str) -> dict[str, Any]:
@@ -156,7 +158,9 @@ class Report:
         """A string value, stripped; UTF-8 bytes stored under a Latin-1 declaration are repaired (warned)."""
         if value is None:
             return None
-        s = str(value).strip().strip("\x00").strip()
+        s = value.strip() if type(value) is str else str(value).strip()
+        if "\x00" in s:
+            s = s.strip("\x00").strip()
         if not s:
             return None
         if self.charset_fix and not s.isascii():
@@ -200,13 +204,31 @@ class Report:
         """A NUM item's value converted to ``quantity`` from its own unit, checked for plausibility."""
         if node is None:
             return None
-        value = self.number(node.value, concept)
+        raw = node.value
+        value = None
+        if type(raw) is str:  # the usual NumericValue text: number()'s float() without its other cases
+            try:
+                value = float(raw)
+            except ValueError:
+                pass
+            else:
+                if value - value != 0.0:  # NaN or infinite: number() words it
+                    value = None
         if value is None:
-            return None
-        converted, problem = convert(value, unit_text(node.unit), quantity)
-        if problem is not None:
-            self.warn(concept, f"{value!r}: {problem}; not stored")
-            return None
+            value = self.number(raw, concept)
+            if value is None:
+                return None
+        unit = node.unit
+        factor = _FACTORS[quantity].get(unit.value or unit.meaning) if unit is not None else None
+        if factor is None:
+            converted, problem = convert(value, unit_text(unit), quantity)
+            if problem is not None:
+                self.warn(concept, f"{value!r}: {problem}; not stored")
+                return None
+        else:
+            converted = value * factor
+        if converted > 0.0 and converted <= PLAUSIBLE_MAX.get(quantity, _INF):
+            return round(converted, 6)
         return self.plausible(converted, quantity, concept, positive=positive)
 
     def plausible(

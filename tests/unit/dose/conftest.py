@@ -46,3 +46,17 @@ class Files:
 @pytest.fixture
 def files(tmp_path: Path) -> Files:
     return Files(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_plain_walks_agree(request):
+    """After every test that wrote files: the single-pass walk equals the plain pydicom walk on each of them."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is None:
+        return
+    from tests.unit.dose.walks import fast_walk_agrees
+
+    for path in sorted(folder.rglob("*.dcm")):
+        if path.is_file():  # not the named pipes some tests make
+            fast_walk_agrees(path)
