@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nmdose.db import connect  # noqa: E402
-from nmdose.forward.selective import retrieve_selected  # noqa: E402
 from nmdose.pacs.orthanc_http import OrthancHttp  # noqa: E402
 from nmdose.retrieve import runner  # noqa: E402
+from nmdose.retrieve.selective import retrieve_selected  # noqa: E402
 from nmdose.simulate import generate  # noqa: E402
 from nmdose.simulate.upload import upload  # noqa: E402
 from tests.support import RunningStack  # noqa: E402

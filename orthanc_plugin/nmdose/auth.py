@@ -217,6 +217,15 @@ def register_session_routes(router) -> None:
     router.add("DELETE", "/session", close_session, permission=PUBLIC)
 
 
+def browser_login(cfg: Any) -> dict[str, str] | None:
+    """The OIDC settings the pages' login script needs in keycloak mode (None in dev mode: no login); read by
+    every page shell (web/pages.py, the audit page)."""
+    if cfg is None or getattr(cfg, "auth_mode", "dev") != "keycloak":
+        return None
+    kc = cfg.accounts.keycloak
+    return {"issuer": kc.issuer or "", "client_id": kc.web_client_id, "scope": kc.scope}
+
+
 def authenticator(cfg: Config):
     """The authenticate(request, permission) callable for the configured auth mode."""
     if cfg.auth_mode == "keycloak":

@@ -1,38 +1,55 @@
 """The `nmdose` command line: global options, then one sub-command per stage.
 
-Each stage module exposes ``register(subparsers)`` which adds its parsers and sets ``func`` to a handler
-``handler(args, ctx) -> int``. Handlers raise :class:`NmdoseError` for anything the user must fix; ``main`` prints
-it as one line and exits non-zero.
+Each stage's command module exposes ``register(subparsers)`` (listed in ``COMMANDS``), which adds its parsers and
+sets ``func`` to a handler ``handler(args, ctx) -> int``. Handlers raise :class:`NmdoseError` for anything the
+user must fix; ``main`` prints it as one line and exits non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from nmdose import __version__
+from nmdose import __version__, config_cmd, echo, stack
+from nmdose.audit import cli as audit_cli
+from nmdose.census import cli as census_cli
+from nmdose.db import cli as db_cli
+from nmdose.dose import cli as dose_cli
 from nmdose.errors import NmdoseError
+from nmdose.forward import cli as forward_cli
+from nmdose.retrieve import cli as retrieve_cli
+from nmdose.security import cli as security_cli
+from nmdose.simulate import cli as simulate_cli
+from nmdose.web import proxy
+from nmdose.web.dose_views import warm_default_views
 
-# Modules that contribute sub-commands, in the order they appear in --help.
-COMMAND_MODULES = [
-    "nmdose.config_cmd",
-    "nmdose.db.cli",
-    "nmdose.stack",
-    "nmdose.echo",
-    "nmdose.security.cli",
-    "nmdose.web.proxy",
-    "nmdose.simulate.cli",
-    "nmdose.census.cli",
-    "nmdose.retrieve.cli",
-    "nmdose.forward.cli",
-    "nmdose.dose.cli",
-    "nmdose.audit.cli",
-]
+
+def _dose(subparsers: Any) -> None:
+    # the dose worker warms the dose page's opening answers; handed in here, so dose/ never imports web/
+    dose_cli.register(subparsers, warm_views=warm_default_views)
+
+
+# What adds each sub-command, in the order they appear in --help. The modules are imported, not named: one that
+# is missing or misspelt fails every `nmdose` command at once instead of quietly dropping its sub-command.
+COMMANDS: tuple[Callable[[Any], None], ...] = (
+    config_cmd.register,
+    db_cli.register,
+    stack.register,
+    echo.register,
+    security_cli.register,
+    proxy.register,
+    simulate_cli.register,
+    census_cli.register,
+    retrieve_cli.register,
+    forward_cli.register,
+    _dose,
+    audit_cli.register,
+)
 
 
 class Context:
@@ -79,14 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--var-dir", default=None, help="runtime folder (default: from config, var/)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a stage not written yet must not break the others
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+    for register in COMMANDS:
+        register(sub)
     return parser
 
 

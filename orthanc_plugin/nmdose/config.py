@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nmdose.envfile import read_env_file
 from nmdose.errors import ConfigError
 
 REQUIRED_NODES = ("clinicalPACS", "simulationPACS", "researchPACS", "dosePACS")
@@ -473,6 +474,13 @@ class Config:
     def log_dir(self) -> Path:
         return self.var_dir / "log"
 
+    @property
+    def dose_spool(self) -> Path:
+        """The dose spool the dose-PACS hooks write into and `nmdose dose worker` drains (nmdose.dose.spool):
+        ``NMDOSE_DOSE_SPOOL`` from .env/environment, else ``<var>/spool/dose``."""
+        configured = self.env.get("NMDOSE_DOSE_SPOOL")
+        return Path(configured) if configured else self.var_dir / "spool" / "dose"
+
     @cached_property
     def secrets(self):
         """The secret store for this configuration (Vault or environment), see :mod:`nmdose.secrets`."""
@@ -532,30 +540,6 @@ def _libpq_quote(value: str) -> str:
 def _is_secret_name(name: str) -> bool:
     upper = name.upper()
     return any(w in upper for w in ("PASSWORD", "TOKEN")) or upper.endswith(("_KEY", "_SECRET"))
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """A `.env` file: KEY=VALUE lines, `#` comments, optional quotes. Missing file: empty."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[7:].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"{path}:{lineno}: expected KEY=VALUE, got {raw.strip()!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
 
 
 def _load_yaml(path: Path) -> Any:

@@ -13,7 +13,7 @@ import secrets as _random
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from nmdose.config import read_env_file
+from nmdose.envfile import read_env_file
 from nmdose.errors import ConfigError, SecretError
 
 if TYPE_CHECKING:

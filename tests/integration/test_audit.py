@@ -287,11 +287,9 @@ def test_walking_the_router_writes_exactly_one_row_per_non_public_route(scratch)
 
 
 @pytest.fixture
-def cli_main(monkeypatch):
+def cli_main():
     from nmdose import cli
 
-    if "nmdose.audit.cli" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "nmdose.audit.cli"])
     return cli.main
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from nmdose.cli import main
-from nmdose.config import read_env_file
+from nmdose.envfile import read_env_file
 from nmdose.errors import ConfigError
 from tests.support import load, make_config_dir
 

@@ -1,4 +1,4 @@
-"""The audit stage of the plugin (a `STAGE_MODULES` entry): the router observer that records every call of a
+"""The audit stage of the plugin (one of `STAGES` in plugin.py): the router observer that records every call of a
 non-public route, `GET /nmdose/api/audit`, the page `/nmdose/ui/audit`, and the daily retention purge."""
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def _e(value: Any) -> str:
 
 def render_page(cfg) -> str:
     """The audit page shell: filters, a table and paging filled by static/audit.js (no inline script)."""
-    from nmdose.web.pages import browser_login
+    from nmdose.auth import browser_login
 
     oidc = browser_login(cfg)
     login = f'\n<meta name="nmdose-oidc" content="{_e(json.dumps(oidc))}">' if oidc else ""

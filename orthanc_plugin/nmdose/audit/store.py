@@ -11,6 +11,7 @@ from typing import Any
 import psycopg2.extras
 
 from nmdose.audit.event import AuditEvent
+from nmdose.web.export import to_csv as csv_table
 
 COLUMNS = (
     "at", "source", "actor_subject", "actor_username", "actor_roles", "client_address", "peer_address",
@@ -159,11 +160,9 @@ CSV_COLUMNS = ("id",) + COLUMNS
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    """The rows as the pages' CSV (nmdose.web.queries.to_csv: lists joined with a backslash, no cell a spreadsheet
+    """The rows as the pages' CSV (nmdose.web.export.to_csv: lists joined with a backslash, no cell a spreadsheet
     would run as a formula); the parameters as JSON text."""
     import json
-
-    from nmdose.web.queries import to_csv as csv_table
 
     flat = [
         {

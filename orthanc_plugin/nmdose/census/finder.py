@@ -4,7 +4,7 @@
 :class:`FindscuFinder` runs DCMTK ``findscu`` directly (the benchmark's baseline, and a fallback).
 
 A capped answer is not an error: Orthanc 1.10 as SCU turns the SCP's final status 0xFE00 ("matching terminated")
-into HTTP 500 with no answers (MEASURED.md), and other PACSs cap silently (exactly `find_limit` answers). Both come
+into HTTP 500 with no answers (measured on Orthanc 1.10.1: docs/architecture.md), and other PACSs cap silently (exactly `find_limit` answers). Both come
 back as ``FindResult(capped=True)``.
 """
 
@@ -46,11 +46,6 @@ def is_capped_error(message: str) -> bool:
 def silently_capped(answers: int, limit: int | None) -> bool:
     """A PACS that caps silently returns exactly `limit` answers with status Success."""
     return limit is not None and answers >= limit
-
-
-def split_modalities(value: str | None) -> list[str]:
-    """ModalitiesInStudy as a sorted list of codes (empty and duplicate values dropped)."""
-    return sorted({m.strip() for m in (value or "").split("\\") if m.strip()})
 
 
 @dataclass

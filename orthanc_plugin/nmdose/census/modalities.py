@@ -19,6 +19,11 @@ from nmdose.config import ModalityRule
 NON_IMAGE = frozenset({"SR", "KO", "PR", "DOC", "REG", "SEG", "RWV", "PLAN", "FID", "AU"})
 
 
+def split_modalities(value: str | None) -> list[str]:
+    """ModalitiesInStudy as a sorted list of codes (empty and duplicate values dropped)."""
+    return sorted({m.strip() for m in (value or "").split("\\") if m.strip()})
+
+
 def image_modalities(modalities: Iterable[str]) -> tuple[str, ...]:
     """The image modalities of a set, sorted."""
     return tuple(sorted({m for m in modalities if m and m not in NON_IMAGE}))

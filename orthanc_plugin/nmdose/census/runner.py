@@ -20,7 +20,8 @@ from psycopg2.extras import Json
 
 from nmdose import logfiles
 from nmdose.census import descriptions, store
-from nmdose.census.finder import PROBE_KEYS, RETURN_KEYS, FindResult, StudyFinder, split_modalities
+from nmdose.census.finder import PROBE_KEYS, RETURN_KEYS, FindResult, StudyFinder
+from nmdose.census.modalities import split_modalities
 from nmdose.census.ranges import (
     DateRange,
     Probe,

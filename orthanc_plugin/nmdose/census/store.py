@@ -11,7 +11,6 @@ from typing import Any
 from psycopg2.extras import Json, execute_values
 
 from nmdose.census import modalities as M
-from nmdose.census.finder import split_modalities
 from nmdose.census.ranges import parse_date
 from nmdose.config import ModalityRule
 from nmdose.db import lock_study_writes
@@ -55,7 +54,7 @@ def to_row(answer: dict[str, str]) -> dict[str, Any]:
         "study_date": _date(answer.get("StudyDate", "")),
         "study_time": answer.get("StudyTime", ""),
         "description": answer.get("StudyDescription", ""),
-        "modalities_found": split_modalities(answer.get("ModalitiesInStudy")),
+        "modalities_found": M.split_modalities(answer.get("ModalitiesInStudy")),
         "accession_number": answer.get("AccessionNumber", ""),
         "patient_id": answer.get("PatientID", ""),
         "series_count": _int(answer.get("NumberOfStudyRelatedSeries", "")),

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 
 from nmdose.errors import PacsError
-from nmdose.stack import dicom_env
+
+DICOM_ENV = {"TCP_NODELAY": "1"}
+
+
+def dicom_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for any process that speaks DICOM through DCMTK (these tools, storescu uploads, the
+    Orthanc servers of the local stack)."""
+    env = dict(os.environ)
+    env.update(DICOM_ENV)
+    if extra:
+        env.update(extra)
+    return env
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Send generated files into the simulation PACS and check that every one of them arrived.
 
-Default path: DCMTK ``storescu`` (C-STORE) run with ``TCP_NODELAY=1`` (MEASURED.md: 6-7x faster on loopback),
+Default path: DCMTK ``storescu`` (C-STORE) run with ``TCP_NODELAY=1`` (measured: 6-7x faster on loopback),
 a few associations in parallel, one per group of study folders. Fallback: Orthanc's REST ``POST /instances``.
 Verification: per study, the instance count in the PACS (Orthanc REST) must equal what was sent.
 """
@@ -24,6 +24,7 @@ import requests
 from pydicom import dcmread
 
 from nmdose.errors import PacsError
+from nmdose.pacs.dcmtk import dicom_env
 from nmdose.simulate.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,6 @@ def _storescu(
     timeout_s: float,
     tls_args: list[str],
 ) -> None:
-    from nmdose.stack import dicom_env
-
     exe = shutil.which("storescu")
     if not exe:
         raise UploadError("DCMTK storescu not found: run `make deps` (Debian package dcmtk)")

@@ -6,9 +6,9 @@ from nmdose.census.finder import (
     is_capped_error,
     parse_findscu_output,
     silently_capped,
-    split_modalities,
     study_query,
 )
+from nmdose.census.modalities import split_modalities
 from nmdose.census.ranges import DateRange, TimeRange
 
 

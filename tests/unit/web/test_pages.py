@@ -10,6 +10,7 @@ import pytest
 
 from nmdose.web import pages
 from nmdose.web import queries as Q
+from nmdose.web.export import to_csv
 from nmdose.web.router import Request, Router
 
 
@@ -168,7 +169,7 @@ def test_the_orthanc_lookup_page_for_a_missing_study_is_escaped_html():
 
 
 def test_csv_has_header_and_rows_and_joins_lists():
-    text = Q.to_csv([{"a": 1, "b": ["CT", "PT"], "c": None}, {"a": 2.5, "b": "x,y", "c": "é"}])
+    text = to_csv([{"a": 1, "b": ["CT", "PT"], "c": None}, {"a": 2.5, "b": "x,y", "c": "é"}])
     assert list(csv.reader(io.StringIO(text))) == [["a", "b", "c"], ["1", "CT\\PT", ""], ["2.5", "x,y", "é"]]
 
 
@@ -181,7 +182,7 @@ def test_csv_text_that_a_spreadsheet_would_run_as_a_formula_is_quoted_and_number
         {"d": "\tx", "n": 3},
         {"d": "CT = chest", "n": 4},
     ]
-    got = list(csv.reader(io.StringIO(Q.to_csv(rows))))
+    got = list(csv.reader(io.StringIO(to_csv(rows))))
     assert [r[0] for r in got[1:]] == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'@SUM(A1)", "'-", "'\tx",
                                        "CT = chest"]  # fmt: skip
     assert [r[1] for r in got[1:]] == ["-3.5", "0", "1", "2", "3", "4"]

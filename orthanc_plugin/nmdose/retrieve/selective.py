@@ -1,4 +1,5 @@
-"""The `selective` transfer: move only the dose objects and one image per series from the source PACS.
+"""The `selective` transfer, a retrieve strategy (`transfer.strategy: selective`, and `nmdose forward selective`
+by hand): move only the dose objects and one image per series from the source PACS.
 
 Series- and instance-level C-FIND on the source (through the research Orthanc's REST API) give the facts
 (SOP class, InstanceNumber, ImageType); the same rules as forwarding choose the instances
