@@ -81,9 +81,10 @@ def on_rest(output, uri, **request):
 
 
 def on_incoming_cstore(received):
-    def facts():
-        tags = json.loads(received.GetInstanceSimplifiedJson())
-        return str(tags.get("SOPClassUID", "")), str(tags.get("Modality", ""))
+    def facts():  # the first elements of the file only: never the content tree of an SR, however deep
+        from nmdose.security.profile import header_facts
+
+        return header_facts(received.GetInstanceData())
 
     return plugin.incoming_store_status(received.GetInstanceRemoteAet(), facts)
 

@@ -12,15 +12,21 @@ import platform
 import queue as stdqueue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 from nmdose import __version__
+from nmdose.audit import routes as audit_stage
 from nmdose.audit.context import remember_client
+from nmdose.census import routes as census_stage
 from nmdose.config import Config
 from nmdose.db import connect, queue
 from nmdose.db.migrate import migrate, status
+from nmdose.forward import routes as forward_stage
+from nmdose.retrieve import routes as retrieve_stage
 from nmdose.security import profile, tls
+from nmdose.web import pages as web_stage
 from nmdose.web.gate import OrthancGate
 from nmdose.web.router import PUBLIC, Request, Response, Router
 from nmdose.workers import WorkerPool
@@ -28,33 +34,35 @@ from nmdose.workers import WorkerPool
 log = logging.getLogger("nmdose.plugin")
 NOT_AUTHORIZED = 0x0124  # DIMSE status "Refused: Not authorized" (PS3.7 Annex C)
 
-# Stage modules that contribute to the plugin. Each may define `register_routes(router, plugin)`,
-# `job_handlers(plugin) -> dict[kind, handler(job)]`, `on_started(plugin)` (after migrations, on a background
-# thread) and `on_stable_study(plugin, orthanc_study_id)` (on the plugin's event thread, never on Orthanc's
-# callback thread); a stage not written yet is skipped.
-STAGE_MODULES = [
-    "nmdose.census.routes",
-    "nmdose.retrieve.routes",
-    "nmdose.forward.routes",
-    "nmdose.dose.routes",
-    "nmdose.web.pages",
-    "nmdose.audit.routes",
-]
+# The stages of the plugin, in the order their routes, job handlers and hooks are registered. Each defines some
+# of STAGE_HOOKS: `register_routes(router, plugin)`, `job_handlers(plugin) -> dict[kind, handler(job)]`,
+# `on_started(plugin)` (after migrations, on a background thread), `on_stable_study(plugin, orthanc_study_id)`
+# (on the plugin's event thread, never on Orthanc's callback thread) and `health_problems(plugin) -> list[str]`
+# (called by /nmdose/health: any problem makes it `degraded` and is listed in its `problems`; keep it to a few
+# quick queries). The modules are imported, not named: a stage that is missing or misspelt fails the plugin at
+# start (Orthanc logs the ImportError), never switching a stage off while /nmdose/health says ok; a stage that
+# defines none of the hooks fails too (see `check_stages`).
+STAGES: tuple[ModuleType, ...] = (census_stage, retrieve_stage, forward_stage, web_stage, audit_stage)
+STAGE_HOOKS = ("register_routes", "job_handlers", "on_started", "on_stable_study", "health_problems")
 
 
-def _stage_modules():
-    import importlib
-
-    for name in STAGE_MODULES:
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+def check_stages(stages: Sequence[ModuleType]) -> None:
+    """Every stage contributes at least one hook (a renamed `register_routes` would otherwise vanish quietly)."""
+    for module in stages:
+        if not any(callable(getattr(module, hook, None)) for hook in STAGE_HOOKS):
+            raise RuntimeError(f"nmdose: stage {module.__name__} defines none of {', '.join(STAGE_HOOKS)}")
 
 
 class Plugin:
-    def __init__(self, cfg: Config, *, node: str = "researchPACS", worker_threads: int = 2):
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        node: str = "researchPACS",
+        worker_threads: int = 2,
+        stages: Sequence[ModuleType] = STAGES,
+    ):
+        check_stages(stages)
         self.cfg = cfg
         self.node = node
         self.orthanc_versions: dict[str, Any] = {}
@@ -62,7 +70,7 @@ class Plugin:
 
         self.router = Router(authenticate=authenticator(cfg))
         self.gate = OrthancGate(cfg, self.router.authenticate)
-        self.stages = list(_stage_modules())
+        self.stages = list(stages)
         handlers: dict[str, Callable] = {}
         for module in self.stages:
             if hasattr(module, "job_handlers"):
@@ -91,12 +99,10 @@ class Plugin:
 
     def _start_background(self) -> None:
         try:
+            # Jobs a stopped process held (crash, kill -9) are taken back by the workers' lease thread once their
+            # lease expired, whoever held them: never by name, which would re-run another instance's live jobs.
             with contextlib.closing(connect(self.cfg)) as conn:
                 applied = migrate(conn, self.cfg.migrations_dir)
-                # jobs this node's workers held when it stopped (crash, kill -9) are resumed
-                requeued = queue.requeue_running(conn, worker_prefix=f"{self.node}-worker")
-            if requeued:
-                log.warning("nmdose: resumed %d jobs left running by the previous run", requeued)
             if applied:
                 log.warning("nmdose: applied migrations %s", ", ".join(applied))
             self.migration_error = None
@@ -140,15 +146,17 @@ class Plugin:
                     log.exception("nmdose: %s.on_%s(%s) failed", module.__name__, kind, resource)
             self.workers.wake()
 
-    def incoming_store_status(self, remote_aet: str, instance_facts: Callable[[], tuple[str, str]]) -> int:
+    def incoming_store_status(
+        self, remote_aet: str, instance_facts: Callable[[], tuple[str, str] | None]
+    ) -> int:
         """Orthanc's C-STORE filter: 0 accepts; a dose candidate (SR, PET, NM, secondary capture) from an AE
         title the security profile does not let store here gets DIMSE 0x0124 (Refused: Not authorized).
         Orthanc's own checks refuse unknown peers first; this holds even where an operator opened them.
         The pipeline's senders take the fast path (no tag is read)."""
         if remote_aet in self._store_senders:
             return 0
-        sop_class, modality = instance_facts()
-        if profile.is_dose_candidate(sop_class, modality):
+        facts = instance_facts()  # None: no SOP class could be read, which counts as a candidate
+        if facts is None or profile.is_dose_candidate(*facts):
             log.warning(
                 "nmdose: refused a dose object from %r (not a sender of the security profile)", remote_aet
             )
@@ -183,21 +191,34 @@ class Plugin:
     def health(self) -> dict[str, Any]:
         database: str
         migrations: dict[str, Any]
+        stuck: list[dict[str, Any]] | str = []
         try:
             with contextlib.closing(connect(self.cfg)) as conn:
                 st = status(conn, self.cfg.migrations_dir)
+                try:
+                    stuck = queue.overdue(conn)
+                except Exception as exc:  # e.g. the lease columns not migrated yet
+                    conn.rollback()
+                    stuck = f"{type(exc).__name__}: {exc}"
             database = "ok"
             migrations = {"applied": len(st["applied"]), "pending": st["pending"], "ok": not st["pending"]}
         except Exception as exc:
             database = f"error: {exc}"
             migrations = {"applied": None, "pending": None, "ok": False, "error": self.migration_error}
         alive = self.workers.alive()
+        problems = self._problems(stuck)
         certificates = tls.identity_report(self.cfg)
         peers = self._peer_certificates()
         tls_problems = [f"{k}: {v.get('warning') or v.get('error')}" for k, v in (certificates | peers).items()
                         if v.get("warning") or v.get("error")]  # fmt: skip
         expired = any(v.get("days_left", 0) < 0 or "error" in v for v in certificates.values())
-        ok = database == "ok" and migrations["ok"] and alive == self.workers.size and not expired
+        ok = (
+            database == "ok"
+            and migrations["ok"]
+            and alive == self.workers.size
+            and not expired
+            and not problems
+        )
         return {
             "status": "ok" if ok else "degraded",
             "node": self.node,
@@ -214,7 +235,10 @@ class Plugin:
                 "expected": self.workers.size,
                 "jobs_done": self.workers.jobs_done,
                 "last_error": self.workers.last_error,
+                "leases": self.workers.lease_alive(),
+                "reclaimed": self.workers.reclaimed,
             },
+            "problems": problems,  # jobs past their lease, and what each stage's health_problems reports
             "running_mode": self.cfg.running_mode,
             "auth_mode": self.cfg.auth_mode,
             "enable_simulation": self.cfg.enable_simulation,
@@ -223,6 +247,33 @@ class Plugin:
             "peer_certificates": peers,  # what each TLS peer presents (a TLS handshake, cached 5 minutes)
             "warnings": tls_problems + self.cfg.warnings,  # a certificate under 30 days; what prod refuses
         }
+
+    def _problems(self, stuck: list[dict[str, Any]] | str) -> list[str]:
+        """Why the pipeline is not healthy although its servers are: jobs `running` past their lease (`stuck`:
+        their holder is gone and nobody took them back), a lease thread that died, and each stage's
+        `health_problems`."""
+        problems: list[str] = []
+        if self.started.is_set() and self.workers.size and not self.workers.lease_alive():
+            problems.append("workers: the lease thread is not running (running jobs are not renewed)")
+        if isinstance(stuck, str):
+            problems.append(f"queue: overdue jobs not checked: {stuck}"[:300])
+        else:
+            for job in stuck:
+                since = job["lease_until"] or job["locked_at"]
+                problems.append(
+                    f"queue: {job['kind']} job {job['key']} running past its lease (held by "
+                    f"{job['locked_by'] or '?'}, lease ended {since:%Y-%m-%d %H:%M:%S %Z}, attempt "
+                    f"{job['attempts']} of {job['max_attempts']})"
+                )
+        for module in self.stages:
+            check = getattr(module, "health_problems", None)
+            if check is None:
+                continue
+            try:
+                problems.extend(str(p) for p in check(self) or [])
+            except Exception as exc:
+                problems.append(f"{module.__name__}: health check failed: {type(exc).__name__}: {exc}"[:300])
+        return problems
 
     def _peer_certificates(self) -> dict[str, Any]:
         """Subject and expiry of the certificate each TLS node presents to our tools (cached 5 minutes)."""

@@ -198,8 +198,7 @@ def test_opened_nodes_still_refuse_dose_objects_from_unknown_senders(opened, tmp
     uid = generate_uid()
     forged = forged_rdsr(tmp_path, uid)
     assert request(research, "INTRUDER", "store", dataset=forged) == "refused (0x124)"  # the plugin's filter
-    # The Lua ReceivedInstanceFilter drops it; Orthanc 1.10 still answers Success to a filtered instance.
-    request(dose, "INTRUDER", "store", dataset=forged)
+    assert request(dose, "INTRUDER", "store", dataset=forged) == "refused (0x124)"  # the stand-in's filter
     assert request(research, "INTRUDER", "store", dataset=ct_image(uid)) == "ok"  # images: what was opened
     time.sleep(2)
     assert not held(dose, forged.SOPInstanceUID) and not held(research, forged.SOPInstanceUID)
@@ -220,3 +219,36 @@ def test_generated_orthanc_configurations_carry_the_profile(stack):
     research = stack.stack.orthanc_config("researchPACS")["DicomModalities"]
     assert research["simulationPACS"]["AllowStore"] and not research["simulationPACS"]["AllowFind"]
     assert not any(research["dosePACS"][k] for k in ("AllowStore", "AllowFind", "AllowMove"))
+
+
+def test_a_3000_level_sr_from_an_unknown_sender_is_refused_and_the_research_pacs_stays_up(opened, tmp_path):
+    """The filter reads the first elements only: Orthanc's JSON of this SR is ~190 MB and too deep to load."""
+    import subprocess
+
+    from nmdose.pacs.dcmtk import dicom_env
+    from tests.integration.test_dose_standin import deep_sr
+
+    research = opened.cfg.research_node
+    path = tmp_path / "deep.dcm"
+    sop = deep_sr(path)
+    before = requests.get(f"{research.http_url}/system", timeout=10).json()
+    proc = subprocess.run(
+        [
+            "storescu",
+            "-v",
+            "-aet",
+            "INTRUDER",
+            "-aec",
+            research.aet,
+            "127.0.0.1",
+            str(research.port),
+            str(path),
+        ],
+        env=dicom_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Received Store Response (Unknown Status: 0x124)" in proc.stderr, proc.stderr[-500:]
+    assert requests.get(f"{research.http_url}/system", timeout=10).json() == before  # the same Orthanc, up
+    assert not held(research, sop)

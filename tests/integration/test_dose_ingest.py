@@ -18,15 +18,13 @@ from pydicom.uid import generate_uid
 from nmdose.cli import main
 from nmdose.db import connect
 from nmdose.dose.ingest import ingest_files
-from nmdose.dose.spool import enqueue, spool_dir
+from nmdose.dose.spool import enqueue
 from nmdose.simulate import rdsr as R
 from nmdose.stack import _pid_alive, dicom_env
-from tests.support import REPO
 from tests.unit.dose.test_bad_input import _broken_corpus
 
 pytestmark = pytest.mark.integration
 
-LUA = shutil.which("lua5.1")
 STORESCU = shutil.which("storescu")
 
 
@@ -69,6 +67,17 @@ def _pet_ct_study(folder: Path, *, events: int = 2) -> tuple[R.DoseStudyInfo, li
                folder / "pet.dcm"),
     ]  # fmt: skip
     return study, files
+
+
+def _hand_over(spool: Path, path: Path, *, source: str) -> Path:
+    """What a dose-PACS hook does: its own copy directly in ``objects/`` (the worker reads nothing else), then
+    the entry (owned=1). A missing file gives an entry naming a copy that does not exist. Returns the copy."""
+    (spool / "objects").mkdir(parents=True, exist_ok=True)
+    copy = spool / "objects" / f"{generate_uid()[-12:]}-{path.name}"
+    if path.exists():
+        shutil.copyfile(path, copy)
+    enqueue(spool, copy, source=source, owned=True)
+    return copy
 
 
 @pytest.fixture
@@ -179,7 +188,7 @@ def test_storescu_into_the_dose_pacs_stand_in_gives_rows_within_seconds(stack, t
     before = _counts(stack.cfg, uid)
     proc = subprocess.run(argv, env=dicom_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    spool = spool_dir(stack.cfg)
+    spool = stack.cfg.dose_spool
     assert _wait(lambda: not any((spool / "incoming").glob("*.job")), timeout_s=15)
     assert _counts(stack.cfg, uid) == before
     (seen,) = _query(
@@ -193,17 +202,16 @@ def test_broken_corpus_through_the_running_worker_gives_dead_letters_and_the_wor
     (tmp / "broken").mkdir()
     corpus = _broken_corpus(tmp / "broken")
     study, good = _pet_ct_study(tmp / "good")
-    spool = spool_dir(stack.cfg)
+    spool = stack.cfg.dose_spool
     worker = stack.stack.dose_worker_status()
     assert worker.state == "running"
-    for path, _what in corpus:
-        enqueue(spool, path, source="broken-corpus")
+    copies = {path: _hand_over(spool, path, source="broken-corpus") for path, _what in corpus}
     for path in good:
-        enqueue(spool, path, source="broken-corpus")
+        _hand_over(spool, path, source="broken-corpus")
     assert _wait(lambda: not any((spool / "incoming").glob("*.job")), timeout_s=60)
     assert _pid_alive(worker.pid) and stack.stack.dose_worker_status().state == "running"
     assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 2
-    errors = {str(p) for p, what in corpus if what in ("random", "empty", "missing")}
+    errors = {str(copies[p]) for p, what in corpus if what in ("random", "empty", "missing")}
     dead = {
         r[0]
         for r in _query(stack.cfg, "SELECT file_path FROM dose.dead_letter WHERE source = 'broken-corpus'")
@@ -212,210 +220,7 @@ def test_broken_corpus_through_the_running_worker_gives_dead_letters_and_the_wor
     assert len(dead) >= 20
 
 
-def _run_conquest_hook(
-    path: Path,
-    spool: Path,
-    calling: str,
-    *,
-    allowed: str | None = "{ORTHANC = true}",
-    env_allowed: str | None = None,
-) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run conquest/lua/nmdose_import.lua with a real Lua 5.1 and the globals Conquest gives it for one received
-    object: Data (Data:Write emulated by copying the file), Filename, Association and script (its commands are
-    recorded in a file). `allowed`: the Lua value of NMDOSE_ALLOWED_CALLING set before the script (None: unset);
-    `env_allowed`: the environment variable NMDOSE_ALLOWED_CALLING (None: unset). Returns the process and the
-    commands the script gave Conquest through script()."""
-    from pydicom import dcmread
-
-    ds = dcmread(path, stop_before_pixels=True)
-    record = spool.parent / f"{path.name}.script-calls"
-    record.unlink(missing_ok=True)
-    setting = f"NMDOSE_ALLOWED_CALLING = {allowed}" if allowed is not None else ""
-    prelude = f"""
-        NMDOSE_SPOOL = [==[{spool}]==]
-        {setting}
-        Filename = [==[{path}]==]
-        Association = {{Calling = [==[{calling}]==], Called = 'NMDOSE'}}
-        local source = Filename
-        local record = [==[{record}]==]
-        Data = {{SOPClassUID = '{ds.SOPClassUID}', Modality = '{ds.Modality}',
-                 SOPInstanceUID = '{ds.SOPInstanceUID}', PatientName = [==[{ds.PatientName}]==],
-                 PatientID = [==[{ds.PatientID}]==]}}
-        function Data:Write(target)
-          local i = assert(io.open(source, 'rb')); local bytes = i:read('*a'); i:close()
-          local o = assert(io.open(target, 'wb')); o:write(bytes); o:close()
-        end
-        function script(command)
-          local f = assert(io.open(record, 'ab')); f:write(command, '\\n'); f:close()
-        end
-    """
-    env = {k: v for k, v in os.environ.items() if k not in ("NMDOSE_ALLOWED_CALLING", "NMDOSE_SPOOL")}
-    if env_allowed is not None:
-        env["NMDOSE_ALLOWED_CALLING"] = env_allowed
-    script = REPO / "conquest" / "lua" / "nmdose_import.lua"
-    proc = subprocess.run(
-        [LUA, "-e", prelude, str(script)], capture_output=True, text=True, timeout=30, env=env
-    )
-    assert proc.returncode == 0 and proc.stderr == "", (proc.stdout, proc.stderr)
-    calls = record.read_text().splitlines() if record.exists() else []
-    return proc, calls
-
-
-def _empty_spool(tmp: Path) -> Path:
-    spool = tmp / "spool"
-    for sub in ("incoming", "objects"):
-        (spool / sub).mkdir(parents=True)
-    return spool
-
-
-def _spooled(spool: Path) -> list[Path]:
-    """Every file the hook left in the spool, hidden tmp files included."""
-    return sorted(p for sub in ("incoming", "objects") for p in (spool / sub).iterdir())
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-def test_conquest_lua_script_spools_dose_objects_and_the_worker_drains_them(stack, tmp):
-    """The real Lua script with the globals Conquest gives it; Data:Write emulated by copying the file."""
-    study, files = _pet_ct_study(tmp / "d")
-    ct_image = R.pet_nm_image_header(study, R.RadiopharmaceuticalAdministration(), modality="PT",
-                                     series_uid=generate_uid(), sop_uid=generate_uid())  # fmt: skip
-    ct_image.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage: must be ignored
-    ct_image.Modality = "CT"
-    ignored = R.save(ct_image, tmp / "d" / "ct-image.dcm")
-    spool = _empty_spool(tmp)
-    for path in [*files, ignored]:
-        proc, calls = _run_conquest_hook(path, spool, "ORTHANC")
-        assert proc.stdout == "" and calls == [], (proc.stdout, calls)
-    entries = sorted((spool / "incoming").glob("*.job"))
-    assert len(entries) == 3  # the CT image was ignored
-    assert not list((spool / "incoming").glob(".*"))  # no half-written entries left
-    assert main([*stack.cli_args(), "dose", "worker", "--once", "--spool", str(spool)]) == 0
-    assert not list((spool / "incoming").glob("*.job")) and len(list((spool / "done").glob("*.job"))) == 3
-    assert not list((spool / "objects").glob("*.dcm"))
-    counts = _counts(stack.cfg, study.study_instance_uid)
-    assert counts["object"] == 3 and counts["ct_event"] == 2 and counts["radiopharmaceutical"] == 1
-    sources = _query(stack.cfg, "SELECT DISTINCT source FROM dose.object WHERE study_instance_uid = %s",
-                     (study.study_instance_uid,))  # fmt: skip
-    assert sources == [("conquest",)]
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-@pytest.mark.parametrize("calling", ["ORTHANC", "ORTHANC   "], ids=["exact", "space-padded"])
-def test_conquest_lua_script_spools_a_dose_object_from_an_allowed_calling_ae(tmp, calling):
-    """(a) and (d): an allowed calling AE title, also space-padded as AE titles come, is spooled as before."""
-    _, files = _pet_ct_study(tmp / "a")
-    spool = _empty_spool(tmp)
-    proc, calls = _run_conquest_hook(files[0], spool, calling)
-    assert proc.stdout == "" and calls == [], (proc.stdout, calls)
-    (entry,) = (spool / "incoming").glob("*.job")
-    (copy,) = (spool / "objects").glob("*.dcm")
-    assert entry.read_text() == f"file={copy}\nsource=conquest\nowned=1\n"
-    assert copy.read_bytes() == files[0].read_bytes()
-    assert len(_spooled(spool)) == 2  # no tmp files left
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-def test_conquest_lua_script_reports_a_missing_spool_in_the_trouble_log(tmp):
-    """A spool that is missing (or that Conquest may not write) is one *** line with the operating system's own
-    reason and the path (only *** lines reach PacsTrouble.log); the C-STORE is not failed."""
-    _, files = _pet_ct_study(tmp / "m")
-    spool = tmp / "no-such-spool"
-    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC")
-    (line,) = proc.stdout.splitlines()
-    assert line.startswith("*** nmdose_import.lua: not spooled: ") and str(spool / "objects") in line
-    assert "No such file or directory" in line and calls == []
-    assert not spool.exists()
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-def test_conquest_lua_script_leaves_no_orphan_copy_when_the_entry_cannot_be_written(tmp):
-    """The copy is written into objects/, the entry into incoming/ fails: the copy is removed (the worker would
-    never see it) and the failure is a *** line."""
-    _, files = _pet_ct_study(tmp / "o")
-    spool = tmp / "spool"
-    (spool / "objects").mkdir(parents=True)  # incoming/ is missing
-    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC")
-    (line,) = proc.stdout.splitlines()
-    assert line.startswith("*** nmdose_import.lua: not spooled: ") and "incoming" in line
-    assert list((spool / "objects").iterdir()) == []
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-def test_conquest_lua_script_drops_dose_objects_from_a_foreign_calling_ae(tmp):
-    """(b): a forged dose object from a calling AE not in NMDOSE_ALLOWED_CALLING: not spooled, dropped in Conquest
-    (script('reject')), one *** line (PacsTrouble.log) naming the AE title and the SOP Instance UID only."""
-    study, files = _pet_ct_study(tmp / "b")
-    spool = _empty_spool(tmp)
-    from pydicom import dcmread
-
-    for path in files:  # CT RDSR, radiopharmaceutical RDSR, PET image
-        proc, calls = _run_conquest_hook(path, spool, "INTRUDER")
-        assert calls == ["reject"], (path.name, proc.stdout, calls)
-        sop = dcmread(path, stop_before_pixels=True).SOPInstanceUID
-        (line,) = proc.stdout.splitlines()
-        assert line.startswith("***") and "INTRUDER" in line and sop in line, line
-        assert study.patient_name not in line and study.patient_id not in line
-        assert _spooled(spool) == [], _spooled(spool)
-    # an object that is not a dose object is none of the hook's business: ignored as before, whoever sends it
-    ct_image = R.pet_nm_image_header(study, R.RadiopharmaceuticalAdministration(), modality="PT",
-                                     series_uid=generate_uid(), sop_uid=generate_uid())  # fmt: skip
-    ct_image.SOPClassUID, ct_image.Modality = "1.2.840.10008.5.1.4.1.1.2", "CT"
-    proc, calls = _run_conquest_hook(R.save(ct_image, tmp / "b" / "ct-image.dcm"), spool, "INTRUDER")
-    assert proc.stdout == "" and calls == [] and _spooled(spool) == []
-    # the same dose object from the allowed AE is spooled: the calling AE title made the difference
-    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC")
-    assert proc.stdout == "" and calls == [] and len(list((spool / "incoming").glob("*.job"))) == 1
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-def test_conquest_lua_script_refuses_every_dose_object_without_the_allowed_calling_setting(tmp):
-    """(c): secure by default: no NMDOSE_ALLOWED_CALLING (Lua global or environment), nothing is spooled."""
-    _, files = _pet_ct_study(tmp / "c")
-    spool = _empty_spool(tmp)
-    for calling in ("ORTHANC", "INTRUDER"):
-        proc, calls = _run_conquest_hook(files[1], spool, calling, allowed=None)
-        assert calls == ["reject"], (proc.stdout, calls)
-        (line,) = proc.stdout.splitlines()
-        assert line.startswith("***") and "NMDOSE_ALLOWED_CALLING is not set" in line and calling in line, (
-            line
-        )
-        assert _spooled(spool) == []
-    # an empty list is no setting either: it lets nobody in
-    proc, calls = _run_conquest_hook(files[1], spool, "ORTHANC", allowed="{}")
-    assert calls == ["reject"] and proc.stdout.startswith("***") and _spooled(spool) == []
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-def test_conquest_lua_script_takes_the_allowed_calling_list_from_the_environment(tmp):
-    """NMDOSE_ALLOWED_CALLING as a comma-separated environment variable when dicom.ini does not set it."""
-    _, files = _pet_ct_study(tmp / "e")
-    spool = _empty_spool(tmp)
-    proc, calls = _run_conquest_hook(files[0], spool, "INTRUDER", allowed=None, env_allowed="NMPACS, ORTHANC")
-    assert calls == ["reject"] and "INTRUDER" in proc.stdout and _spooled(spool) == []
-    proc, calls = _run_conquest_hook(files[0], spool, "NMPACS", allowed=None, env_allowed="NMPACS, ORTHANC")
-    assert proc.stdout == "" and calls == [] and len(list((spool / "incoming").glob("*.job"))) == 1
-
-
-@pytest.mark.skipif(LUA is None, reason="lua5.1 not installed")
-def test_conquest_dicom_ini_allows_the_research_pacs_by_default(tmp):
-    """The ImportConverter line of conquest/dicom.ini, run as Conquest would (its lua code, then the script)."""
-    import re
-
-    line = next(
-        ln
-        for ln in (REPO / "conquest" / "dicom.ini").read_text().splitlines()
-        if ln.startswith("ImportConverter0")
-    )
-    code = line.split("=", 1)[1].strip().removeprefix("lua:")
-    assert ";" not in code and "%" not in code  # Conquest splits commands on ';' and substitutes %-variables
-    setting = re.search(r"NMDOSE_ALLOWED_CALLING=(\{[^}]*\})", code)
-    assert setting, code
-    _, files = _pet_ct_study(tmp / "i")
-    spool = _empty_spool(tmp)
-    proc, calls = _run_conquest_hook(files[0], spool, "ORTHANC", allowed=setting.group(1))
-    assert proc.stdout == "" and calls == [] and len(list((spool / "incoming").glob("*.job"))) == 1
-    proc, calls = _run_conquest_hook(files[1], spool, "INTRUDER", allowed=setting.group(1))
-    assert calls == ["reject"] and len(list((spool / "incoming").glob("*.job"))) == 1
+# The Conquest hook's tests (conquest/lua/nmdose_import.lua under Lua 5.1) are in test_conquest_hook.py.
 
 
 def test_ingest_and_summary_commands(stack, tmp, capsys):
@@ -440,7 +245,7 @@ def test_worker_keeps_entries_while_the_database_is_away_and_ingests_them_later(
     study, files = _pet_ct_study(tmp / "f")
     spool = tmp / "spool-f"
     for path in files:
-        enqueue(spool, path, source="outage")
+        _hand_over(spool, path, source="outage")
     away = dataclasses.replace(
         stack.cfg, postgresql=stack.cfg.postgresql.model_copy(update={"port": free_port()})
     )
@@ -456,13 +261,13 @@ def test_worker_keeps_entries_while_the_database_is_away_and_ingests_them_later(
 
 def test_worker_computes_the_dose_page_opening_answers_after_new_data(stack, tmp):
     from nmdose.dose.spool import Worker
-    from nmdose.web.pages import DEFAULT_VIEWS, cached_dose_rows
+    from nmdose.web.dose_views import DEFAULT_VIEWS, cached_dose_rows, warm_default_views
 
     study, files = _pet_ct_study(tmp / "w", events=3)
     spool = tmp / "spool-w"
     for path in files:
-        enqueue(spool, path, source="warm")
-    total = Worker(stack.cfg, spool).run(once=True)
+        _hand_over(spool, path, source="warm")
+    total = Worker(stack.cfg, spool, warm=warm_default_views).run(once=True)
     assert total.ingested == 3
     (version,) = _query(stack.cfg, "SELECT dose.data_version()")[0]
     kept = _query(stack.cfg, "SELECT count(*) FROM dose.web_cache WHERE data_version = %s", (version,))[0][0]
@@ -472,7 +277,7 @@ def test_worker_computes_the_dose_page_opening_answers_after_new_data(stack, tmp
         rows = cached_dose_rows(conn, stack.cfg, "ct_protocols", {"group": "protocol"})
     assert {"WB 0", "WB 1", "WB 2"} <= {r["protocol"] for r in rows}
     # nothing new: no second computation
-    assert Worker(stack.cfg, spool).run(once=True).entries == 0
+    assert Worker(stack.cfg, spool, warm=warm_default_views).run(once=True).entries == 0
     assert _query(stack.cfg, "SELECT dose.data_version()")[0][0] == version
 
 
@@ -501,22 +306,26 @@ def test_a_database_error_caused_by_one_entry_dead_letters_it_and_the_batch_goes
                                         sop_uid=generate_uid()), tmp / "a10" / "too-long.dcm")  # fmt: skip
     real_parse = ingest.parse_file
 
-    def unbounded(path):  # a parse result the database refuses (as the parser gave before UIDs were bounded)
-        result = real_parse(path)
-        if Path(path).name == "too-long.dcm":
+    def unbounded(
+        path, **kw
+    ):  # a parse result the database refuses (as the parser gave before UIDs were bounded)
+        result = real_parse(path, **kw)
+        if Path(path).name.endswith("too-long.dcm"):
             result["study_instance_uid"] = _digits(21709)
         return result
 
     monkeypatch.setattr(ingest, "parse_file", unbounded)
     spool = tmp / "spool-a10"
-    for path in [bad, *good]:
-        enqueue(spool, path, source="item10a")
+    bad = _hand_over(spool, bad, source="item10a")
+    for path in good:
+        _hand_over(spool, path, source="item10a")
     total = Worker(stack.cfg, spool).run(once=True)
     assert (total.entries, total.ingested, total.dead_letter) == (4, 3, 1)
     assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 2
     error = _dead_letter_error(stack.cfg, bad)
     assert str(bad) in error and "SQLSTATE 54000" in error, error
     assert not list((spool / "incoming").glob("*.job")) and len(list((spool / "failed").glob("*.job"))) == 1
+    assert (spool / "failed" / bad.name).exists() and not list((spool / "objects").iterdir())
 
 
 def test_uids_and_text_are_bounded_before_insert(stack, tmp):

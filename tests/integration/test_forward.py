@@ -11,10 +11,10 @@ import pytest
 
 from nmdose.cli import main
 from nmdose.db import connect
-from nmdose.forward.selective import retrieve_selected
 from nmdose.pacs.orthanc_http import OrthancHttp
 from nmdose.retrieve import runner as retrieve_runner
 from nmdose.retrieve.mover import received_series
+from nmdose.retrieve.selective import retrieve_selected
 from nmdose.simulate import generate
 from nmdose.simulate.upload import upload
 from tests.support import RunningStack

@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from nmdose.cli import main
-from nmdose.config import read_env_file
 from nmdose.db import connect
 from nmdose.db.migrate import migrate
+from nmdose.envfile import read_env_file
 from nmdose.simulate import generate
 from nmdose.simulate.upload import upload
 from nmdose.stack import ORTHANC_DB_PASSWORD_ENV

@@ -173,12 +173,13 @@ def test_pt_images_in_the_pacs_carry_the_radiopharmaceutical_sequence(orthanc, s
 def test_mislabelled_pet_ct_arrives_without_pt(orthanc, simulation):
     _, manifest = simulation
     pet_descriptions = {s.description for s in manifest.studies if "PT" in s.expected_modalities}
-    for uid in manifest.mess[M.MESS_MISLABELLED]:
-        record = manifest.study(uid)
-        study = orthanc.get(f"/studies/{orthanc_study_id(record.patient_id, uid)}")
+    mislabelled = [manifest.study(uid) for uid in manifest.mess[M.MESS_MISLABELLED]]
+    pet_ct = [r for r in mislabelled if r.description in pet_descriptions]
+    assert pet_ct, "the simulation made no mislabelled PET-CT study: this test would check nothing"
+    for record in pet_ct:
+        study = orthanc.get(f"/studies/{orthanc_study_id(record.patient_id, record.study_uid)}")
         modalities = {orthanc.get(f"/series/{s}")["MainDicomTags"]["Modality"] for s in study["Series"]}
-        if record.description in pet_descriptions:
-            assert "PT" not in modalities and "CT" in modalities
+        assert "PT" not in modalities and "CT" in modalities, (record.study_uid, modalities)
 
 
 def test_rest_upload_of_the_same_files_is_accepted_and_verified(orthanc, simulation):

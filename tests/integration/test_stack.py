@@ -10,7 +10,6 @@ import pytest
 import requests
 
 from nmdose.cli import main
-from nmdose.dose.spool import spool_dir
 from nmdose.errors import StackError
 from nmdose.stack import Stack, _cmdline, _pid_alive
 from tests.support import RunningStack, load, make_config_dir, make_tempdir
@@ -33,7 +32,7 @@ def test_stack_up_starts_every_local_node_and_the_dose_worker(own_stack, capsys)
     assert all(r["state"] == "running" and r["pid"] for r in rows.values())
     worker = rows["dose-worker"]
     assert worker["kind"] == "worker" and worker["log"].endswith("dose-worker.log")
-    assert worker["address"] == f"spool {spool_dir(own_stack.cfg)}"
+    assert worker["address"] == f"spool {own_stack.cfg.dose_spool}"
     assert "dose worker" in _cmdline(worker["pid"]) and str(own_stack.cfg.var_dir) in _cmdline(worker["pid"])
     assert main([*own_stack.cli_args(), "stack", "status"]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -49,6 +49,51 @@ def bad_uid(result: dict[str, Any]) -> str | None:
     return None
 
 
+def has_long_text(value: Any) -> bool:
+    """Whether :func:`truncate_text` would cut anything in ``value``: one scan, no copy (the usual answer is no)."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        kind = type(node)
+        if kind is dict:
+            for key, item in node.items():
+                kind = type(item)
+                if kind is str:
+                    if len(item) > TEXT_MAX and key not in NOT_TEXT:
+                        return True
+                elif item is None or kind is float or kind is int or key in NOT_TEXT:
+                    continue
+                elif kind is dict or kind is list:
+                    push(item)
+                elif _has_long_text(item):
+                    return True
+        elif kind is list:
+            for item in node:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    push(item)
+                elif kind is str:
+                    if len(item) > TEXT_MAX:
+                        return True
+                elif item is not None and kind is not float and kind is not int and _has_long_text(item):
+                    return True
+        elif _has_long_text(node):
+            return True
+    return False
+
+
+def _has_long_text(value: Any) -> bool:
+    """:func:`has_long_text` for any type (subclasses of str, dict and list count as they do in truncate_text)."""
+    if isinstance(value, str):
+        return len(value) > TEXT_MAX
+    if isinstance(value, dict):
+        return any(_has_long_text(item) for key, item in value.items() if key not in NOT_TEXT)
+    if isinstance(value, list):
+        return any(_has_long_text(item) for item in value)
+    return False
+
+
 def truncate_text(value: Any, warn, path: str = "") -> Any:
     """Every string of ``value`` cut to ``TEXT_MAX`` characters; ``warn(path, message)`` for each one cut."""
     if isinstance(value, str):

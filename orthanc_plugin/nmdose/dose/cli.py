@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from nmdose.dose.parse import parse_file
 
 
-def register(subparsers: Any) -> None:
-    """Add ``dose`` and its sub-commands to the ``nmdose`` parser."""
+def register(subparsers: Any, *, warm_views: Callable[[Any, Any], int] | None = None) -> None:
+    """Add ``dose`` and its sub-commands to the ``nmdose`` parser. ``warm_views(connection, cfg)`` is what the
+    worker runs after new data (the dose page's opening answers into the web cache): the command line's glue
+    (nmdose/cli.py) hands it in, so this stage never imports the web layer."""
     dose = subparsers.add_parser(
         "dose", help="radiation-dose extraction (CT RDSR, radiopharmaceutical, PET/NM)"
     )
@@ -53,7 +56,17 @@ def register(subparsers: Any) -> None:
     )
     worker.add_argument("--once", action="store_true", help="drain what is there, then exit")
     worker.add_argument("--spool", default=None, help="spool folder (default: <var>/spool/dose)")
-    worker.set_defaults(func=worker_handler)
+    worker.add_argument(
+        "--batch", type=int, default=500, metavar="N", help="entries per batch (default: 500)"
+    )
+    worker.add_argument(
+        "--storage-root",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a dose-PACS storage folder entries may name, read-only (repeatable; default: NMDOSE_DOSE_STORAGE_ROOT)",
+    )
+    worker.set_defaults(func=worker_handler, warm_views=warm_views)
     dose.set_defaults(func=lambda args, ctx: (dose.print_help(), 2)[1])
 
 
@@ -161,7 +174,10 @@ def worker_handler(args: argparse.Namespace, ctx: Any) -> int:
 
     from nmdose.dose.spool import Worker
 
-    worker = Worker(ctx.config, Path(args.spool) if args.spool else None)
+    roots = [Path(p) for p in args.storage_root] if getattr(args, "storage_root", None) else None
+    batch = max(1, getattr(args, "batch", 500) or 500)
+    warm = getattr(args, "warm_views", None)
+    worker = Worker(ctx.config, Path(args.spool) if args.spool else None, roots=roots, batch=batch, warm=warm)
     total = worker.run(once=args.once)
     if args.once:
         sys.stdout.write(

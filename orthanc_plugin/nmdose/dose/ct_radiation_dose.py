@@ -161,7 +161,7 @@ def _collect(node: Node, event: dict, sources: list, context: str | None, report
         spec = EVENT_NUMBERS.get(concept)
         if spec is not None:
             field_, quantity = spec
-            event[field_] = report.measured(item, quantity, item.concept_meaning or concept, positive=False)
+            event[field_] = report.measured(item, quantity, item.concept_meaning or concept)
         elif concept == K_UID:
             event["irradiation_event_uid"] = report.text(item.value, "Irradiation Event UID")
         elif concept == K_PROTOCOL:

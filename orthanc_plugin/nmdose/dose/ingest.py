@@ -13,16 +13,16 @@ import datetime as _dt
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psycopg2
 from psycopg2.extras import Json, execute_values
 
 from nmdose.dose.derived import derive_study
 from nmdose.dose.merge import merge_study
-from nmdose.dose.parse import parse_file
+from nmdose.dose.parse import NOT_DOSE, parse_file
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ __all__ = ["ingest_files", "ingest_parsed", "record_dead_letter", "study_rows", 
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def sha256_file(path: str | os.PathLike) -> str | None:
-    """SHA-256 of a file's bytes, or None when it cannot be read."""
+def sha256_file(path: str | os.PathLike, opener: Callable[[str], BinaryIO] | None = None) -> str | None:
+    """SHA-256 of a file's bytes, or None when it cannot be read (``opener``: how to open it, default open())."""
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
+        with opener(os.fspath(path)) if opener else open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     except OSError:
@@ -233,7 +233,18 @@ def record_dead_letter(conn, file: str, error: str, *, sha: str | None = None, s
         _dead_letter(cur, file, error, sha, source)
 
 
+def _text_safe(text: str, limit: int = 4000) -> str:
+    """Text PostgreSQL accepts, whatever a forged spool entry named: NUL and undecodable bytes (surrogates)
+    shown escaped, bounded."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:limit]
+
+
 def _dead_letter(cur, file: str, error: str, sha: str | None, source: str) -> None:
+    file, error, source = _text_safe(file), _text_safe(error), _text_safe(source, 200)
     key = f"sha256:{sha}" if sha else f"path:{file}"
     if len(key) > 1000:  # a unique index takes at most ~2,700 bytes
         key = "path-sha256:" + hashlib.sha256(key.encode(errors="replace")).hexdigest()
@@ -242,7 +253,7 @@ def _dead_letter(cur, file: str, error: str, sha: str | None, source: str) -> No
            VALUES (%s, %s, %s, %s, %s)
            ON CONFLICT (key) DO UPDATE SET attempts = dose.dead_letter.attempts + 1, last_seen = now(),
                error = EXCLUDED.error, file_path = EXCLUDED.file_path, resolved_at = NULL""",
-        (key, file, sha, source, _clean(error)[:4000]),
+        (key, file, sha, source, error),
     )
 
 
@@ -283,6 +294,14 @@ def _store_object(cur, parsed: dict[str, Any], sha: str, source: str) -> tuple[s
             (key,),
         )
         return "unchanged", set(), None
+    if row is not None and row[1] is not None and study != row[1]:
+        # the same SOP instance under another study: moving it would take it (and its events) out of the first
+        # study's rows on the word of one copy; it is refused and left for a person to decide
+        named = f"Study Instance UID {study}" if study else "no Study Instance UID"
+        error = (f"{parsed.get('file')}: SOP Instance UID {key} is stored under Study Instance UID {row[1]} and "
+                 f"this copy names {named}: not moved; the stored copy and that study's dose rows are kept")  # fmt: skip
+        _dead_letter(cur, parsed.get("file") or "?", error, sha, source)
+        return "dead_letter", set(), error
     worse = _worse(parsed, row[2], row[3]) if row is not None else None
     if worse:
         error = (f"{parsed.get('file')}: re-sent SOP Instance UID {key} {worse}; "
@@ -328,7 +347,9 @@ def _worse(parsed: dict[str, Any], stored_status: str, stored_events: int) -> st
     if stored_status != "ok":
         return None
     if parsed["status"] != "ok":
-        return f"parses as {parsed['status']} where the stored copy is a dose object"
+        why = [w for w in parsed.get("warnings") or [] if f": {NOT_DOSE}: " in w]
+        because = f" ({why[-1].split(f': {NOT_DOSE}: ', 1)[1]})" if why else ""
+        return f"parses as {parsed['status']}{because} where the stored copy is a dose object"
     if _events(parsed) < stored_events:
         return f"has {_events(parsed)} events or administrations where the stored copy has {stored_events}"
     return None
@@ -419,11 +440,14 @@ def _seen_again(conn, hashes: set[str]) -> dict[str, dict[str, Any]]:
 
 
 def ingest_files(cfg_or_conn, paths: Iterable[str | os.PathLike], *, source: str = "cli",
-                 parsed: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+                 parsed: dict[str, dict[str, Any]] | None = None,
+                 opener: Callable[[str], BinaryIO] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Parse and store files (folders are walked); one transaction per study; never stops on a bad file.
 
     ``cfg_or_conn`` is a :class:`Config` (a connection is opened and closed here) or an open connection.
-    Returns one outcome per file: ``ingested|revised|unchanged|not_dose|dead_letter`` with the error, if any.
+    ``opener(path)``: how each file is opened (the spool worker's refuses symbolic links); with it, paths are
+    files only (no folder is walked). Returns one outcome per file:
+    ``ingested|revised|unchanged|not_dose|dead_letter`` with the error, if any.
     """
     own = not hasattr(cfg_or_conn, "cursor")
     if own:
@@ -433,8 +457,8 @@ def ingest_files(cfg_or_conn, paths: Iterable[str | os.PathLike], *, source: str
     else:
         conn = cfg_or_conn
     try:
-        files = list(iter_files(paths))
-        hashes = {file: sha256_file(file) for file in files}
+        files = [os.fspath(p) for p in paths] if opener else list(iter_files(paths))
+        hashes = {file: sha256_file(file, opener) for file in files}
         known = _seen_again(conn, {h for h in hashes.values() if h})
         groups: dict[str, list[tuple[dict[str, Any], str | None]]] = {}
         order: list[str] = []
@@ -444,7 +468,7 @@ def ingest_files(cfg_or_conn, paths: Iterable[str | os.PathLike], *, source: str
             if sha in known:  # the same bytes are stored already: a no-op, not even parsed
                 outcomes.append({**known[sha], "file": file, "status": "unchanged", "error": None})
                 continue
-            result = (parsed or {}).get(file) or parse_file(file)
+            result = (parsed or {}).get(file) or parse_file(file, opener=opener)
             result = _clean(result)
             key = result.get("study_instance_uid") or f"file:{file}"
             if key not in groups:

@@ -36,7 +36,12 @@ def _parse_iso(value: str | None) -> _dt.datetime | None:
 
 def merge_study(parsed_objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Merge ``parse_file`` results of one study (objects of other studies are reported, not merged)."""
-    objects = [o for o in parsed_objects if o.get("status") == "ok"]
+    # in a fixed order, not arrival order: the same objects give the same record whatever order they came in
+    # (e.g. which of two PET images with the same administration is the one used)
+    objects = sorted(
+        (o for o in parsed_objects if o.get("status") == "ok"),
+        key=lambda o: (o.get("sop_instance_uid") or "", str(o.get("file") or "")),
+    )
     warnings: list[str] = []
     study_uids = {o.get("study_instance_uid") for o in objects if o.get("study_instance_uid")}
     study_uid = None

@@ -8,19 +8,23 @@ file and what failed; an object that holds no dose gives ``status: "not_dose"``.
 
 from __future__ import annotations
 
+import io
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from nmdose.dicom_file import read_header
-from nmdose.dicom_sr import item_text, sequence_items, walk
+from nmdose.dicom_sr import document_encodings, item_text, sequence_items, walk
 from nmdose.dose import codes as C
-from nmdose.dose.bounds import bad_uid, truncate_text
+from nmdose.dose.bounds import bad_uid, has_long_text, truncate_text
 from nmdose.dose.ct_radiation_dose import is_ct_dose_report, read_ct_radiation_dose
 from nmdose.dose.dose_screen import is_dose_screen, read_dose_screen
-from nmdose.dose.header import get_value
+from nmdose.dose.header import get_value, get_values
 from nmdose.dose.merge import merge_study
 from nmdose.dose.nm_image_header import read_nm_image_header
 from nmdose.dose.pet_image_header import read_pet_image_header
@@ -43,19 +47,38 @@ TEMPLATE_BY_TITLE = {K_CT_TITLE: "10011", K_RRDSR_TITLE: "10021"}
 __all__ = ["parse_file", "parse_dataset", "merge_study"]
 
 
-def parse_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse one file into the contract; any failure becomes ``status: "error"`` naming the file."""
+def parse_file(path: str | os.PathLike, *, opener: Callable[[str], BinaryIO] | None = None) -> dict[str, Any]:
+    """Parse one file into the contract; any failure becomes ``status: "error"`` naming the file.
+
+    ``opener(path)``: how to open it (the spool worker opens without following symbolic links); default open()."""
     file = os.fspath(path)
     result = empty_result(file)
     try:
-        ds = read_header(file)
+        if opener is None:
+            ds = read_header(file)
+        else:
+            with opener(file) as fh:
+                ds = _read_opened(fh, file)
     except InvalidDicomError as exc:
         return _error(result, f"{file}: not a DICOM Part 10 file ({exc})")
     except FileNotFoundError:
         return _error(result, f"{file}: no such file")
+    except OSError as exc:
+        if exc.errno is None:  # pydicom's own words for a broken file
+            return _error(result, f"{file}: cannot be read by pydicom: {type(exc).__name__}: {exc}")
+        return _error(result, f"{file}: cannot be opened: {exc.strerror or exc}")
     except Exception as exc:  # truncated files, broken element lengths...
         return _error(result, f"{file}: cannot be read by pydicom: {type(exc).__name__}: {exc}")
     return parse_dataset(ds, file, result)
+
+
+def _read_opened(fh: BinaryIO, file: str) -> Dataset:
+    """``read_header`` of a file already opened (by the spool worker, which never follows a link): read through
+    ``/proc/self/fd``, so the very inode that was checked is read, whatever the path names by now."""
+    proc = f"/proc/self/fd/{fh.fileno()}"
+    if os.path.exists(proc):
+        return read_header(proc)
+    return dcmread(io.BytesIO(fh.read()), stop_before_pixels=True)  # no /proc: pydicom reads the bytes
 
 
 def parse_dataset(ds: Dataset, file: str, result: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,7 +118,8 @@ def parse_dataset(ds: Dataset, file: str, result: dict[str, Any] | None = None) 
         problem = bad_uid(result)
         if problem:
             return _error(result, f"{file}: {problem}")
-        result.update(truncate_text(result, report.warn))
+        if has_long_text(result):  # one scan; the copy and its warnings only when something is cut
+            result.update(truncate_text(result, report.warn))
         result["warnings"] = report.warnings
     except Exception as exc:  # a reader bug or a value pydicom cannot decode: one file fails, never the batch
         return _error(result, f"{file}: {concept}: {type(exc).__name__}: {exc}")
@@ -117,34 +141,39 @@ def _charset(ds: Dataset) -> str:
     return str(value[0]).strip() if len(value) == 1 else "multi"
 
 
-def _get(ds: Dataset, keyword: str) -> Any:
-    return get_value(ds, keyword)
+_HEADER_KEYWORDS = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Manufacturer",
+    "ManufacturerModelName", "StationName", "DeviceSerialNumber", "StudyDate", "StudyDescription", "AccessionNumber",
+    "PatientAge", "PatientSex", "PatientWeight", "PatientSize",
+)  # fmt: skip
 
 
 def _header(ds: Dataset, result: dict[str, Any], report: Report) -> None:
     text = report.text
-    result["sop_class_uid"] = text(_get(ds, "SOPClassUID"), "SOP Class UID")
-    result["sop_instance_uid"] = text(_get(ds, "SOPInstanceUID"), "SOP Instance UID")
-    result["study_instance_uid"] = text(_get(ds, "StudyInstanceUID"), "Study Instance UID")
-    result["series_instance_uid"] = text(_get(ds, "SeriesInstanceUID"), "Series Instance UID")
-    result["modality"] = text(_get(ds, "Modality"), "Modality")
-    result["manufacturer"] = text(_get(ds, "Manufacturer"), "Manufacturer")
-    result["model_name"] = text(_get(ds, "ManufacturerModelName"), "Manufacturer's Model Name")
-    result["station_name"] = text(_get(ds, "StationName"), "Station Name")
-    result["device_serial_number"] = text(_get(ds, "DeviceSerialNumber"), "Device Serial Number")
-    result["study_date"] = iso_date(_get(ds, "StudyDate"))
-    result["study_description"] = text(_get(ds, "StudyDescription"), "Study Description (0008,1030)")
-    result["accession_number"] = text(_get(ds, "AccessionNumber"), "Accession Number")
+    (sop_class, sop_instance, study_uid, series_uid, modality, manufacturer, model, station, serial, study_date,
+     study_description, accession, age, sex, weight, size) = get_values(ds, _HEADER_KEYWORDS)  # fmt: skip
+    result["sop_class_uid"] = text(sop_class, "SOP Class UID")
+    result["sop_instance_uid"] = text(sop_instance, "SOP Instance UID")
+    result["study_instance_uid"] = text(study_uid, "Study Instance UID")
+    result["series_instance_uid"] = text(series_uid, "Series Instance UID")
+    result["modality"] = text(modality, "Modality")
+    result["manufacturer"] = text(manufacturer, "Manufacturer")
+    result["model_name"] = text(model, "Manufacturer's Model Name")
+    result["station_name"] = text(station, "Station Name")
+    result["device_serial_number"] = text(serial, "Device Serial Number")
+    result["study_date"] = iso_date(study_date)
+    result["study_description"] = text(study_description, "Study Description (0008,1030)")
+    result["accession_number"] = text(accession, "Accession Number")
     result["protocol"] = read_protocol(ds, report)
     patient = result["patient"]
-    patient["age_years"] = _age_years(_get(ds, "PatientAge"), report)
-    sex = str(_get(ds, "PatientSex") or "").strip().upper()
+    patient["age_years"] = _age_years(age, report)
+    sex = str(sex or "").strip().upper()
     patient["sex"] = sex if sex in ("M", "F", "O") else None
-    weight = report.number(_get(ds, "PatientWeight"), "Patient's Weight (0010,1030)")
+    weight = report.number(weight, "Patient's Weight (0010,1030)")
     patient["weight_kg"] = (
         None if not weight else report.plausible(weight, "kg", "Patient's Weight (0010,1030)")
     )
-    size = report.number(_get(ds, "PatientSize"), "Patient's Size (0010,1020)")
+    size = report.number(size, "Patient's Size (0010,1020)")
     if size and 3.0 < size < 300.0:
         report.warn(
             "Patient's Size (0010,1020)", f"{size:g} looks like cm, not m as PS3.3 says; divided by 100"
@@ -190,31 +219,120 @@ def _structured_report(ds: Dataset, sop: str, result: dict[str, Any], report: Re
     if title == K_CT_TITLE:
         if not is_ct_dose_report(root):
             result["status"] = "not_dose"
-            report.warn(
-                "X-Ray Radiation Dose Report", "no CT content (projection X-ray, TID 10001): not read"
-            )
+            report.warn(NOT_DOSE, _why_not_ct(root))
             return
         result["kind"] = "ct_rdsr" if sop == XRAY_RADIATION_DOSE_SR else "ct_esr"
         _check_template(ds, title, report)
         result["ct"] = read_ct_radiation_dose(root, report)
         return
-    if sop == XRAY_RADIATION_DOSE_SR:
-        report.warn(
-            "Document title", f"{title or 'none'} instead of (113701, DCM) in an X-Ray Radiation Dose SR"
-        )
     result["status"] = "not_dose"
+    if sop == XRAY_RADIATION_DOSE_SR:
+        if title:
+            report.warn(
+                NOT_DOSE,
+                f"X-Ray Radiation Dose SR whose document title is {title} ({root.concept_meaning or 'no meaning'}),"
+                " not (113701, DCM) X-Ray Radiation Dose Report: not read",
+            )
+        else:
+            report.warn(
+                NOT_DOSE, "X-Ray Radiation Dose SR without a dose template root: " + _why_no_title(ds)
+            )
+    elif not title:
+        report.warn(NOT_DOSE, "SR without a document title: " + _why_no_title(ds))
+    else:
+        report.warn(
+            NOT_DOSE, f"SR titled {title} ({root.concept_meaning or 'no meaning'}), not a dose report"
+        )
+
+
+# The warning that says why a file holds no dose (ingest quotes it when such a copy is refused).
+NOT_DOSE = "Not a dose object"
+# TID 10001 (Projection X-Ray Radiation Dose): what tells a genuine projection report from an unreadable one
+K_PROJECTION_PROCEDURE = "DCM:113704"
+K_PROJECTION_CONTENT = frozenset(
+    {"DCM:113702", "DCM:113706"}
+)  # Accumulated X-Ray Dose, Irradiation Event X-Ray
+K_PROCEDURE_REPORTED = C.ProcedureReported.key
+
+
+def _why_not_ct(root) -> str:
+    """Why a (113701, DCM) report is not read as CT: a projection X-ray report, or a content tree with nothing
+    of TID 10011 in it (what is found at its root, so the sender's fault can be told)."""
+    children = root.children or []
+    if not children:
+        return (
+            "X-Ray Radiation Dose Report without any content item (ContentSequence (0040,A730) missing or empty):"
+            " no CT dose content, not read"
+        )
+    for child in children:
+        procedure = getattr(child.value, "key", None) if child.concept == K_PROCEDURE_REPORTED else None
+        if procedure == K_PROJECTION_PROCEDURE or child.concept in K_PROJECTION_CONTENT:
+            return "projection X-ray report (TID 10001, not CT): not read"
+    for i, child in enumerate(children, 1):
+        if not child.concept or not child.value_type:
+            return (
+                f"X-Ray Radiation Dose Report with no dose template under its root: content tree unreadable at "
+                f"root item {i} of {len(children)} (concept name {child.concept or 'missing'}, value type "
+                f"{child.value_type or 'missing'}): not read"
+            )
+    found = ", ".join(sorted({c.concept for c in children})[:6])
+    return (
+        f"X-Ray Radiation Dose Report with no dose template under its root: none of its {len(children)} root "
+        f"items is CT Acquisition, CT Accumulated Dose Data or Procedure reported = CT (found {found}): not read"
+    )
+
+
+def _why_no_title(ds: Dataset) -> str:
+    """Why an SR has no document title: the root's Concept Name Code Sequence, missing or unreadable."""
+    try:
+        seq = sequence_items(ds, 0x0040A043)
+    except Exception as exc:
+        return f"content tree unreadable at the root's ConceptNameCodeSequence (0040,A043): {exc}; not read"
+    if not seq:
+        return "no ConceptNameCodeSequence (0040,A043) at the root (missing or cut off): not read"
+    return "the root's ConceptNameCodeSequence (0040,A043) holds no code: not read"
 
 
 _CONTENT_TEMPLATE_SEQUENCE = 0x0040A504
 _TEMPLATE_IDENTIFIER = 0x0040DB00
 
 
-def _check_template(ds: Dataset, title: str, report: Report) -> None:
-    try:  # read from the raw bytes like the content tree (pydicom's sequence conversion is slow)
+# ContentTemplateSequence by its raw bytes and character set: the same few in every report of a scanner model.
+_TEMPLATES: dict[tuple[bytes, tuple[str, ...]], tuple[bool, str]] = {}
+
+
+def _template(ds: Dataset) -> tuple[bool, str]:
+    """(ContentTemplateSequence has an item, the first item's TemplateIdentifier), read from the raw bytes like the
+    content tree (pydicom's sequence conversion is slow)."""
+    key = None
+    try:
+        elem = ds.get_item(_CONTENT_TEMPLATE_SEQUENCE)
+        if (
+            type(elem) is RawDataElement
+            and elem.VR == "SQ"
+            and type(elem.value) is bytes
+            and len(elem.value) <= 256
+            and elem.is_little_endian
+            and not elem.is_implicit_VR
+        ):
+            encodings = document_encodings(ds)
+            if encodings is not None:
+                key = (elem.value, tuple(encodings))
+                hit = _TEMPLATES.get(key)
+                if hit is not None:
+                    return hit
         seq = sequence_items(ds, _CONTENT_TEMPLATE_SEQUENCE)
         found = str(item_text(seq[0], _TEMPLATE_IDENTIFIER) or "").strip() if seq else ""
     except Exception:
-        seq, found = None, ""
+        return False, ""
+    answer = (bool(seq), found)
+    if key is not None and len(_TEMPLATES) < 64:
+        _TEMPLATES[key] = answer
+    return answer
+
+
+def _check_template(ds: Dataset, title: str, report: Report) -> None:
+    seq, found = _template(ds)
     expected = TEMPLATE_BY_TITLE.get(title)
     if not seq:
         report.warn(

@@ -21,7 +21,11 @@ def register(sub) -> None:
     s = fsub.add_parser("status", help="studies per state, instances sent, stable-to-forwarded time")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
-    w = fsub.add_parser("wait", help="wait until every retrieved study has been forwarded (plugin workers)")
+    w = fsub.add_parser(
+        "wait",
+        help="wait until every retrieved study has been forwarded completely (plugin workers); exit 1 with "
+        "the list of what is not, after --timeout or once nothing can progress",
+    )
     w.add_argument("--timeout", type=float, default=300, help="seconds (default: %(default)s)")
     w.set_defaults(func=cmd_wait)
     st = fsub.add_parser("study", help="forward one study now (instances already sent are skipped)")
@@ -29,7 +33,11 @@ def register(sub) -> None:
     st.add_argument("--force", action="store_true", help="send the selection again, even what was sent")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_study)
-    pe = fsub.add_parser("pending", help="studies not forwarded yet (waiting, retrying, failed, never seen)")
+    pe = fsub.add_parser(
+        "pending",
+        help="studies whose forwarded set is incomplete, with the reason (waiting for the retrieval, retrying, "
+        "failed, planned before the retrieval changed, without a job, never seen)",
+    )
     pe.add_argument("--limit", type=int, default=500)
     pe.add_argument("--json", action="store_true")
     pe.set_defaults(func=cmd_pending)
@@ -69,26 +77,52 @@ def _print(data, as_json: bool) -> None:
         )
 
 
+STUCK_CONFIRM_S = 5.0  # every remaining study stuck this long: no progress is possible, stop waiting
+
+
+def _stuck_report(rows: list[dict], why: str) -> None:
+    print(f"nmdose: {len(rows)} studies not forwarded completely ({why}):")
+    for row in rows:
+        missing = f" missing={row['missing']}" if row.get("missing") else ""
+        flag = "stuck" if row["stuck"] else "waiting"
+        print(f"  {row['study_instance_uid']}  {flag}  state={row['state']}{missing}  {row['reason']}")
+
+
 def cmd_wait(args, ctx) -> int:
-    """Forwarding happens in the research PACS plugin once a study is stable (StableAge): wait for it."""
+    """Forwarding happens in the research PACS plugin once a study is stable (StableAge): wait until no study's
+    forwarded set is incomplete (0), or stop with the list of what is not forwarded and exit 1: after
+    --timeout, or at once when every remaining study is stuck (nothing queued would complete it). What a lost
+    event left behind is queued again first, as the plugin's reconciliation does every 30 s."""
     deadline = time.monotonic() + args.timeout
+    with contextlib.closing(connect(ctx.config)) as conn:
+        requeued = runner.requeue_stale(ctx.config, conn)
+    if requeued:
+        print(f"nmdose: {requeued} studies with an incomplete forwarded set queued again")
     bar = None
+    total = 0
+    stuck_since = None
     while True:
-        with contextlib.closing(connect(ctx.config)) as conn, conn.cursor() as cur:
-            cur.execute(
-                """SELECT count(*), count(*) FILTER (WHERE f.state IN ('done', 'failed'))
-                     FROM rpacs.retrieval r LEFT JOIN rpacs.forward_study f ON f.study_instance_uid = r.study_instance_uid
-                    WHERE r.state = 'done'"""
-            )
-            total, finished = cur.fetchone()
-        bar = bar or Progress(total, "forward")
-        bar.update(finished, "studies forwarded")
-        if finished >= total:
+        with contextlib.closing(connect(ctx.config)) as conn:
+            rows = runner.pending(conn, limit=100_000)
+        total = max(total, len(rows))
+        bar = bar or Progress(total or None, "forward")
+        bar.total = total
+        bar.update(total - len(rows), "studies forwarded")
+        if not rows:
             bar.close()
             return 0
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if all(r["stuck"] for r in rows):
+            stuck_since = stuck_since if stuck_since is not None else now
+        else:
+            stuck_since = None
+        if stuck_since is not None and now - stuck_since >= STUCK_CONFIRM_S:
             bar.close()
-            print(f"nmdose: {total - finished} retrieved studies not forwarded after {args.timeout:.0f} s")
+            _stuck_report(rows, "no progress possible")
+            return 1
+        if now > deadline:
+            bar.close()
+            _stuck_report(rows, f"after {args.timeout:.0f} s")
             return 1
         time.sleep(1)
 
@@ -163,7 +197,7 @@ def cmd_unprotect(args, ctx) -> int:
 
 
 def cmd_selective(args, ctx) -> int:
-    from nmdose.forward.selective import retrieve_selected
+    from nmdose.retrieve.selective import retrieve_selected
 
     cfg = ctx.config
     rest = OrthancHttp.for_node(cfg, cfg.research_node.name, timeout_s=120)

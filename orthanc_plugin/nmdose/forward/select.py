@@ -5,7 +5,7 @@ Radiopharmaceutical Information Sequence, an SR's document title, a secondary ca
 through a ``details(instance)`` callable that the adapter (:mod:`nmdose.forward.facts`) answers lazily, so a
 2,000-slice CT costs one look, not 2,000.
 
-Rules (REQUIREMENTS §4, issue 5):
+Rules (the specification's forwarding rules, docs/forward.md):
 - Dose objects, every instance: X-Ray Radiation Dose SR, Radiopharmaceutical Radiation Dose SR, Enhanced and
   Comprehensive SR whose document title is DCM 113701 / 113500, and vendor dose screens (secondary captures
   carrying ExposureDoseSequence or marked as dose screens by ImageType / SeriesDescription).

@@ -13,6 +13,9 @@ from nmdose.progress import Progress
 from nmdose.retrieve import runner
 from nmdose.retrieve.csv_input import read_csv, resolve
 
+DEFAULT_WAIT_S = 300.0
+EXIT_UNFINISHED = 3  # `retrieve run` left work unfinished (running elsewhere, ready or waiting)
+
 
 def register(sub) -> None:
     p = sub.add_parser("retrieve", help="move target studies from the source PACS into the research PACS")
@@ -21,6 +24,19 @@ def register(sub) -> None:
     r.add_argument("--limit", type=int, help="at most N studies this run")
     r.add_argument("--backend", choices=["orthanc", "dcmtk"], help="default: retrieve_options.yaml backend")
     r.add_argument("--dry-run", action="store_true", help="list what would be retrieved, move nothing")
+    r.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help="wait up to this long for studies running elsewhere (the plugin's workers) and for retries due in "
+        f"that time (default {DEFAULT_WAIT_S:.0f})",
+    )
+    r.add_argument(
+        "--drain",
+        action="store_true",
+        help="run only what is ready now and exit 0 even if work is left (waiting, or running elsewhere)",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
     s = rsub.add_parser("status", help="studies per state, instances and bytes received")
@@ -71,7 +87,8 @@ def cmd_run(args, ctx) -> int:
             r.studies_done, f"studies, {r.instances_done} instances, {r.bytes_done / 1e6 / elapsed:.1f} MB/s"
         )
 
-    r = runner.run(cfg, backend=args.backend, limit=args.limit, progress=progress)
+    wait_s = 0.0 if args.drain else max(args.wait, 0.0)
+    r = runner.run(cfg, backend=args.backend, limit=args.limit, progress=progress, wait_s=wait_s)
     bar.close()
     from nmdose.audit import record_action
 
@@ -79,6 +96,8 @@ def cmd_run(args, ctx) -> int:
     elapsed = time.monotonic() - started
     with contextlib.closing(connect(cfg)) as conn:
         after = runner.status(conn)
+        left = runner.unfinished(conn)
+    unfinished = left["running"] + left["ready"] + left["waiting"]
     summary = {
         "studies_done_this_run": r.studies_done,
         "instances": r.instances_done,
@@ -86,7 +105,8 @@ def cmd_run(args, ctx) -> int:
         "seconds": round(elapsed, 1),
         "mb_per_s": round(r.bytes_done / 1e6 / elapsed, 1) if elapsed else None,
         "by_state": after["by_state"],
-        "waiting": after["queue"].get("pending", 0),
+        "waiting": left["waiting"],
+        "unfinished": {**left, "next_at": left["next_at"].isoformat() if left["next_at"] else None},
     }
     if args.json:
         print(json.dumps(summary))
@@ -96,9 +116,30 @@ def cmd_run(args, ctx) -> int:
             f"in {elapsed:.1f} s ({summary['mb_per_s']} MB/s)"
         )
         print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(after["by_state"].items())))
-        if summary["waiting"]:
-            print(f"{summary['waiting']} studies wait (back-off or outside the time window)")
-    return 1 if after["by_state"].get("failed") else 0
+        for line in left_lines(left):
+            print(line)
+    if after["by_state"].get("failed"):
+        return 1
+    return EXIT_UNFINISHED if unfinished and not args.drain else 0
+
+
+def left_lines(left: dict) -> list[str]:
+    """What a run leaves unfinished, one line per kind of leftover."""
+    lines = []
+    if left["running"]:
+        lines.append(
+            f"{left['running']} studies still running elsewhere (held by {', '.join(left['holders']) or '?'})"
+        )
+    if left["ready"]:
+        lines.append(f"{left['ready']} studies ready but not run (--limit, or the run stopped)")
+    if left["waiting"]:
+        at = left["next_at"].astimezone().strftime("%Y-%m-%d %H:%M:%S") if left["next_at"] else "?"
+        lines.append(
+            f"{left['waiting']} studies wait (back-off, a node down, or outside the time window; next at {at})"
+        )
+    if left["failed"]:
+        lines.append(f"{left['failed']} studies failed for good (`retrieve studies --state failed` says why)")
+    return lines
 
 
 def cmd_status(args, ctx) -> int:
@@ -109,6 +150,16 @@ def cmd_status(args, ctx) -> int:
     else:
         print(f"{st['studies']} studies: " + ", ".join(f"{k} {v}" for k, v in sorted(st["by_state"].items())))
         print(f"{st['instances_received']} instances, {st['bytes_received'] / 1e6:.1f} MB received")
+        q = st["queue"]
+        print(
+            "queue: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(q.items())) or "empty")
+            + (
+                " (failed: attempts used up or a permanent error; `retrieve retry --failed`)"
+                if q.get("failed")
+                else ""
+            )
+        )
     return 0
 
 

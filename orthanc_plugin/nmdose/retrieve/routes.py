@@ -16,6 +16,19 @@ def job_handlers(plugin) -> dict:
     return {runner.KIND: runner.Retriever(plugin.cfg, plugin.rest_client())}
 
 
+def health_problems(plugin) -> list[str]:
+    """The nodes the plugin's retrievals wait for (their circuit breaker is open): studies wait, none fails."""
+    retriever = plugin.workers.handlers.get(runner.KIND)
+    breakers = getattr(retriever, "breakers", None)
+    if breakers is None:
+        return []
+    return [
+        f"retrieve: {node} unreachable for {st['down_for_s']:.0f} s, retrievals wait (next probe in "
+        f"{st['next_probe_in_s']:.0f} s): {st['last_error']}"
+        for node, st in breakers.status().items()
+    ]
+
+
 def parse_start(body) -> tuple[bool, list[str]]:
     """The body of `POST /retrieve`: `{"census": true|false, "studies": ["<StudyInstanceUID>", ...]}`, both
     optional. `studies` is a list of 1..MAX_STUDIES DICOM UIDs (never "*" or a bare string); HttpError 400 else."""

@@ -4,8 +4,12 @@ Each study is one `retrieve` job in the durable queue (key = StudyInstanceUID) a
 `rpacs.retrieval` (`pending → moving → verifying → done`, or `partial` / `failed`), every step in
 `rpacs.retrieval_event`. A job outside the time window is deferred without using an attempt; a failed move or an
 incomplete study is retried with exponential back-off (an incomplete one only for its missing series); a study the
-source no longer has fails at once with that reason. Crash-safe: jobs left `running` by a dead process are
-requeued, and a study found already complete in the research PACS is marked done without moving anything.
+source no longer has fails at once with that reason. An outage of the source PACS or of the research PACS is
+not a failure of the study: a circuit breaker per node (:mod:`nmdose.breaker`) puts the jobs back without
+counting an attempt until a probe (C-ECHO, `GET /system`) answers; the database going away mid-job is waited out
+(its writes retried on a fresh connection). Crash-safe: a job whose holder died is taken back when its lease
+expires (:mod:`nmdose.db.queue`), and a study found already complete in the research PACS is marked done without
+moving anything.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nmdose.breaker import Breakers
 from nmdose.config import Config
 from nmdose.db import ThreadLocalConnection, connect, lock_study_writes, queue
 from nmdose.errors import PacsError
@@ -36,9 +42,10 @@ log = logging.getLogger("nmdose.retrieve")
 class RetrieveError(PacsError):
     """A move or its verification did not succeed (retried with back-off unless permanent)."""
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, study: bool = False):
         super().__init__(message)
         self.permanent = permanent
+        self.study = study  # a fault of the study itself (incomplete after the move): never an outage
 
 
 @dataclass
@@ -183,6 +190,7 @@ class Retriever:
         *,
         backend: str | None = None,
         now: Callable[[], datetime] = datetime.now,
+        db_retry_s: float = 60.0,
     ):
         self.cfg = cfg
         self.rest = rest
@@ -191,6 +199,12 @@ class Retriever:
         self.now = now
         self.moves = threading.BoundedSemaphore(cfg.retrieve.concurrency)
         self._db = ThreadLocalConnection(cfg)
+        # how long a write waits out a database outage before the job is put back (no attempt counted)
+        self.db_retry_s = db_retry_s
+        retry = cfg.retrieve.retry
+        self.breakers = Breakers(
+            self.probe, backoff_s=min(retry.backoff_s, 5.0), backoff_max_s=min(retry.backoff_max_s, 60.0)
+        )
         self.studies_done = 0
         self.instances_done = 0
         self.bytes_done = 0
@@ -202,8 +216,31 @@ class Retriever:
             return MovescuMover(self.cfg, source, target)
         return OrthancMover(self.rest, source, target, timeout_s=max(600, source.timeout_s * 60))
 
+    def probe(self, node: str) -> str | None:
+        """None when `node` answers: the research PACS a `GET /system`, a source PACS a C-ECHO (through the
+        research PACS); else why not."""
+        try:
+            if node == self.cfg.research_node.name:
+                self.rest.get("/system", timeout_s=10)
+            else:
+                timeout = int(min(max(self.cfg.nodes[node].timeout_s, 1), 10))
+                self.rest.post(f"/modalities/{node}/echo", {"Timeout": timeout}, timeout_s=timeout + 10)
+        except PacsError as exc:
+            return str(exc)
+        return None
+
     def _conn(self):
         return self._db.get()
+
+    def _write(self, work: Callable[[Any], Any]) -> Any:
+        """One write transaction, waiting out a database outage on a fresh connection (`db_retry_s`)."""
+        return self._db.run(work, retry_s=self.db_retry_s)
+
+    def _update(self, uid: str, **fields: Any) -> None:
+        self._write(lambda c: _update(c, uid, **fields))
+
+    def _event(self, uid: str, step: str, **fields: Any) -> None:
+        self._write(lambda c: _event(c, uid, step, **fields))
 
     def close(self) -> None:
         self._db.close()
@@ -212,17 +249,32 @@ class Retriever:
     def handle(self, job: queue.Job) -> None:
         uid = job.key
         source_name = job.payload.get("source") or self.cfg.source_node.name
+        now = self.now()
+        if self.cfg.nodes[source_name].use_time_window and not in_window(now, self.cfg.retrieve.time_window):
+            until = next_open(now, self.cfg.retrieve.time_window)
+            self._event(uid, "defer", detail=f"outside the time window until {until:%Y-%m-%d %H:%M}")
+            raise Deferred(until.astimezone(), "outside the retrieval time window")
+        nodes = (self.cfg.research_node.name, source_name)
+        for node in nodes:
+            self.breakers.guard(node)  # NodeDown while a node is known down: the job waits, no attempt
+        started = time.monotonic()
+        try:
+            self._retrieve(job, uid, source_name)
+        except PacsError as exc:
+            if getattr(exc, "permanent", False) or getattr(exc, "study", False):
+                raise
+            for node in nodes:  # the research PACS first: the source is probed through it
+                if self.breakers.outage(node, since=started):
+                    down = self.breakers.down(node)
+                    log.warning("study %s waits: %s (was: %s)", uid, down.reason, exc)
+                    raise down from exc
+            raise
+
+    def _retrieve(self, job: queue.Job, uid: str, source_name: str) -> None:
         source = self.cfg.nodes[source_name]
         expected = job.payload.get("expected")
         backend = self.override or job.payload.get("backend") or self.backend
-        now = self.now()
-        if source.use_time_window and not in_window(now, self.cfg.retrieve.time_window):
-            until = next_open(now, self.cfg.retrieve.time_window)
-            _event(self._conn(), uid, "defer", detail=f"outside the time window until {until:%Y-%m-%d %H:%M}")
-            raise Deferred(until.astimezone(), "outside the retrieval time window")
-        conn = self._conn()
-        _update(
-            conn,
+        self._update(
             uid,
             state="moving",
             attempts=job.attempts,
@@ -230,14 +282,14 @@ class Retriever:
             started_at=datetime.now().astimezone(),
         )
         if self.cfg.retrieve.transfer.strategy == "selective":
-            self._selective(conn, job, uid, source)
+            self._selective(job, uid, source)
             return
         # Fast path: what the research PACS already holds is a local lookup; the source is asked (series-level
         # C-FIND) only when the announced count is unknown or the study is partly there.
         present, size = self._research_count(uid)
         series = None
         if expected is not None and present >= expected:
-            self._done(conn, uid, Verification(uid, expected, present, []), size, skipped=True)
+            self._done(uid, Verification(uid, expected, present, []), size, skipped=True)
             return
         if present or expected is None:
             before = verify(self.rest, source, uid, expected_instances=expected)
@@ -246,13 +298,12 @@ class Retriever:
                     f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
                 )
             if before.complete:
-                self._done(conn, uid, before, size, skipped=True)
+                self._done(uid, before, size, skipped=True)
                 return
             series = before.missing_series if before.received else None
         with self.moves:
             result = self.mover(source_name, backend).move(uid, series_uids=series)
-        _event(
-            conn,
+        self._event(
             uid,
             "move",
             attempt=job.attempts,
@@ -265,14 +316,14 @@ class Retriever:
             detail=result.error or (f"series {len(series)}" if series else "study"),
             log_path=result.log_path,
         )
-        _update(conn, uid, last_status=result.status, log_path=result.log_path)
+        self._update(uid, last_status=result.status, log_path=result.log_path)
         if not result.ok:
-            _update(conn, uid, last_error=result.error)
+            self._update(uid, last_error=result.error)
             raise RetrieveError(
                 f"C-MOVE of {uid} from {source_name} failed: {result.error or result.status}",
                 permanent=result.status == "not-found",
             )
-        _update(conn, uid, state="verifying")
+        self._update(uid, state="verifying")
         received, size = self._research_count(uid)
         if expected is not None and received >= expected:
             after = Verification(uid, expected, received, [])
@@ -282,8 +333,7 @@ class Retriever:
                 raise RetrieveError(
                     f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
                 )
-        _event(
-            conn,
+        self._event(
             uid,
             "verify",
             attempt=job.attempts,
@@ -291,8 +341,7 @@ class Retriever:
             detail=f"{after.received}/{after.expected} instances",
         )
         if not after.complete:
-            _update(
-                conn,
+            self._update(
                 uid,
                 state="partial",
                 received_instances=after.received,
@@ -301,20 +350,20 @@ class Retriever:
             )
             raise RetrieveError(
                 f"{uid}: {after.received} of {after.expected} instances arrived; "
-                f"{len(after.missing_series)} series missing (retried for those only)"
+                f"{len(after.missing_series)} series missing (retried for those only)",
+                study=True,
             )
         if after.received != received:
             size = self._research_count(uid)[1]
-        self._done(conn, uid, after, size)
+        self._done(uid, after, size)
 
-    def _selective(self, conn, job: queue.Job, uid: str, source) -> None:
-        """transfer.strategy = selective: only dose objects + one image per series are moved (nmdose.forward)."""
-        from nmdose.forward.selective import retrieve_selected
+    def _selective(self, job: queue.Job, uid: str, source) -> None:
+        """transfer.strategy = selective: only dose objects + one image per series are moved (.selective)."""
+        from nmdose.retrieve.selective import retrieve_selected
 
         with self.moves:
             sel = retrieve_selected(self.cfg, self.rest, source, uid)
-        _event(
-            conn,
+        self._event(
             uid,
             "move",
             attempt=job.attempts,
@@ -330,8 +379,7 @@ class Retriever:
             raise RetrieveError(
                 f"selective transfer of {uid}: {sel.error}", permanent="has no study" in (sel.error or "")
             )
-        _update(
-            conn,
+        self._update(
             uid,
             state="done",
             received_instances=sel.selected_instances,
@@ -354,9 +402,8 @@ class Retriever:
             size += int(st.get("DiskSize", 0))
         return count, size
 
-    def _done(self, conn, uid: str, check, size: int | None, *, skipped: bool = False) -> None:
-        _update(
-            conn,
+    def _done(self, uid: str, check, size: int | None, *, skipped: bool = False) -> None:
+        self._update(
             uid,
             state="done",
             received_instances=check.received,
@@ -366,8 +413,7 @@ class Retriever:
             last_error=None,
             finished_at=datetime.now().astimezone(),
         )
-        _event(
-            conn,
+        self._event(
             uid,
             "skipped" if skipped else "done",
             detail="already complete in the research PACS" if skipped else f"{check.received} instances",
@@ -383,52 +429,46 @@ class Retriever:
     __call__ = handle
 
     def on_failure(self, job: queue.Job, error: str, state: str) -> None:
-        conn = self._conn()
+        """The queue recorded a failed attempt (`pending`: retried later) or the last one (`failed`, the dead
+        state: attempts exhausted, or an error that retrying cannot cure): the retrieval row says so, with why."""
         if state == "failed":
-            _update(conn, job.key, state="failed", last_error=error, finished_at=datetime.now().astimezone())
-            _event(conn, job.key, "failed", attempt=job.attempts, ok=False, detail=error)
-        else:
+            self._update(job.key, state="failed", last_error=error, finished_at=datetime.now().astimezone())
+            self._event(job.key, "failed", attempt=job.attempts, ok=False, detail=error)
+            return
+
+        def back_to_pending(conn) -> None:
             with conn.cursor() as cur:
                 cur.execute(
                     """UPDATE rpacs.retrieval SET state = CASE WHEN state = 'partial' THEN 'partial' ELSE 'pending'
-                       END, last_error = %s, updated_at = now() WHERE study_instance_uid = %s""",
-                    (error, job.key),
+                       END, attempts = %s, last_error = %s, updated_at = now() WHERE study_instance_uid = %s""",
+                    (job.attempts, error, job.key),
                 )
             conn.commit()
-            _event(conn, job.key, "retry", attempt=job.attempts, ok=False, detail=error)
+
+        self._write(back_to_pending)
+        self._event(job.key, "retry", attempt=job.attempts, ok=False, detail=error)
+
+    def on_deferred(self, job: queue.Job, reason: str) -> None:
+        """The job was put back without using an attempt (a node or the database down): a study left `moving` or
+        `verifying` by it is `pending` again, and the event says why."""
+
+        def back_to_pending(conn) -> bool:
+            with conn.cursor() as cur:
+                cur.execute(
+                    """UPDATE rpacs.retrieval SET state = 'pending', last_error = %s, updated_at = now()
+                        WHERE study_instance_uid = %s AND state IN ('moving', 'verifying') RETURNING 1""",
+                    (reason, job.key),
+                )
+                changed = cur.fetchone() is not None
+            conn.commit()
+            return changed
+
+        if self._write(back_to_pending):
+            self._event(job.key, "defer", attempt=job.attempts, detail=reason[:1000])
 
 
 def worker_name() -> str:
     return f"cli:{socket.gethostname()}:{os.getpid()}"
-
-
-def requeue_dead_cli_jobs(conn) -> int:
-    """Jobs left `running` by a CLI process of this host that no longer exists go back to `pending`."""
-    host = socket.gethostname()
-    with conn.cursor() as cur:
-        cur.execute("SELECT id, locked_by FROM jobs.queue WHERE kind = %s AND state = 'running'", (KIND,))
-        stale = []
-        for job_id, locked_by in cur.fetchall():
-            parts = (locked_by or "").split(":")
-            if len(parts) >= 3 and parts[0] == "cli" and parts[1] == host:
-                try:
-                    os.kill(int(parts[2].split("-")[0]), 0)
-                except (ProcessLookupError, ValueError):
-                    stale.append(job_id)
-        if stale:
-            lock_study_writes(conn)  # before any row lock: the retrievals below update their studies
-            cur.execute(
-                """UPDATE jobs.queue SET state = 'pending', locked_by = NULL, attempts = GREATEST(attempts - 1, 0)
-                    WHERE id = ANY(%s)""",
-                (stale,),
-            )
-            cur.execute(
-                """UPDATE rpacs.retrieval r SET state = 'pending' FROM jobs.queue q
-                    WHERE q.id = ANY(%s) AND r.study_instance_uid = q.key AND r.state IN ('moving', 'verifying')""",
-                (stale,),
-            )
-    conn.commit()
-    return len(stale)
 
 
 def run(
@@ -437,13 +477,17 @@ def run(
     backend: str | None = None,
     limit: int | None = None,
     progress: Callable[[Retriever], None] | None = None,
+    wait_s: float = 0,
+    lease_s: float = queue.DEFAULT_LEASE_S,
 ) -> Retriever:
-    """Drain the ready `retrieve` jobs from this process (the CLI), `concurrency` studies at a time."""
+    """Run the ready `retrieve` jobs from this process (the CLI), `concurrency` studies at a time, after taking back
+    the jobs whose holder died (expired leases, the attempt counted). Returns when every job this process claimed
+    is finished and recorded and nothing is ready; with `wait_s`, it also waits up to that long for jobs running
+    elsewhere (the plugin's workers) and for jobs whose back-off ends in that time, running those. What is left is
+    :func:`unfinished`."""
     attach_log_file(cfg, "retrieve.log", log, logging.getLogger("nmdose.workers"))
     rest = OrthancHttp.for_node(cfg, cfg.research_node.name, timeout_s=120)
     retriever = Retriever(cfg, rest, backend=backend)
-    with contextlib.closing(connect(cfg)) as conn:
-        requeue_dead_cli_jobs(conn)
 
     def handler(job: queue.Job) -> None:
         try:
@@ -453,6 +497,7 @@ def run(
                 progress(retriever)
 
     handler.on_failure = retriever.on_failure  # type: ignore[attr-defined]
+    handler.on_deferred = retriever.on_deferred  # type: ignore[attr-defined]
     pool = WorkerPool(
         lambda: connect(cfg),
         {KIND: handler},
@@ -460,8 +505,45 @@ def run(
         name=worker_name(),
         backoff_s=cfg.retrieve.retry.backoff_s,
         backoff_max_s=cfg.retrieve.retry.backoff_max_s,
+        lease_s=lease_s,
     )
-    pool.start(exit_when_idle=True, max_jobs=limit)
-    pool.join()
-    retriever.close()
+    pool.reclaim()
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            budget = None if limit is None else limit - pool.jobs_claimed
+            if budget is not None and budget <= 0:
+                break
+            pool.start(exit_when_idle=True, max_jobs=budget)
+            try:
+                pool.join()
+            except KeyboardInterrupt:  # never leave our studies `moving`: finish them, claim nothing more
+                log.warning(
+                    "interrupted: finishing the %d studies running (Ctrl-C again aborts)", len(pool.held())
+                )
+                pool.finish()
+                pool.join()
+                raise
+            if time.monotonic() >= deadline:
+                break
+            with contextlib.closing(connect(cfg)) as conn:
+                left = queue.unfinished(conn, KIND)
+            due_soon = (
+                left["next_at"] is not None
+                and (left["next_at"] - datetime.now().astimezone()).total_seconds()
+                <= deadline - time.monotonic()
+            )
+            if not (left["running"] or left["ready"] or due_soon):
+                break
+            if not left["ready"]:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                pool.reclaim()
+    finally:
+        retriever.close()
     return retriever
+
+
+def unfinished(conn) -> dict[str, Any]:
+    """The `retrieve` work left: jobs running (and who holds them), ready, waiting (back-off, a node down, the
+    time window; and when the next is due) and failed (attempts exhausted)."""
+    return queue.unfinished(conn, KIND)

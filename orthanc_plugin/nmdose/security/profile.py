@@ -43,7 +43,32 @@ LOCKED_SETTINGS: dict[str, bool] = {
 }
 
 
-# What the dose hooks hand to the dose parser (the same rule as dose/orthanc_dose_hook.lua and
+_LAST_FACT_TAG = 0x00080060  # Modality; SOP Class UID (0008,0016) comes before it
+
+
+def header_facts(data: bytes) -> tuple[str, str] | None:
+    """(SOP class UID, modality) from a DICOM file's first elements, or None when no SOP class is read. Stops
+    at Modality (0008,0060), so an SR's content tree (0040,A730) is never read, however deep (Orthanc's own
+    JSON of a 3,000-level SR is ~190 MB and too deep for `json.loads`)."""
+    import io
+
+    from pydicom.filereader import read_partial
+
+    try:
+        ds = read_partial(
+            io.BytesIO(data), stop_when=lambda tag, vr, length: tag > _LAST_FACT_TAG, force=True
+        )
+        sop_class = str(ds.get("SOPClassUID", "") or "")
+        if not sop_class:  # a file without it in the dataset: what its file meta says
+            sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        if not sop_class:  # not read (or absent): unknown
+            return None
+        return sop_class, str(ds.get("Modality", "") or "")
+    except Exception:  # noqa: BLE001 - any unreadable header is "unknown": the caller decides
+        return None
+
+
+# What the dose hooks hand to the dose parser (the same rule as dose/standin_hook.py and
 # conquest/lua/nmdose_import.lua): every SR, PET, NM and secondary capture. Such objects from a peer that may not
 # C-STORE into the node are refused by the plugin's and the hooks' own filters.
 _DOSE_CANDIDATE_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."

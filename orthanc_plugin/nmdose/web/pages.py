@@ -13,10 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nmdose.auth import register_session_routes
+from nmdose.auth import browser_login, register_session_routes
 from nmdose.db import connect
-from nmdose.web import cache, xlsx
 from nmdose.web import queries as Q
+from nmdose.web import xlsx
+from nmdose.web.dose_views import cached_dose_rows
+from nmdose.web.export import to_csv
 from nmdose.web.router import PUBLIC, HttpError, Request, Response, check_uid
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -50,7 +52,7 @@ def _answer(
     """JSON `{"rows", "count"}`, or the same rows as CSV or XLSX (`format`). For XLSX, `group_by` names the
     column whose values get a sheet each and `summary()` gives the rows of the summary sheet."""
     if f.get("format") == "csv":
-        resp = Response(200, Q.to_csv(rows).encode("utf-8-sig"), "text/csv; charset=utf-8")
+        resp = Response(200, to_csv(rows).encode("utf-8-sig"), "text/csv; charset=utf-8")
         resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
         return resp
     if f.get("format") == "xlsx":
@@ -77,75 +79,6 @@ def _redirect(location: str) -> Response:
     )
     resp.headers["Location"] = location
     return resp
-
-
-def compute_dose_rows(conn, cfg: Any, route: str, f: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of one dose statistics route for validated parameters `f` (computed by PostgreSQL)."""
-    levels = list(cfg.reference_levels.levels)
-    if route == "ct_protocols":
-        return Q.ct_protocols(conn, f, f.get("group", "protocol"))
-    if route == "ct_monthly":
-        return Q.ct_monthly(conn, f)
-    if route == "activity":
-        return Q.activity(conn, f, f.get("group", "agent"))
-    if route == "activity_points":
-        return Q.activity_points(conn, f, f.get("limit", 5000))
-    if route == "outliers":
-        return Q.outliers(conn, f, levels, f.get("limit", 1000))
-    if route == "box":
-        measure = f["measure"]
-        return Q.box(conn, f, levels, measure, f.get("group", Q.BOX_GROUPS[Q.BOX_MEASURES[measure][0]][0]))
-    if route == "effective_dose":
-        return Q.effective_dose(conn, f)
-    raise ValueError(f"not a dose statistics route: {route}")
-
-
-# Routes whose answer depends on the configured reference levels (part of their cache key).
-LEVEL_ROUTES = frozenset({"box", "outliers"})
-
-
-def _dose_key(cfg: Any, route: str, f: dict[str, Any]) -> str:
-    extra = (Q.levels_json(cfg.reference_levels.levels),) if route in LEVEL_ROUTES else ()
-    return cache.cache_key(route, f, *extra)
-
-
-def cached_dose_rows(conn, cfg: Any, route: str, f: dict[str, Any]) -> list[dict[str, Any]]:
-    """A JSON answer from the per-version cache (web/cache.py); exports (CSV, XLSX) are always computed."""
-    if f.get("format", "json") != "json":
-        return compute_dose_rows(conn, cfg, route, f)
-    return cache.cached_rows(conn, _dose_key(cfg, route, f), lambda: compute_dose_rows(conn, cfg, route, f))
-
-
-# What the dose page asks when it opens (static/nmdose.js dose(), no filter set): the dose worker computes these
-# after an ingest (warm_default_views), so the first visit after new data finds them ready.
-DEFAULT_VIEWS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("ct_protocols", {"group": "protocol"}),
-    ("box", {"measure": "ctdivol", "group": "protocol"}),
-    ("box", {"measure": "dlp", "group": "protocol"}),
-    ("ct_protocols", {"group": "description"}),
-    ("box", {"measure": "ctdivol", "group": "description"}),
-    ("box", {"measure": "dlp", "group": "description"}),
-    ("ct_monthly", {}),
-    ("activity", {"group": "agent"}),
-    ("box", {"measure": "activity", "group": "agent"}),
-    ("box", {"measure": "per_kg", "group": "agent"}),
-    ("activity_points", {}),
-    ("effective_dose", {}),
-    ("outliers", {}),
-)
-
-
-def warm_default_views(conn, cfg: Any) -> int:
-    """Compute the dose page's opening answers into the cache; returns how many were computed (not found)."""
-    computed: list[str] = []
-    for route, f in DEFAULT_VIEWS:
-
-        def compute(route: str = route, f: dict[str, Any] = f) -> list[dict[str, Any]]:
-            computed.append(route)
-            return compute_dose_rows(conn, cfg, route, f)
-
-        cache.cached_rows(conn, _dose_key(cfg, route, f), compute)
-    return len(computed)
 
 
 def register_routes(router, plugin) -> None:
@@ -179,6 +112,12 @@ def register_routes(router, plugin) -> None:
         f = _params(request, {"limit": Q._int(1, 10_000), **Q.FORMAT})
         with db() as conn:
             return _answer(Q.research_failed(conn, f.get("limit", 200)), f, "failed-retrievals")
+
+    def forward_incomplete(request: Request) -> Response:
+        f = _params(request, {"limit": Q._int(1, 10_000), **Q.FORMAT})
+        with db() as conn:
+            rows = Q.research_forward_incomplete(conn, f.get("limit", 200))
+        return _answer(rows, f, "forward-incomplete")
 
     # ----- dose API
     def dose_rows(conn, route: str, f: dict[str, Any]) -> list[dict[str, Any]]:
@@ -331,6 +270,7 @@ def register_routes(router, plugin) -> None:
         ("/api/research/corrections", corrections),
         ("/api/research/descriptions/new", new_descriptions),
         ("/api/research/failed", failed),
+        ("/api/research/forward-incomplete", forward_incomplete),
     ):
         router.add("GET", path, handler, permission="research:read")
     # format=csv|xlsx of a dose route is an export: dose:export (the router checks it before the handler).
@@ -374,14 +314,6 @@ TITLES = {
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def browser_login(cfg: Any) -> dict[str, str] | None:
-    """The OIDC settings the pages' login script needs in keycloak mode (None in dev mode: no login)."""
-    if cfg is None or getattr(cfg, "auth_mode", "dev") != "keycloak":
-        return None
-    kc = cfg.accounts.keycloak
-    return {"issuer": kc.issuer or "", "client_id": kc.web_client_id, "scope": kc.scope}
 
 
 def _shell(
@@ -460,7 +392,9 @@ def render_page(name: str, request: Request, *, oidc: dict[str, str] | None = No
 <section><h2 data-i18n="research.corrections">Modality corrections</h2>
   <table id="corrections-table" class="data"></table></section>
 <section><h2 data-i18n="research.failed">Failed retrievals</h2>
-  <table id="failed-table" class="data"></table></section>"""
+  <table id="failed-table" class="data"></table></section>
+<section><h2 data-i18n="research.forward">Forwarding to the dose PACS not complete</h2>
+  <table id="forward-table" class="data"></table></section>"""
         return _shell(name, body, oidc=oidc, depth=1)
     if name == "dose":
         body = """<h1 data-i18n="dose.title">Dose by protocol</h1>

@@ -7,10 +7,8 @@ bad parameters raise :class:`ParamError` (the routes turn it into a 400 answer).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -135,35 +133,6 @@ def _rows(
         rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     conn.rollback()  # read-only: end the transaction so a pooled connection never idles inside one
     return rows
-
-
-# A text cell starting with one of these is a formula to Excel and LibreOffice ("=HYPERLINK(...)" in a
-# StudyDescription from the PACS): such cells get a leading apostrophe (OWASP, CSV injection), which the
-# spreadsheet shows as text. Numbers and dates are never text here, so a negative number stays a number.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_text(value: str) -> str:
-    """`value` as a CSV text cell that a spreadsheet never evaluates."""
-    return "'" + value if value.startswith(FORMULA_START) else value
-
-
-def to_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows as CSV (header line, then one line per row), lists joined with backslash as in DICOM; text cells
-    that a spreadsheet would run as a formula are prefixed with an apostrophe (`csv_text`)."""
-    columns = list(columns or (rows[0].keys() if rows else []))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(columns)
-    for row in rows:
-        cells = []
-        for c in columns:
-            v = row.get(c)
-            if isinstance(v, list):
-                v = "\\".join(map(str, v))
-            cells.append("" if v is None else csv_text(v) if isinstance(v, str) else v)
-        w.writerow(cells)
-    return buf.getvalue()
 
 
 def orthanc_study_id(patient_id: str, study_uid: str) -> str:
@@ -324,6 +293,14 @@ def research_failed(conn, limit: int) -> list[dict[str, Any]]:
             WHERE r.state IN ('failed', 'partial') ORDER BY r.updated_at DESC LIMIT %s""",
         (limit,),
     )
+
+
+def research_forward_incomplete(conn, limit: int) -> list[dict[str, Any]]:
+    """Studies whose forwarded set to the dose PACS is incomplete, stuck ones first, with the reason
+    (nmdose.forward.runner.pending; `nmdose forward pending` lists the same)."""
+    from nmdose.forward.runner import pending
+
+    return [{k: v for k, v in row.items() if k != "category"} for row in pending(conn, limit)]
 
 
 # ----- dose ----------------------------------------------------------------------------------------------

@@ -152,7 +152,8 @@ def test_conquest_script_ignores_other_objects_and_never_raises(tmp_path, files)
     ds = dcmread(pet, stop_before_pixels=True)
     for sop, modality, expect in [("1.2.840.10008.5.1.4.1.1.2", "CT", ""), (ds.SOPClassUID, "PT", "nmdose")]:
         prelude = (
-            f"NMDOSE_SPOOL=[==[{spool}]==]; Data={{SOPClassUID='{sop}', Modality='{modality}', "
+            f"NMDOSE_SPOOL=[==[{spool}]==]; NMDOSE_STAGE='export'; NMDOSE_CALLING='ORTHANC'; "
+            f"NMDOSE_ALLOWED_CALLING={{ORTHANC=true}}; Data={{SOPClassUID='{sop}', Modality='{modality}', "
             f"SOPInstanceUID='1.2.3'}}; function Data:Write(p) error('disk full') end"
         )
         proc = subprocess.run(

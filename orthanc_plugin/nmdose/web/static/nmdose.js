@@ -12,6 +12,7 @@
       "research.yearly": "Studies per year and exam type",
       "research.new": "New descriptions waiting for acceptance", "research.corrections": "Modality corrections",
       "research.failed": "Failed retrievals",
+      "research.forward": "Forwarding to the dose PACS not complete",
       "dose.title": "Dose by protocol", "dose.ct_protocol": "CT: CTDIvol and DLP per acquisition protocol",
       "dose.ct_description": "CT: per study description (per study)", "dose.monthly": "Monthly median DLP",
       "dose.activity": "Administered activity per radiopharmaceutical",
@@ -68,6 +69,7 @@
       "research.yearly": "연도 및 검사 종류별 검사 수",
       "research.new": "승인 대기 중인 새 검사명", "research.corrections": "모달리티 수정",
       "research.failed": "가져오기 실패",
+      "research.forward": "선량 PACS 전송 미완료",
       "dose.title": "프로토콜별 선량", "dose.ct_protocol": "CT: 촬영 프로토콜별 CTDIvol 및 DLP",
       "dose.ct_description": "CT: 검사명별 (검사 단위)", "dose.monthly": "월별 DLP 중앙값",
       "dose.activity": "방사성의약품별 투여 방사능",
@@ -361,6 +363,11 @@
         ["description", "Description"], ["state", "State"], ["attempts", "Attempts"],
         ["last_error", "Error"], ["log_path", "Log"]]);
     }).catch(function (e) { showError("failed-table", e); });
+    api("research/forward-incomplete").then(function (d) {
+      table("forward-table", d.rows, [["study_instance_uid", "StudyInstanceUID"], ["state", "State"],
+        ["stuck", "Stuck"], ["selected", "Selected"], ["forwarded", "Forwarded"], ["missing", "Missing"],
+        ["reason", "Reason"]]);
+    }).catch(function (e) { showError("forward-table", e); });
     pollStatus();
   }
 
