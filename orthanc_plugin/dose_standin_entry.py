@@ -6,7 +6,6 @@ and change callbacks only queue an id or wake the spooling thread.
 """
 
 import json
-import logging
 import sys
 
 import orthanc
@@ -18,23 +17,9 @@ for _path in reversed(_conf.get("NmdoseDoseStandin", {}).get("SitePackages", [])
         sys.path.insert(0, _path)
 
 from nmdose.dose.standin_hook import from_orthanc_configuration  # noqa: E402
+from nmdose.orthanc_log import log_into_orthanc  # noqa: E402
 
-
-class _OrthancLogHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = self.format(record)
-        if record.levelno >= logging.ERROR:
-            orthanc.LogError(msg)
-        elif record.levelno >= logging.WARNING:
-            orthanc.LogWarning(msg)
-        else:
-            orthanc.LogInfo(msg)
-
-
-_handler = _OrthancLogHandler()
-_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-logging.getLogger("nmdose").addHandler(_handler)
-logging.getLogger("nmdose").setLevel(logging.INFO)
+log_into_orthanc(orthanc)
 
 hook = from_orthanc_configuration(_conf, orthanc)
 

@@ -5,7 +5,6 @@ conventions. Callbacks return at once: real work goes to worker threads through 
 """
 
 import json
-import logging
 import sys
 import urllib.parse
 
@@ -17,24 +16,10 @@ for _path in reversed(_conf.get("Nmdose", {}).get("SitePackages", [])):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from nmdose.orthanc_log import log_into_orthanc  # noqa: E402
 from nmdose.plugin import from_orthanc_configuration  # noqa: E402
 
-
-class _OrthancLogHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = self.format(record)
-        if record.levelno >= logging.ERROR:
-            orthanc.LogError(msg)
-        elif record.levelno >= logging.WARNING:
-            orthanc.LogWarning(msg)
-        else:
-            orthanc.LogInfo(msg)
-
-
-_handler = _OrthancLogHandler()
-_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-logging.getLogger("nmdose").addHandler(_handler)
-logging.getLogger("nmdose").setLevel(logging.INFO)
+log_into_orthanc(orthanc)
 
 plugin = from_orthanc_configuration(_conf)
 

@@ -164,3 +164,47 @@ class RunningStack:
         finally:
             if not keep:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_for(predicate, timeout_s: float = 20.0, step_s: float = 0.1):
+    """Poll `predicate` until it returns something true (returned) or `timeout_s` passes (its last answer)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step_s)
+    return predicate()
+
+
+def query(cfg: Config, sql: str, params: tuple = ()) -> list[tuple]:
+    """The rows of one statement, on a connection of its own."""
+    from nmdose.db import connect
+
+    with contextlib.closing(connect(cfg)) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def pet_ct_dose_study(folder: Path, *, events: int = 2, description: str = "PET-CT WB nmdose-test"):
+    """A synthetic PET-CT study's dose objects in `folder`: CT RDSR (`events` events), radiopharmaceutical RDSR,
+    one PET image header. Returns (DoseStudyInfo, [ct.dcm, rrdsr.dcm, pet.dcm])."""
+    import datetime as dt
+
+    from pydicom.uid import generate_uid
+
+    from nmdose.simulate import rdsr as R
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study = R.DoseStudyInfo(study_instance_uid=generate_uid(), study_description=description)
+    ct_events = [R.CtAcquisition(acquisition_protocol=f"WB {i}", dlp_mgycm=100.0 + i) for i in range(events)]
+    admin = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
+    files = [
+        R.save(R.ct_radiation_dose_sr(study, ct_events, series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "ct.dcm"),
+        R.save(R.radiopharmaceutical_dose_sr(study, admin, series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "rrdsr.dcm"),
+        R.save(R.pet_nm_image_header(study, admin, modality="PT", series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "pet.dcm"),
+    ]  # fmt: skip
+    return study, files

@@ -8,7 +8,6 @@ is checked against a real Conquest by scripts/conquest_check.sh (tests/integrati
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from pydicom.uid import generate_uid
 from nmdose.cli import main
 from nmdose.simulate import rdsr as R
 from tests.support import REPO
+from tests.support import pet_ct_dose_study as _pet_ct_study
 
 pytestmark = pytest.mark.integration
 
@@ -37,23 +37,6 @@ def tmp() -> Path:
     os.chmod(path, 0o755)  # readable by `nobody` for the permission test
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _pet_ct_study(folder: Path) -> tuple[R.DoseStudyInfo, list[Path]]:
-    """A PET-CT study's dose objects: CT RDSR, radiopharmaceutical RDSR, one PET image header."""
-    folder.mkdir(parents=True, exist_ok=True)
-    study = R.DoseStudyInfo(study_instance_uid=generate_uid(), study_description="PET-CT WB nmdose-test")
-    ct_events = [R.CtAcquisition(acquisition_protocol=f"WB {i}", dlp_mgycm=100.0 + i) for i in range(2)]
-    admin = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
-    files = [
-        R.save(R.ct_radiation_dose_sr(study, ct_events, series_uid=generate_uid(), sop_uid=generate_uid()),
-               folder / "ct.dcm"),
-        R.save(R.radiopharmaceutical_dose_sr(study, admin, series_uid=generate_uid(), sop_uid=generate_uid()),
-               folder / "rrdsr.dcm"),
-        R.save(R.pet_nm_image_header(study, admin, modality="PT", series_uid=generate_uid(), sop_uid=generate_uid()),
-               folder / "pet.dcm"),
-    ]  # fmt: skip
-    return study, files
 
 
 def _ct_image(study: R.DoseStudyInfo, path: Path) -> Path:

@@ -20,7 +20,6 @@ import requests
 from nmdose.census.finder import FindscuFinder
 from nmdose.census.ranges import DateRange
 from nmdose.cli import main
-from nmdose.db import connect
 from nmdose.echo import echo_nodes
 from nmdose.pacs.dcmtk import echoscu
 from nmdose.pacs.orthanc_http import OrthancHttp
@@ -30,6 +29,7 @@ from nmdose.simulate import generate
 from nmdose.simulate.upload import upload
 from nmdose.stack import dicom_env, free_port
 from tests.support import RunningStack, make_tempdir
+from tests.support import query as _query
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +55,6 @@ def tls_stack():
     finally:
         running.close()
         shutil.rmtree(out, ignore_errors=True)
-
-
-def _query(cfg, sql: str, params: tuple = ()) -> list[tuple]:
-    with contextlib.closing(connect(cfg)) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 def test_pipeline_runs_over_tls_end_to_end(tls_stack, capsys):

@@ -3,7 +3,6 @@ worker the stack runs, DCMTK storescu, and the Conquest Lua import script run by
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -21,17 +20,14 @@ from nmdose.dose.ingest import ingest_files
 from nmdose.dose.spool import enqueue
 from nmdose.simulate import rdsr as R
 from nmdose.stack import _pid_alive, dicom_env
+from tests.support import pet_ct_dose_study as _pet_ct_study
+from tests.support import query as _query
+from tests.support import wait_for as _wait
 from tests.unit.dose.test_bad_input import _broken_corpus
 
 pytestmark = pytest.mark.integration
 
 STORESCU = shutil.which("storescu")
-
-
-def _query(cfg, sql: str, params: tuple = ()) -> list[tuple]:
-    with closing(connect(cfg)) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 def _counts(cfg, study: str) -> dict[str, int]:
@@ -40,33 +36,6 @@ def _counts(cfg, study: str) -> dict[str, int]:
         (n,) = _query(cfg, f"SELECT count(*) FROM dose.{table} WHERE study_instance_uid = %s", (study,))[0]
         out[table] = n
     return out
-
-
-def _wait(predicate, timeout_s: float = 20.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
-def _pet_ct_study(folder: Path, *, events: int = 2) -> tuple[R.DoseStudyInfo, list[Path]]:
-    """A PET-CT study: CT RDSR, radiopharmaceutical RDSR, one PET image header."""
-    folder.mkdir(parents=True, exist_ok=True)
-    study = R.DoseStudyInfo(study_instance_uid=generate_uid(), study_description="PET-CT WB nmdose-test")
-    ct_events = [R.CtAcquisition(acquisition_protocol=f"WB {i}", dlp_mgycm=100.0 + i) for i in range(events)]
-    admin = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
-    files = [
-        R.save(R.ct_radiation_dose_sr(study, ct_events, series_uid=generate_uid(), sop_uid=generate_uid()),
-               folder / "ct.dcm"),
-        R.save(R.radiopharmaceutical_dose_sr(study, admin, series_uid=generate_uid(), sop_uid=generate_uid()),
-               folder / "rrdsr.dcm"),
-        R.save(R.pet_nm_image_header(study, admin, modality="PT", series_uid=generate_uid(), sop_uid=generate_uid()),
-               folder / "pet.dcm"),
-    ]  # fmt: skip
-    return study, files
 
 
 def _hand_over(spool: Path, path: Path, *, source: str) -> Path:

@@ -12,7 +12,6 @@ import struct
 import subprocess
 import tempfile
 import time
-from contextlib import closing
 from io import BytesIO
 from pathlib import Path
 
@@ -21,13 +20,14 @@ import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from nmdose.db import connect
 from nmdose.dose import standin_hook as H
 from nmdose.security import profile
 from nmdose.stack import dicom_env
 from tests.integration.test_dicom_security import OTHER_HOST, ct_image, forged_rdsr, held, request, wait_rows
 from tests.integration.test_dose_ingest import _pet_ct_study
 from tests.support import RunningStack
+from tests.support import query as _query
+from tests.support import wait_for as _wait
 
 pytestmark = pytest.mark.integration
 
@@ -70,16 +70,6 @@ def deep_sr(path: Path, depth: int = 3000, sop_class: str = XRAY_DOSE_SR) -> str
     return ds.SOPInstanceUID
 
 
-def _wait(predicate, timeout_s: float = 20.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
 def _storescu(cfg, files: list[Path], *, calling: str | None = None) -> subprocess.CompletedProcess:
     node = cfg.dose_node
     argv = [STORESCU, "-R", "-aet", calling or cfg.research_node.aet, "-aec", node.aet, "127.0.0.1",
@@ -94,12 +84,6 @@ def _instance_id(node, sop_uid: str) -> str | None:
 
 def _entries_of(spool: Path, instance_id: str) -> list[Path]:
     return [p for sub in ("incoming", "done", "failed") for p in (spool / sub).glob(f"*-{instance_id}.job")]
-
-
-def _query(cfg, sql: str, params: tuple = ()) -> list[tuple]:
-    with closing(connect(cfg)) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 @pytest.fixture

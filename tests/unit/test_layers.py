@@ -42,6 +42,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.config",
             "nmdose.secrets",
             "nmdose.logfiles",
+            "nmdose.orthanc_log",
             "nmdose.progress",
             "nmdose.dicom_file",
             "nmdose.dicom_sr",
