@@ -21,6 +21,7 @@ from nmdose.pacs.orthanc_http import OrthancHttp
 from nmdose.simulate import generate
 from nmdose.simulate.upload import upload
 from nmdose.workers import Deferred
+from tests import support
 from tests.integration.test_forward import (
     assert_dose_pacs_holds_exactly_the_selection,
     forward_states,
@@ -113,14 +114,8 @@ def pending_row(env, uid: str) -> dict | None:
         return next((r for r in runner.pending(conn) if r["study_instance_uid"] == uid), None)
 
 
-def wait_for(predicate, timeout_s: float = 90, poll_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    return predicate()
+def wait_for(predicate, timeout_s: float = 90):
+    return support.wait_for(predicate, timeout_s, 0.5)
 
 
 def test_a_study_whose_retrieval_is_not_finished_is_not_forwarded_until_it_is(env):
