@@ -67,6 +67,11 @@ def _run(
     (measured). `filename=None`: an export line without Filename. Data:Write copies `path` (`write='nothing'`:
     writes nothing, as Conquest's does on failure). script() commands are recorded; returns the process and them."""
     ds = dcmread(path, stop_before_pixels=True)
+    script = SCRIPT
+    if as_nobody:  # `nobody` may not traverse the checkout (a clone under a 0700 mktemp folder): its own copy
+        script = spool.parent / SCRIPT.name
+        shutil.copyfile(SCRIPT, script)
+        os.chmod(script, 0o644)
     record = spool.parent / f"{path.name}.script-calls"
     record.unlink(missing_ok=True)
     lines = [f"NMDOSE_SPOOL = [==[{spool}]==]"]
@@ -101,7 +106,7 @@ def _run(
         end
         for run = 1, {runs} do
           {body}
-          dofile([==[{SCRIPT}]==])
+          dofile([==[{script}]==])
         end
     """
     env = {k: v for k, v in os.environ.items() if k not in ("NMDOSE_ALLOWED_CALLING", "NMDOSE_SPOOL")}
