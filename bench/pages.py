@@ -46,6 +46,7 @@ from nmdose.db import connect  # noqa: E402
 from nmdose.db.migrate import migrate  # noqa: E402
 from nmdose.plugin import Plugin  # noqa: E402
 from nmdose.stack import Stack  # noqa: E402
+from nmdose.web.dose_views import DEFAULT_VIEWS  # noqa: E402
 from tests.support import REPO, load, make_config_dir, make_tempdir  # noqa: E402
 
 # StudyDescription, found modalities, target (config/retrieve_options.yaml), kind, agent. Most frequent first
@@ -550,20 +551,11 @@ def cases(conn) -> list[tuple[str, dict[str, str], str]]:
         ("/api/dose/reference-levels", {}, ""),
         ("/api/dose/dead-letter", {}, ""),
     ]
-    dose_calls = [  # what the dose page asks on Apply (static/nmdose.js dose())
-        ("/api/dose/ct-protocols", {"group": "protocol"}),
-        ("/api/dose/ct-protocols", {"group": "description"}),
-        ("/api/dose/box", {"measure": "ctdivol", "group": "protocol"}),
-        ("/api/dose/box", {"measure": "dlp", "group": "protocol"}),
-        ("/api/dose/box", {"measure": "ctdivol", "group": "description"}),
-        ("/api/dose/box", {"measure": "dlp", "group": "description"}),
-        ("/api/dose/ct-monthly", {}),
-        ("/api/dose/activity", {"group": "agent"}),
-        ("/api/dose/box", {"measure": "activity", "group": "agent"}),
-        ("/api/dose/box", {"measure": "per_kg", "group": "agent"}),
-        ("/api/dose/activity-points", {}),
-        ("/api/dose/effective-dose", {}),
-        ("/api/dose/outliers", {}),
+    # What the dose page asks on Apply: its opening views, from the one list (nmdose.web.dose_views.DEFAULT_VIEWS,
+    # which the dose worker warms after each ingest); route ct_protocols is GET /api/dose/ct-protocols, and so on.
+    dose_calls = [
+        ("/api/dose/" + route.replace("_", "-"), {k: str(v) for k, v in fixed.items()})
+        for route, fixed in DEFAULT_VIEWS
     ]
     for path, fixed in dose_calls:
         nm = fixed.get("measure") in ("activity", "per_kg") or "activity" in path

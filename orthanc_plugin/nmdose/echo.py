@@ -28,6 +28,7 @@ from nmdose.errors import NmdoseError, PacsError
 from nmdose.pacs.dcmtk import echoscu
 from nmdose.pacs.orthanc_http import OrthancHttp
 from nmdose.security import tls
+from nmdose.sop_classes import ECHO_DOSE_SR_CLASSES
 
 
 @dataclass
@@ -115,11 +116,8 @@ def echo_nodes(cfg: Config, nodes: list[str] | None = None, *, timeout_s: float 
 
 
 # ----- does the dose PACS accept each dose SR class? (an association negotiation, nothing sent)
-DOSE_SR_CLASSES: tuple[tuple[str, str], ...] = (
-    ("1.2.840.10008.5.1.4.1.1.88.67", "X-Ray Radiation Dose SR Storage"),
-    ("1.2.840.10008.5.1.4.1.1.88.68", "Radiopharmaceutical Radiation Dose SR Storage"),
-    ("1.2.840.10008.5.1.4.1.1.88.76", "Enhanced X-Ray Radiation Dose SR Storage"),
-)
+# (UID, name): the classes from nmdose.sop_classes, their names from pydicom's UID dictionary.
+DOSE_SR_CLASSES: tuple[tuple[str, str], ...] = tuple((str(uid), uid.name) for uid in ECHO_DOSE_SR_CLASSES)
 _TRANSFER_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # explicit, implicit VR little endian
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 _IMPLEMENTATION_CLASS = "1.2.826.0.1.3680043.8.498.1.14"  # nmdose (under pydicom's UID root, as its UIDs)

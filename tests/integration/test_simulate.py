@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from nmdose.orthanc_ids import orthanc_study_id
 from nmdose.simulate import Manifest, generate
 from nmdose.simulate import model as M
-from nmdose.simulate.upload import UploadError, orthanc_study_id, upload
+from nmdose.simulate.upload import UploadError, upload
 
 pytestmark = pytest.mark.integration
 

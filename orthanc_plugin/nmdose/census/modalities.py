@@ -14,9 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from nmdose.config import ModalityRule
+from nmdose.sop_classes import NON_IMAGE_MODALITIES
 
-# Modalities of non-image objects: they do not define what kind of exam a study is.
-NON_IMAGE = frozenset({"SR", "KO", "PR", "DOC", "REG", "SEG", "RWV", "PLAN", "FID", "AU"})
+# Modalities of non-image objects: they do not define what kind of exam a study is (the one set, shared with the
+# forwarding rules: nmdose.sop_classes).
+NON_IMAGE = NON_IMAGE_MODALITIES
 
 
 def split_modalities(value: str | None) -> list[str]:

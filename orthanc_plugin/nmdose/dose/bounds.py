@@ -57,6 +57,8 @@ def has_long_text(value: Any) -> bool:
         node = pop()
         kind = type(node)
         if kind is dict:
+            if not any(node.values()):  # every value empty or None (an unfilled dose check): nothing to cut
+                continue
             for key, item in node.items():
                 kind = type(item)
                 if kind is str:

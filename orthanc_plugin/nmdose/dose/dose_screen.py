@@ -11,18 +11,24 @@ from typing import Any
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from nmdose.dose import codes as C
 from nmdose.dose.header import get_value
 from nmdose.dose.result import Report, empty_event, empty_source
 
 PHILIPS_CREATOR = "ELSCINT1"
 PHILIPS_GROUP = 0x00E1
 PHILIPS_TOTAL_DLP = 0x21
-ACQUISITION_TYPES = {
-    "SPIRAL": ("Spiral Acquisition", "SCT:116152004"),
-    "SEQUENCED": ("Sequenced Acquisition", "DCM:113804"),
-    "CONSTANT_ANGLE": ("Constant Angle Acquisition", "DCM:113805"),
-    "STATIONARY": ("Stationary Acquisition", "DCM:113806"),
-    "FREE": ("Free Acquisition", "DCM:113807"),
+# Acquisition Type (0018,9302) defined terms (PS3.3 C.8.15.3.2) -> (meaning, code key) of CID 10013, from the one
+# table of CT acquisition types (nmdose.dose.codes); cone beam has no defined term there.
+ACQUISITION_TYPES: dict[str, tuple[str, str]] = {
+    term: (C.CT_ACQUISITION_TYPES[key].meaning, C.CT_ACQUISITION_TYPES[key].key)
+    for term, key in (
+        ("SPIRAL", "spiral"),
+        ("SEQUENCED", "sequenced"),
+        ("CONSTANT_ANGLE", "constant_angle"),
+        ("STATIONARY", "stationary"),
+        ("FREE", "free"),
+    )
 }
 
 

@@ -26,12 +26,17 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import BaseTag
 
-from nmdose.dicom_sr import RawItem, pydicom_value, sequence_items
+from nmdose.dicom_sr import RawItem, get_element, pydicom_value, sequence_items
 
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI"})
+_TEXT_VR_BYTES = frozenset(vr.encode("ascii") for vr in _TEXT_VRS)  # as a RawItem holds them
 _TAGS: dict[str, BaseTag] = {}
 _INT_TAGS: dict[str, int] = {}
+# get_values' keyword tuples (a few, fixed in code) as int tags
+_KEYWORD_TAGS: dict[tuple[str, ...], tuple[int, ...]] = {}
 _FD = Struct("<d").unpack
+# one-value text VRs: the longest value pydicom's validation accepts
+_SINGLE_MAX = {"ST": 1024, "LT": 10240, "UT": 0xFFFFFFFE}
 
 
 def _text(raw: bytes) -> Any:
@@ -53,10 +58,7 @@ def get_value(ds: Any, keyword: str) -> Any:
     tag = _TAGS.get(keyword)
     if tag is None:
         tag = _TAGS[keyword] = BaseTag(tag_for_keyword(keyword))
-    try:
-        elem = ds.get_item(tag)
-    except Exception:
-        return None
+    elem = get_element(ds, tag)
     if elem is None:
         return None
     if type(elem) is not RawDataElement:  # converted already: what ``ds.get(keyword)`` gives
@@ -82,20 +84,29 @@ def get_values(ds: Any, keywords: tuple[str, ...]) -> list[Any]:
         elements = dict(zip(map(int, ds.keys()), ds.values(), strict=True))
     except Exception:
         return [get_value(ds, k) for k in keywords]
+    fixed = type(keywords) is tuple
+    tags = _KEYWORD_TAGS.get(keywords) if fixed else None
+    if tags is None:
+        tags = tuple(int(tag_for_keyword(k)) for k in keywords)
+        if fixed and len(_KEYWORD_TAGS) < 64:
+            _KEYWORD_TAGS[keywords] = tags
     out = []
-    for keyword in keywords:
-        tag = _INT_TAGS.get(keyword)
-        if tag is None:
-            tag = _INT_TAGS[keyword] = int(tag_for_keyword(keyword))
-        elem = elements.get(tag)
+    append, found, raw_type, text_vrs = out.append, elements.get, RawDataElement, _TEXT_VRS
+    for keyword, tag in zip(keywords, tags, strict=True):
+        elem = found(tag)
         if elem is None:
-            out.append(None)
-        elif type(elem) is not RawDataElement:
-            out.append(elem.value)
-        elif elem.VR in _TEXT_VRS and _plain_ascii(elem.value):
-            out.append(_text(elem.value))
+            append(None)
+            continue
+        if type(elem) is not raw_type:
+            append(elem.value)
+            continue
+        value = elem.value
+        # _plain_ascii and _text, inline
+        if elem.VR in text_vrs and type(value) is bytes and value.isascii() and b"\x1b" not in value:
+            text = value.decode("ascii").strip(" \x00")
+            append(text.split("\\") if "\\" in text else text)
         else:  # deferred or empty (value None), other VRs: the one-element path
-            out.append(get_value(ds, keyword))
+            append(get_value(ds, keyword))
     return out
 
 
@@ -106,11 +117,15 @@ def _raw_item_value(item: RawItem, tag: int) -> Any:
     if type(found) is list:
         return sequence_items(item, tag)
     vr, value = found
+    if vr in _TEXT_VR_BYTES and value.isascii() and b"\x1b" not in value:  # _plain_ascii and _text, inline
+        text = value.decode("ascii").strip(" \x00")
+        return text.split("\\") if "\\" in text else text
     vr = vr.decode("ascii")
-    if vr in _TEXT_VRS and _plain_ascii(value):
-        return _text(value)
     if vr == "FD" and len(value) == 8:  # one binary float: what pydicom gives, without building an element
         return _FD(value)[0]
+    if 0 < len(value) <= _SINGLE_MAX.get(vr, -1) and _plain_ascii(value):
+        # ST, LT, UT: pydicom's convert_single_string (no split), within the length its validation allows
+        return value.decode("ascii").rstrip("\x00 ")
     try:
         return pydicom_value(tag, vr, value, item.encodings)
     except Exception:

@@ -16,16 +16,9 @@ from typing import Any
 import requests
 
 from nmdose.errors import PacsError
-from nmdose.forward.select import (
-    GENERAL_SR_CLASSES,
-    NON_IMAGE_MODALITIES,
-    InstanceDetails,
-    InstanceFacts,
-    SeriesFacts,
-    by_instance_number,
-    is_secondary_capture,
-)
+from nmdose.forward.select import InstanceDetails, InstanceFacts, SeriesFacts, by_instance_number
 from nmdose.pacs.orthanc_http import OrthancHttp
+from nmdose.sop_classes import GENERAL_SR_CLASSES, NON_IMAGE_MODALITIES, is_secondary_capture
 
 PROBE_ALL_UP_TO = 20  # series with at most this many instances: SOP class of each instance
 

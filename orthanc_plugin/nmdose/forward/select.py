@@ -20,60 +20,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
+from nmdose.dose import codes as C
+from nmdose.sop_classes import (
+    GENERAL_SR_CLASSES,
+    NON_IMAGE_MODALITIES,
+    DoseByClass,
+    dose_by_class,
+    is_non_image_class,
+)
 
-class Code(NamedTuple):
-    """A coded concept (code value, coding scheme designator, meaning)."""
+# SOP classes, the modalities of non-image objects and the class-based dose decision: nmdose.sop_classes.
 
-    value: str
-    scheme: str
-    meaning: str
-
-
-# ----- SOP classes (PS3.4 Annex B.5)
-XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
-RADIOPHARMACEUTICAL_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.68"
-ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-MULTIFRAME_SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7."  # .1 – .4 (single bit … true colour)
-
-# Dose SR classes: every instance is a dose object.
-DOSE_SR_CLASSES = frozenset({XRAY_RADIATION_DOSE_SR, RADIOPHARMACEUTICAL_RADIATION_DOSE_SR})
-# General SR classes that older scanners use for dose reports: a dose object only with a dose document title.
-GENERAL_SR_CLASSES = frozenset({ENHANCED_SR, COMPREHENSIVE_SR})
-
-# ----- Document titles (CID 10000 / CID 10040)
-XRAY_RADIATION_DOSE_REPORT = Code("113701", "DCM", "X-Ray Radiation Dose Report")
-RADIOPHARMACEUTICAL_RADIATION_DOSE_REPORT = Code("113500", "DCM", "Radiopharmaceutical Radiation Dose Report")
+# ----- Document titles of dose reports (CID 10000 / CID 10040), from the one code table (nmdose.dose.codes)
 DOSE_REPORT_TITLES = frozenset(
-    {
-        (XRAY_RADIATION_DOSE_REPORT.scheme, XRAY_RADIATION_DOSE_REPORT.value),
-        (RADIOPHARMACEUTICAL_RADIATION_DOSE_REPORT.scheme, RADIOPHARMACEUTICAL_RADIATION_DOSE_REPORT.value),
-    }
+    (code.scheme, code.value)
+    for code in (C.XRayRadiationDoseReport, C.RadiopharmaceuticalRadiationDoseReport)
 )
-
-# ----- SOP classes that hold no image (a series of only these gets no sample image)
-NON_IMAGE_CLASS_PREFIXES = (
-    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports, key object selection (88.59)
-    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
-    "1.2.840.10008.5.1.4.1.1.66",  # raw data (66), spatial registration (66.1, 66.3), fiducials (66.2)
-    "1.2.840.10008.5.1.4.1.1.9.",  # waveforms (ECG, …)
-    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF / CDA / STL
-    "1.2.840.10008.5.1.4.1.1.481.2",  # RT dose … RT plans (481.1, RT Image, is an image)
-    "1.2.840.10008.5.1.4.1.1.481.3",
-    "1.2.840.10008.5.1.4.1.1.481.4",
-    "1.2.840.10008.5.1.4.1.1.481.5",
-    "1.2.840.10008.5.1.4.1.1.481.6",
-    "1.2.840.10008.5.1.4.1.1.481.7",
-    "1.2.840.10008.5.1.4.1.1.481.8",
-    "1.2.840.10008.5.1.4.1.1.481.9",
-    "1.2.840.10008.5.1.4.38.",  # hanging protocols
-    "1.2.840.10008.5.1.4.39.",  # color palettes
-)
-# Modalities of series that hold no image, for when the SOP class is unknown.
-NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "REG", "RAW", "DOC", "FID", "ECG", "RWV", "PLAN"})
 
 # Modalities whose sample must carry the administered radiopharmaceutical.
 RADIOPHARMACEUTICAL_MODALITIES = frozenset({"PT", "NM"})
@@ -149,16 +112,6 @@ def by_instance_number(instances: Iterable[InstanceFacts]) -> list[InstanceFacts
     )
 
 
-def is_non_image_class(sop_class_uid: str | None) -> bool:
-    return bool(sop_class_uid) and sop_class_uid.startswith(NON_IMAGE_CLASS_PREFIXES)
-
-
-def is_secondary_capture(sop_class_uid: str | None) -> bool:
-    return sop_class_uid == SECONDARY_CAPTURE or bool(
-        sop_class_uid and sop_class_uid.startswith(MULTIFRAME_SECONDARY_CAPTURE_PREFIX)
-    )
-
-
 def is_image(series: SeriesFacts, instance: InstanceFacts) -> bool:
     """An image instance: pixel data where the index says so, else judged by SOP class, else by modality."""
     if instance.sop_class_uid:
@@ -178,14 +131,15 @@ def dose_role(
     `unknown_title_is_dose`: a general SR whose title cannot be read (C-FIND answers without
     ConceptNameCodeSequence) counts as a dose object (a few kB too many rather than a dose report lost)."""
     sop_class = instance.sop_class_uid
-    if sop_class in DOSE_SR_CLASSES:
+    by_class = dose_by_class(sop_class)
+    if by_class == DoseByClass.DOSE_SR:
         return Role.DOSE_OBJECT
-    if sop_class in GENERAL_SR_CLASSES:
+    if by_class == DoseByClass.TITLED_SR and sop_class in GENERAL_SR_CLASSES:
         d = details(instance)
         if d is None or d.document_title is None:
             return Role.DOSE_OBJECT if unknown_title_is_dose and d is None else None
         return Role.DOSE_OBJECT if d.document_title in DOSE_REPORT_TITLES else None
-    if is_secondary_capture(sop_class) or (sop_class is None and series.modality.upper() in ("OT", "SC")):
+    if by_class == DoseByClass.SCREEN or (sop_class is None and series.modality.upper() in ("OT", "SC")):
         if DOSE_SCREEN_DESCRIPTION.match(series.description or ""):
             return Role.DOSE_SCREEN
         if instance.image_type and DOSE_SCREEN_IMAGE_TYPE_VALUES & {v.upper() for v in instance.image_type}:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
-from pydicom.sr.coding import Code as PydicomCode
 from pydicom.uid import ExplicitVRLittleEndian
 
 from nmdose import dicom_sr as sr
@@ -23,6 +22,12 @@ from nmdose.simulate.model import MESS_PT_MBQ, MESS_SRT_CODES, SeriesPlan, Study
 IMPLEMENTATION_VERSION = "NMDOSE_SIM_1"
 INSTITUTION = "NMDOSE SIMULATED HOSPITAL"
 _HEAD_FIRST = Code("102540008", "SCT", "headfirst")
+# pydicom's code dictionary entries, taken once as the one Code type of nmdose (nmdose.dicom_sr.Code)
+_RECUMBENT = catalog.sr_code(codes.SCT.Recumbent)
+_SUPINE = catalog.sr_code(codes.SCT.Supine)
+_FEET_FIRST = catalog.sr_code(codes.SCT.FeetFirst)
+_ANTERIOR_PROJECTION = catalog.sr_code(codes.SCT.AnteriorProjection)
+_POSTERIOR_PROJECTION = catalog.sr_code(codes.SCT.PosteriorProjection)
 
 
 def da(value: datetime) -> str:
@@ -37,9 +42,9 @@ def dt(value: datetime) -> str:
     return value.strftime("%Y%m%d%H%M%S")
 
 
-def code_item(code: Code | PydicomCode) -> Dataset:
+def code_item(code: Code) -> Dataset:
     """A Code Sequence item (PS3.3 Table 8.8-1a basic attributes)."""
-    return sr.code_sequence_item(catalog.sr_code(code) if isinstance(code, PydicomCode) else code)
+    return sr.code_sequence_item(code)
 
 
 def new_dataset(plan: StudyPlan, series: SeriesPlan, sop_uid: str, implementation_uid: str) -> Dataset:
@@ -189,11 +194,11 @@ def radiopharmaceutical_item(plan: StudyPlan, *, pet: bool) -> Dataset:
 
 def _nm_pet_orientation(ds: Dataset, plan: StudyPlan) -> None:
     """NM/PET Patient Orientation module (type 2 sequences, filled as scanners do)."""
-    recumbent = code_item(codes.SCT.Recumbent)
-    recumbent.PatientOrientationModifierCodeSequence = Sequence([code_item(codes.SCT.Supine)])
+    recumbent = code_item(_RECUMBENT)
+    recumbent.PatientOrientationModifierCodeSequence = Sequence([code_item(_SUPINE)])
     ds.PatientOrientationCodeSequence = Sequence([recumbent])
     ds.PatientGantryRelationshipCodeSequence = Sequence(
-        [code_item(_HEAD_FIRST if plan.exam.family != "petct" else codes.SCT.FeetFirst)]
+        [code_item(_HEAD_FIRST if plan.exam.family != "petct" else _FEET_FIRST)]
     )
 
 
@@ -296,7 +301,7 @@ def nm_image(plan: StudyPlan, series: SeriesPlan, index: int, sop_uid: str, impl
         det.ImagePositionPatient = [0, 0, 0]
         det.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         if kind in ("nm_whole_body", "nm_static"):
-            view = codes.SCT.AnteriorProjection if d == 0 else codes.SCT.PosteriorProjection
+            view = _ANTERIOR_PROJECTION if d == 0 else _POSTERIOR_PROJECTION
             det.ViewCodeSequence = Sequence([code_item(view)])
         detector_items.append(det)
     ds.DetectorInformationSequence = Sequence(detector_items)

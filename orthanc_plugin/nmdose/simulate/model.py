@@ -7,29 +7,33 @@ from datetime import date, datetime
 
 from nmdose.errors import NmdoseError
 from nmdose.simulate.catalog import Exam, Radiopharmaceutical, Scanner
+from nmdose.sop_classes import (
+    COMPREHENSIVE_SR,
+    CT_IMAGE,
+    ENHANCED_SR,
+    NM_IMAGE,
+    PET_IMAGE,
+    RADIOPHARMACEUTICAL_RADIATION_DOSE_SR,
+    XRAY_RADIATION_DOSE_SR,
+)
 
 
 class SimulationError(NmdoseError):
     """The simulation could not be generated, written or read (names the folder and what was expected)."""
 
 
-# SOP classes (PS3.4 Annex B).
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
-NM_IMAGE = "1.2.840.10008.5.1.4.1.1.20"
-XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
-RADIOPHARMACEUTICAL_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.68"
-ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
-
+# SOP classes the simulation writes (nmdose.sop_classes), with the standard's names for the manifest.
 SOP_CLASS_NAMES = {
-    CT_IMAGE: "CT Image Storage",
-    PET_IMAGE: "Positron Emission Tomography Image Storage",
-    NM_IMAGE: "Nuclear Medicine Image Storage",
-    XRAY_RADIATION_DOSE_SR: "X-Ray Radiation Dose SR Storage",
-    RADIOPHARMACEUTICAL_RADIATION_DOSE_SR: "Radiopharmaceutical Radiation Dose SR Storage",
-    ENHANCED_SR: "Enhanced SR Storage",
-    COMPREHENSIVE_SR: "Comprehensive SR Storage",
+    uid: uid.name
+    for uid in (
+        CT_IMAGE,
+        PET_IMAGE,
+        NM_IMAGE,
+        XRAY_RADIATION_DOSE_SR,
+        RADIOPHARMACEUTICAL_RADIATION_DOSE_SR,
+        ENHANCED_SR,
+        COMPREHENSIVE_SR,
+    )
 }
 
 # Mess planted on purpose; each name is a key of Manifest.mess listing the affected StudyInstanceUIDs.

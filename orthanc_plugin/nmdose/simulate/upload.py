@@ -7,7 +7,6 @@ Verification: per study, the instance count in the PACS (Orthanc REST) must equa
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
@@ -24,6 +23,7 @@ import requests
 from pydicom import dcmread
 
 from nmdose.errors import PacsError
+from nmdose.orthanc_ids import orthanc_study_id
 from nmdose.pacs.dcmtk import dicom_env
 from nmdose.simulate.manifest import Manifest
 
@@ -112,12 +112,6 @@ def _expected(files: list[Path], manifest: Manifest | None) -> dict[tuple[str, s
         key = (str(ds.get("PatientID", "")), str(ds.StudyInstanceUID))
         counts[key] = counts.get(key, 0) + 1
     return counts
-
-
-def orthanc_study_id(patient_id: str, study_uid: str) -> str:
-    """Orthanc's public identifier of a study: SHA-1 of ``PatientID|StudyInstanceUID`` in 5 dashed groups."""
-    digest = hashlib.sha1(f"{patient_id}|{study_uid}".encode()).hexdigest()
-    return "-".join(digest[i : i + 8] for i in range(0, 40, 8))
 
 
 def _storescu(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nmdose import sop_classes as K
 from nmdose.forward import select as S
 from nmdose.forward.select import (
     InstanceDetails,
@@ -39,18 +40,24 @@ def roles(selected) -> list[tuple[str, str]]:
 
 def test_xray_and_radiopharmaceutical_dose_srs_are_always_dose_objects():
     s = series(
-        "SR", inst("a", S.XRAY_RADIATION_DOSE_SR, 1), inst("b", S.RADIOPHARMACEUTICAL_RADIATION_DOSE_SR, 2)
+        "SR", inst("a", K.XRAY_RADIATION_DOSE_SR, 1), inst("b", K.RADIOPHARMACEUTICAL_RADIATION_DOSE_SR, 2)
     )
     assert roles(select_series(s)) == [("a", Role.DOSE_OBJECT), ("b", Role.DOSE_OBJECT)]
+
+
+def test_enhanced_xray_radiation_dose_sr_is_a_dose_object_without_reading_its_title():
+    """88.76 (TID 10040) was skipped as an "other SR class": a dose report the dose PACS never got."""
+    s = series("SR", inst("e", K.ENHANCED_XRAY_RADIATION_DOSE_SR))
+    assert roles(select_series(s, details_from({}))) == [("e", Role.DOSE_OBJECT)]
 
 
 def test_enhanced_and_comprehensive_sr_are_dose_objects_only_with_a_dose_report_title():
     s = series(
         "SR",
-        inst("esr-ct", S.ENHANCED_SR, 1),
-        inst("csr-rp", S.COMPREHENSIVE_SR, 2),
-        inst("esr-other", S.ENHANCED_SR, 3),
-        inst("csr-none", S.COMPREHENSIVE_SR, 4),
+        inst("esr-ct", K.ENHANCED_SR, 1),
+        inst("csr-rp", K.COMPREHENSIVE_SR, 2),
+        inst("esr-other", K.ENHANCED_SR, 3),
+        inst("csr-none", K.COMPREHENSIVE_SR, 4),
     )
     details = details_from(
         {
@@ -63,12 +70,12 @@ def test_enhanced_and_comprehensive_sr_are_dose_objects_only_with_a_dose_report_
 
 
 def test_dose_title_from_another_scheme_is_not_a_dose_report():
-    s = series("SR", inst("x", S.ENHANCED_SR, 1))
+    s = series("SR", inst("x", K.ENHANCED_SR, 1))
     assert select_series(s, details_from({"x": InstanceDetails(document_title=("99PHI", "113701"))})) == []
 
 
 def test_general_sr_with_unknown_title_counts_as_dose_only_when_asked():
-    s = series("SR", inst("x", S.ENHANCED_SR, 1))
+    s = series("SR", inst("x", K.ENHANCED_SR, 1))
     assert select_series(s) == []
     assert roles(select_series(s, unknown_title_is_dose=True)) == [("x", Role.DOSE_OBJECT)]
 
@@ -130,13 +137,13 @@ def test_pt_from_a_source_that_cannot_say_takes_the_first_image():
 
 
 def test_philips_dose_info_secondary_capture_is_a_dose_screen():
-    s = series("CT", inst("d", S.SECONDARY_CAPTURE, 1), description="Dose Info")
+    s = series("CT", inst("d", K.SECONDARY_CAPTURE, 1), description="Dose Info")
     assert roles(select_series(s)) == [("d", Role.DOSE_SCREEN)]
 
 
 def test_dose_screen_recognised_by_exposure_dose_sequence_or_image_type():
     s = series(
-        "OT", inst("e", S.SECONDARY_CAPTURE, 1), inst("f", S.SECONDARY_CAPTURE, 2), description="Screen"
+        "OT", inst("e", K.SECONDARY_CAPTURE, 1), inst("f", K.SECONDARY_CAPTURE, 2), description="Screen"
     )
     details = details_from(
         {
@@ -145,18 +152,18 @@ def test_dose_screen_recognised_by_exposure_dose_sequence_or_image_type():
         }
     )
     assert roles(select_series(s, details)) == [("e", Role.DOSE_SCREEN), ("f", Role.DOSE_SCREEN)]
-    cfind = series("CT", inst("g", S.SECONDARY_CAPTURE, 1, image_type=("DERIVED", "SECONDARY", "DOSE_INFO")))
+    cfind = series("CT", inst("g", K.SECONDARY_CAPTURE, 1, image_type=("DERIVED", "SECONDARY", "DOSE_INFO")))
     assert roles(select_series(cfind)) == [("g", Role.DOSE_SCREEN)]
 
 
 def test_ordinary_secondary_capture_is_an_image_series_sample():
-    s = series("OT", inst("k", S.SECONDARY_CAPTURE, 2), inst("j", S.SECONDARY_CAPTURE, 1), description="MIP")
+    s = series("OT", inst("k", K.SECONDARY_CAPTURE, 2), inst("j", K.SECONDARY_CAPTURE, 1), description="MIP")
     assert roles(select_series(s, details_from({}))) == [("j", Role.SAMPLE_IMAGE)]
 
 
 def test_ge_and_siemens_dose_pages_by_series_description():
     for description in ("Dose Report", "Patient Protocol", "dose summary"):
-        s = series("CT", inst("d", S.SECONDARY_CAPTURE, 1), description=description)
+        s = series("CT", inst("d", K.SECONDARY_CAPTURE, 1), description=description)
         assert roles(select_series(s)) == [("d", Role.DOSE_SCREEN)]
 
 
@@ -165,8 +172,8 @@ def test_pet_ct_study_dose_objects_plus_one_image_per_image_series():
         series("CT", inst("topo", CT_IMAGE, 1), uid="s1"),
         series("CT", *[inst(f"ct{k}", CT_IMAGE, k) for k in range(1, 300)], uid="s2"),
         series("PT", *[inst(f"pt{k}", PET_IMAGE, k) for k in range(1, 100)], uid="s3"),
-        series("SR", inst("rdsr", S.XRAY_RADIATION_DOSE_SR, 1), uid="s4"),
-        series("SR", inst("rrdsr", S.RADIOPHARMACEUTICAL_RADIATION_DOSE_SR, 1), uid="s5"),
+        series("SR", inst("rdsr", K.XRAY_RADIATION_DOSE_SR, 1), uid="s4"),
+        series("SR", inst("rrdsr", K.RADIOPHARMACEUTICAL_RADIATION_DOSE_SR, 1), uid="s5"),
         series("PR", inst("ps", GRAYSCALE_PS, 1), uid="s6"),
     ]
     details = details_from(
@@ -185,7 +192,7 @@ def test_pet_ct_study_dose_objects_plus_one_image_per_image_series():
 
 def test_image_series_with_an_rdsr_in_it_gets_both():
     s = series(
-        "CT", inst("i1", CT_IMAGE, 1), inst("i2", CT_IMAGE, 2), inst("r", S.XRAY_RADIATION_DOSE_SR, 99)
+        "CT", inst("i1", CT_IMAGE, 1), inst("i2", CT_IMAGE, 2), inst("r", K.XRAY_RADIATION_DOSE_SR, 99)
     )
     assert roles(select_series(s)) == [("r", Role.DOSE_OBJECT), ("i1", Role.SAMPLE_IMAGE)]
 

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from nmdose.orthanc_ids import orthanc_study_id
 from nmdose.simulate import cli
-from nmdose.simulate.upload import Target, UploadError, orthanc_study_id, upload
+from nmdose.simulate.upload import Target, UploadError, upload
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
