@@ -374,3 +374,55 @@ def test_a_worse_resend_of_a_stored_sop_instance_never_replaces_the_good_one(sta
     more = copy("more.dcm", [R.CtAcquisition(acquisition_protocol=f"WB {i}") for i in range(3)])
     assert [o["status"] for o in ingest_files(stack.cfg, [more])] == ["revised"]
     assert _counts(stack.cfg, study.study_instance_uid)["ct_event"] == 3
+
+
+def test_ssde_net_activity_rules_and_plausibility_are_stored_in_their_columns(stack, tmp):
+    """Issue 16 item 5: per CT event the SSDE with the size used; per administration the measurement times, the
+    net activity, the rule that gave the activity, the injection date's source and the plausibility warning (also
+    in the study's warnings)."""
+    import datetime as dt
+
+    study = R.DoseStudyInfo()
+    folder = tmp / "ssde"
+    folder.mkdir()
+    events = [R.CtAcquisition(ctdivol_mgy=8.0, ssde_mgy=10.4, ssde_method="from_wed",
+                              water_equivalent_diameter_mm=265.0, wed_method="localizer"),
+              R.CtAcquisition(ctdivol_mgy=3.0)]  # fmt: skip
+    ct = R.save(R.ct_radiation_dose_sr(study, events, series_uid=generate_uid(), sop_uid=generate_uid()),
+                folder / "ct.dcm")  # fmt: skip
+    adm = R.RadiopharmaceuticalAdministration(
+        activity_mbq=1800.0, start_datetime=dt.datetime(2024, 3, 15, 9, 0), pre_measured_activity_mbq=1850.0,
+        pre_measured_datetime=dt.datetime(2024, 3, 15, 8, 40), post_measured_activity_mbq=20.0,
+        post_measured_datetime=dt.datetime(2024, 3, 15, 9, 10))  # fmt: skip
+    rrdsr = R.save(R.radiopharmaceutical_dose_sr(study, adm, series_uid=generate_uid(), sop_uid=generate_uid()),
+                   folder / "rrdsr.dcm")  # fmt: skip
+    assert [o["status"] for o in ingest_files(stack.cfg, [ct, rrdsr])] == ["ingested", "ingested"]
+    uid = study.study_instance_uid
+    rows = _query(stack.cfg, """SELECT ctdivol_mgy, ssde_mgy, ssde_method, ssde_method_code, ssde_size_mm,
+                                       ssde_size_kind, water_equivalent_diameter_mm, water_equivalent_diameter_method,
+                                       effective_diameter_mm, lateral_dimension_mm, ap_dimension_mm
+                                  FROM dose.ct_event WHERE study_instance_uid = %s ORDER BY ordinal""", (uid,))  # fmt: skip
+    assert rows[0][:6] == (8.0, 10.4, "Estimated from Water Equivalent Diameter", "DCM:113988", 265.0,
+                           "water_equivalent_diameter")  # fmt: skip
+    assert rows[0][6:] == (265.0, "Water Equivalent Diameter From Localizer", None, None, None)
+    assert rows[1] == (3.0,) + (None,) * 10  # no SSDE in the file: NULL
+    ((row, warnings),) = _query(stack.cfg, """
+        SELECT (activity_mbq, net_activity_mbq, administered_activity_rule, pre_measured_datetime,
+                post_measured_datetime, start_datetime_source, plausibility)::text, s.warnings
+          FROM dose.radiopharmaceutical JOIN dose.study s USING (study_instance_uid)
+         WHERE study_instance_uid = %s""", (uid,))  # fmt: skip
+    ((net, rule, plausibility),) = _query(stack.cfg, """SELECT net_activity_mbq, administered_activity_rule,
+        plausibility FROM dose.radiopharmaceutical WHERE study_instance_uid = %s""", (uid,))  # fmt: skip
+    expected = 1850.0 * 2 ** (-1200 / 6586.2) - 20.0 * 2 ** (600 / 6586.2)
+    assert net == pytest.approx(expected) and rule == "rrdsr_administered"
+    assert "2024-03-15 08:40:00" in row and "2024-03-15 09:10:00" in row and "rrdsr" in row
+    assert "1800 MBq of Fluorodeoxyglucose F^18^ is outside 20-1500 MBq plausible for FDG" in plausibility
+    assert any(w == f"plausibility: {plausibility}" for w in warnings)
+    # the web role reads the new columns (table grants cover added columns)
+    with closing(connect(stack.cfg, role="web")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT ssde_mgy FROM dose.ct_event WHERE study_instance_uid = %s AND ssde_mgy IS NOT NULL",
+                    (uid,))  # fmt: skip
+        assert cur.fetchall() == [(10.4,)]
+        cur.execute("SELECT net_activity_mbq, plausibility FROM dose.radiopharmaceutical "
+                    "WHERE study_instance_uid = %s", (uid,))  # fmt: skip
+        assert len(cur.fetchall()) == 1

@@ -73,6 +73,16 @@ MeanCTDIvol = Code("113830", "DCM", "Mean CTDIvol")
 CTDIwPhantomType = Code("113835", "DCM", "CTDIw Phantom Type")
 DLP = Code("113838", "DCM", "DLP")
 
+# TID 10013 CT Dose: size-specific dose estimate and the patient size it used (AAPM Reports 204 and 220). Code
+# values and meanings as in pydicom 3.0's DCM concept dictionary (``codes.DCM.SizeSpecificDoseEstimate`` etc.);
+# PS3.16 and vendors spell 113930 "Size Specific Dose Estimation": matching is by key, the meaning is ours.
+SizeSpecificDoseEstimate = Code("113930", "DCM", "Size Specific Dose Estimate")
+MeasuredLateralDimension = Code("113931", "DCM", "Measured Lateral Dimension")
+MeasuredAPDimension = Code("113932", "DCM", "Measured AP Dimension")
+DerivedEffectiveDiameter = Code("113933", "DCM", "Derived Effective Diameter")
+WaterEquivalentDiameter = Code("113980", "DCM", "Water Equivalent Diameter")
+MeasurementMethod = Code("370129005", "SCT", "Measurement Method")  # concept modifier of SSDE and of Dw
+
 # TID 10014 Scanning Length
 ScanningLength = Code("113825", "DCM", "Scanning Length")
 LengthOfReconstructableVolume = Code("113893", "DCM", "Length of Reconstructable Volume")
@@ -147,6 +157,32 @@ CT_ACQUISITION_TYPES: dict[str, Code] = {
     "cone_beam": Code("702569007", "SCT", "Cone Beam Acquisition"),
 }
 
+# CID 10023 Size Specific Dose Estimation Method for CT: key -> (code, the patient size the method uses)
+SSDE_METHODS: dict[str, tuple[Code, str]] = {
+    "aapm204_lateral": (Code("113934", "DCM", "AAPM 204 Lateral Dimension"), "lateral_dimension"),
+    "aapm204_ap": (Code("113935", "DCM", "AAPM 204 AP Dimension"), "ap_dimension"),
+    "aapm204_lateral_plus_ap": (
+        Code("113936", "DCM", "AAPM 204 Sum of Lateral and AP Dimension"),
+        "lateral_plus_ap",
+    ),
+    "aapm204_age": (
+        Code("113937", "DCM", "AAPM 204 Effective Diameter Estimated From Patient Age"),
+        "effective_diameter",
+    ),
+    "from_wed": (
+        Code("113988", "DCM", "Estimated from Water Equivalent Diameter"),
+        "water_equivalent_diameter",
+    ),
+    "average_ssde_z": (Code("113989", "DCM", "Arithmetic Average of SSDE(z)"), "water_equivalent_diameter"),
+}
+# CID 10024 Water Equivalent Diameter Method
+WED_METHODS: dict[str, Code] = {
+    "representative": Code("113981", "DCM", "Water Equivalent Diameter Representative Value"),
+    "integrated": Code("113982", "DCM", "Water Equivalent Diameter Integrated Across Scan Range"),
+    "raw_data": Code("113983", "DCM", "Water Equivalent Diameter From Raw Data"),
+    "localizer": Code("113984", "DCM", "Water Equivalent Diameter From Localizer"),
+}
+
 # CID 4052 Phantom Devices (the CTDIw phantom); our short names are the contract's values
 PHANTOMS: dict[str, Code] = {
     "head16": Code("113690", "DCM", "IEC Head Dosimetry Phantom"),
@@ -178,22 +214,27 @@ TARGET_REGION_SYNONYMS: dict[str, str] = {
     "SCT:416949008": "abdomen_pelvis",
 }
 
-# CID 4020 / CID 18 radionuclides, with physical half-life in seconds (NUDAT / DDEP values, 4 significant digits)
+# CID 4020 / CID 18 radionuclides, with physical half-life in seconds: evaluated values of NNDC NuDat 3
+# (nndc.bnl.gov/nudat3) and LNHB's DDEP tables (lnhb.fr/ddep), as listed in issue #16: F-18 109.77 min, C-11
+# 20.364 min, N-13 9.965 min, O-15 122.24 s, Ga-68 67.71 min, Rb-82 1.2575 min, Zr-89 78.41 h, Tc-99m 6.0067 h
+# (21624 s kept: the synthetic objects' bytes depend on it; 0.12 s apart), I-123 13.22 h, I-131 8.0252 d,
+# In-111 2.8047 d, Tl-201 72.91 h, Lu-177 6.647 d. Used where neither the image header (RadionuclideHalfLife,
+# which wins) nor the dose report gives one.
 RADIONUCLIDES: dict[str, tuple[Code, float]] = {
     "F18": (Code("77004003", "SCT", "^18^Fluorine"), 6586.2),
-    "C11": (Code("40565003", "SCT", "^11^Carbon"), 1221.8),
+    "C11": (Code("40565003", "SCT", "^11^Carbon"), 1221.84),
     "N13": (Code("21576001", "SCT", "^13^Nitrogen"), 597.9),
-    "O15": (Code("129504001", "SCT", "^15^Oxygen"), 122.2),
+    "O15": (Code("129504001", "SCT", "^15^Oxygen"), 122.24),
     "Ga68": (Code("35337001", "SCT", "^68^Gallium"), 4062.6),
-    "Rb82": (Code("79197006", "SCT", "^82^Rubidium"), 76.4),
+    "Rb82": (Code("79197006", "SCT", "^82^Rubidium"), 75.45),
     "Cu64": (Code("3932008", "SCT", "^64^Copper"), 45721.0),
     "Zr89": (Code("63360001", "SCT", "^89^Zirconium"), 282276.0),
     "I124": (Code("40937006", "SCT", "^124^Iodine"), 360806.0),
     "Tc99m": (Code("72454006", "SCT", "^99m^Technetium"), 21624.0),
     "I123": (Code("21572004", "SCT", "^123^Iodine"), 47602.0),
-    "I131": (Code("1368003", "SCT", "^131^Iodine"), 692928.0),
-    "In111": (Code("56609000", "SCT", "^111^Indium"), 242352.0),
-    "Tl201": (Code("60057003", "SCT", "^201^Thallium"), 262448.0),
+    "I131": (Code("1368003", "SCT", "^131^Iodine"), 693377.3),
+    "In111": (Code("56609000", "SCT", "^111^Indium"), 242326.1),
+    "Tl201": (Code("60057003", "SCT", "^201^Thallium"), 262476.0),
     "Ga67": (Code("2008008", "SCT", "^67^Gallium"), 281810.0),
     "Lu177": (Code("447553000", "SCT", "^177^Lutetium"), 574344.0),
     "Y90": (Code("14691008", "SCT", "^90^Yttrium"), 230400.0),
@@ -281,6 +322,8 @@ TARGET_REGION_BY_KEY: dict[str, str] = {c.key: k for k, c in TARGET_REGIONS.item
 RADIONUCLIDE_BY_KEY: dict[str, str] = {c.key: k for k, (c, _hl) in RADIONUCLIDES.items()}
 RADIOPHARMACEUTICAL_BY_KEY: dict[str, str] = {c.key: k for k, (c, _n) in RADIOPHARMACEUTICALS.items()}
 ROUTE_BY_KEY: dict[str, str] = {c.key: k for k, c in ROUTES.items()}
+SSDE_METHOD_BY_KEY: dict[str, str] = {c.key: k for k, (c, _size) in SSDE_METHODS.items()}
+WED_METHOD_BY_KEY: dict[str, str] = {c.key: k for k, c in WED_METHODS.items()}
 YES_NO_BY_KEY: dict[str, bool] = {
     Yes.key: True,
     No.key: False,

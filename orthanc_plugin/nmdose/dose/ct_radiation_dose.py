@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmdose.dicom_sr import Node
+from nmdose.dicom_sr import Code, Node
 from nmdose.dose import codes as C
 from nmdose.dose.result import Report, coded, empty_dose_check, empty_event, empty_source
 
@@ -65,6 +65,19 @@ K_UID = C.IrradiationEventUID.key
 K_PHANTOM = C.CTDIwPhantomType.key
 K_SOURCE_ID = C.IdentificationOfTheXRaySource.key
 K_NUMBER_OF_SOURCES = C.NumberOfXRaySources.key
+K_SSDE = C.SizeSpecificDoseEstimate.key
+K_METHOD = C.MeasurementMethod.key
+K_WED = C.WaterEquivalentDiameter.key
+# NUM items giving the patient's size in TID 10013 CT Dose: concept key -> (result field, concept for warnings)
+SIZE_NUMBERS: dict[str, tuple[str, str]] = {
+    C.MeasuredLateralDimension.key: ("lateral_dimension_mm", "Measured Lateral Dimension (113931, DCM)"),
+    C.MeasuredAPDimension.key: ("ap_dimension_mm", "Measured AP Dimension (113932, DCM)"),
+    C.DerivedEffectiveDiameter.key: ("effective_diameter_mm", "Derived Effective Diameter (113933, DCM)"),
+    K_WED: ("water_equivalent_diameter_mm", "Water Equivalent Diameter (113980, DCM)"),
+}
+SSDE_METHOD_CODES = {k: c for k, (c, _size) in C.SSDE_METHODS.items()}
+# an SSDE above this many times the event's CTDIvol is not a size correction (AAPM 204/220 factors are < 4)
+SSDE_MAX_RATIO = 10.0
 
 
 def is_ct_dose_report(root: Node) -> bool:
@@ -136,7 +149,78 @@ def read_ct_acquisition(node: Node, report: Report) -> dict[str, Any]:
         report.warn(f"{label}: Irradiation Event UID (113769, DCM)", "missing (mandatory in TID 10013)")
     if event["ctdivol_mgy"] is None and event["acquisition_type"] not in ("Constant Angle Acquisition", None):
         report.warn(f"{label}: Mean CTDIvol (113830, DCM)", "absent")
+    if event["ssde_mgy"] is not None:
+        _check_ssde(event, label, report)
     return event
+
+
+def _method(node: Node, table: dict[str, str], codes: dict, report: Report) -> tuple[str | None, str | None]:
+    """(meaning, key) of the Measurement Method modifier of ``node`` (a CODE child with that concept, or whose
+    value is in the method value set ``table``)."""
+    for child in node.children:
+        if child.value_type != "CODE":
+            continue
+        value = child.value if type(child.value) is Code else None
+        key = value.key if value is not None and value.value else None
+        if child.concept == K_METHOD or (key is not None and key in table):
+            meaning, key = coded(value)
+            if key is None:
+                report.warn("Measurement Method (370129005, SCT)", "empty code")
+                return None, None
+            return C.canonical(key, table, codes, report.text(meaning, "Measurement Method")), key
+    return None, None
+
+
+def _ssde_item(item: Node, event: dict, report: Report) -> None:
+    """NUM (113930, DCM) with its method (CID 10023) and any size items nested under it."""
+    event["ssde_mgy"] = report.measured(
+        item, "mGy", "Size Specific Dose Estimate (113930, DCM)", positive=True
+    )
+    event["ssde_method"], event["ssde_method_code"] = _method(
+        item, C.SSDE_METHOD_BY_KEY, SSDE_METHOD_CODES, report
+    )
+    for child in item.children:
+        if child.concept in SIZE_NUMBERS:
+            _size_item(child, event, report)
+
+
+def _size_item(item: Node, event: dict, report: Report) -> None:
+    """A patient-size NUM of TID 10013 (lateral, AP, effective or water-equivalent diameter), in mm."""
+    field_, concept = SIZE_NUMBERS[item.concept]
+    value = report.measured(item, "mm", concept, positive=True)
+    if value is None:
+        return
+    event[field_] = value
+    if item.concept == K_WED:
+        event["water_equivalent_diameter_method"], event["water_equivalent_diameter_method_code"] = _method(
+            item, C.WED_METHOD_BY_KEY, C.WED_METHODS, report
+        )
+
+
+def _check_ssde(event: dict, label: str, report: Report) -> None:
+    """An SSDE far above its CTDIvol is dropped (warned); the size it used is chosen by its method, else the
+    water-equivalent diameter, else the effective diameter."""
+    ssde, ctdivol = event["ssde_mgy"], event["ctdivol_mgy"]
+    if ctdivol is not None and ssde > SSDE_MAX_RATIO * ctdivol:
+        report.warn(
+            f"{label}: Size Specific Dose Estimate (113930, DCM)",
+            f"implausible value {ssde:g} mGy, more than {SSDE_MAX_RATIO:g} × the CTDIvol {ctdivol:g} mGy; not stored",
+        )
+        event["ssde_mgy"] = None
+        return
+    method = C.SSDE_METHOD_BY_KEY.get(event["ssde_method_code"] or "")
+    kind = C.SSDE_METHODS[method][1] if method else None
+    if kind is None:
+        kind = next(
+            (k for k in ("water_equivalent_diameter", "effective_diameter") if event[f"{k}_mm"]), None
+        )
+    if kind == "lateral_plus_ap":
+        lateral, ap = event["lateral_dimension_mm"], event["ap_dimension_mm"]
+        size = None if lateral is None or ap is None else round(lateral + ap, 6)
+    else:
+        size = event.get(f"{kind}_mm") if kind else None
+    if size is not None:
+        event["ssde_size_mm"], event["ssde_size_kind"] = size, kind
 
 
 def _collect(node: Node, event: dict, sources: list, context: str | None, report: Report) -> None:
@@ -160,8 +244,7 @@ def _collect(node: Node, event: dict, sources: list, context: str | None, report
             continue
         spec = EVENT_NUMBERS.get(concept)
         if spec is not None:
-            field_, quantity = spec
-            event[field_] = report.measured(item, quantity, item.concept_meaning or concept)
+            event[spec[0]] = report.measured(item, spec[1], item.concept_meaning or concept)
         elif concept == K_UID:
             event["irradiation_event_uid"] = report.text(item.value, "Irradiation Event UID")
         elif concept == K_PROTOCOL:
@@ -195,6 +278,10 @@ def _collect(node: Node, event: dict, sources: list, context: str | None, report
                         "CTDIw Phantom Type (113835, DCM)",
                         f"{key} {meaning!r} is neither head 16 nor body 32",
                     )
+        elif concept == K_SSDE:
+            _ssde_item(item, event, report)
+        elif concept in SIZE_NUMBERS:
+            _size_item(item, event, report)
         elif concept in SOURCE_NUMBERS or concept == K_SOURCE_ID:  # source items outside their container
             if not sources:
                 sources.append(empty_source())
@@ -202,8 +289,14 @@ def _collect(node: Node, event: dict, sources: list, context: str | None, report
 
 
 def _collect_source(node: Node, source: dict, report: Report) -> None:
-    for item in node.children:
-        _source_item(item, source, report)
+    numbers, measured = SOURCE_NUMBERS.get, report.measured
+    for item in node.children:  # _source_item, inline
+        concept = item.concept
+        spec = numbers(concept)
+        if spec is not None:
+            source[spec[0]] = measured(item, spec[1], item.concept_meaning or concept)
+        elif concept == K_SOURCE_ID:
+            source["id"] = report.text(item.value, "Identification of the X-Ray Source (113832, DCM)")
 
 
 def _source_item(item: Node, source: dict, report: Report) -> None:

@@ -477,6 +477,102 @@ def decay_correct(activity_mbq: float, measured_at: _dt.datetime, injected_at: _
     return activity_mbq * math.pow(2.0, -dt_s / half_life_s)
 
 
+# Plausible administered activity (MBq) per agent, else per nuclide, else a broad default: outside it the value is
+# kept and shown with a warning (a physicist looks), never dropped. The limits are issue #16's (FDG 20-1500 MBq,
+# Tc-99m agents 10-2000 MBq), a screening choice, not a guideline's diagnostic reference level.
+PLAUSIBLE_ACTIVITY_BY_AGENT_MBQ: dict[str, tuple[float, float]] = {"fdg": (20.0, 1500.0)}
+PLAUSIBLE_ACTIVITY_BY_NUCLIDE_MBQ: dict[str, tuple[float, float]] = {"Tc99m": (10.0, 2000.0)}
+PLAUSIBLE_ACTIVITY_DEFAULT_MBQ = (0.1, 20000.0)
+
+
+def activity_plausibility(adm: dict[str, Any], activity_mbq: float | None) -> str | None:
+    """A warning when ``activity_mbq`` is outside the plausible range for the administration's agent; else None."""
+    if activity_mbq is None:
+        return None
+    agent, _how = match_agent(adm.get("agent_code"), adm.get("agent"), adm.get("radionuclide_code"))
+    nuclide = C.RADIOPHARMACEUTICALS[agent][1] if agent in C.RADIOPHARMACEUTICALS else None
+    nuclide = nuclide or _nuclide(adm.get("radionuclide_code"), adm.get("agent"))
+    if agent in PLAUSIBLE_ACTIVITY_BY_AGENT_MBQ:
+        (lo, hi), what = PLAUSIBLE_ACTIVITY_BY_AGENT_MBQ[agent], agent.upper() if agent == "fdg" else agent
+    elif nuclide in PLAUSIBLE_ACTIVITY_BY_NUCLIDE_MBQ:
+        (lo, hi), what = PLAUSIBLE_ACTIVITY_BY_NUCLIDE_MBQ[nuclide], f"{nuclide} agents"
+    else:
+        (lo, hi), what = PLAUSIBLE_ACTIVITY_DEFAULT_MBQ, "any agent"
+    if lo <= activity_mbq <= hi:
+        return None
+    label = adm.get("agent") or agent or "agent unknown"
+    hint = ""
+    if activity_mbq > hi and lo <= activity_mbq / 1e6 <= hi:
+        hint = f"; {activity_mbq / 1e6:g} MBq if the value was Bq"
+    elif activity_mbq < lo and lo <= activity_mbq * 1e6 <= hi:
+        hint = f"; {activity_mbq * 1e6:g} MBq if the value was MBq stored as Bq"
+    return f"{activity_mbq:g} MBq of {label} is outside {lo:g}-{hi:g} MBq plausible for {what}{hint}"
+
+
+def half_life_used(adm: dict[str, Any]) -> tuple[float | None, str | None]:
+    """(T1/2 in s, where from): the PET/NM header's RadionuclideHalfLife wins, then the dose report's, then the
+    nuclide table (codes.RADIONUCLIDES)."""
+    header = adm.get("header_half_life_s")
+    if header:
+        return header, "header"
+    own = adm.get("half_life_s")
+    if own:
+        return own, "header" if adm.get("source") in ("pet_image", "nm_image") else "report"
+    nuclide = _nuclide(adm.get("radionuclide_code"), adm.get("agent"))
+    if nuclide in C.HALF_LIFE_S:
+        return C.HALF_LIFE_S[nuclide], f"table ({nuclide})"
+    return None, None
+
+
+def net_activity(adm: dict[str, Any]) -> tuple[float | None, str | None]:
+    """(net administered activity at injection in MBq, note): the pre-administration activity minus the residual,
+    each decay-corrected from its own measurement time to the injection (start) time."""
+    pre, post = adm.get("pre_measured_activity_mbq"), adm.get("post_measured_activity_mbq")
+    if pre is None and post is None:
+        return None, None
+    injected_at = _dt_or_none(adm.get("start_datetime"))
+    pre_at, post_at = (
+        _dt_or_none(adm.get("pre_measured_datetime")),
+        _dt_or_none(adm.get("post_measured_datetime")),
+    )
+    half_life, half_life_source = half_life_used(adm)
+    needed = [("pre-administration activity", pre), ("its measurement time", pre_at),
+              ("post-administration (residual) activity", post)]  # fmt: skip
+    if post is not None:
+        needed.append(("its measurement time", post_at))
+    needed += [("injection time", injected_at), ("half-life", half_life)]
+    missing = [name for name, value in needed if value is None]
+    if missing:
+        return None, "net activity not computed: no " + ", no ".join(missing)
+    if pre_at > injected_at or post_at < injected_at:
+        return None, (f"net activity not computed: pre measured {pre_at.isoformat()}, post {post_at.isoformat()}, "
+                      f"injection {injected_at.isoformat()} out of order")  # fmt: skip
+    pre_inj = decay_correct(pre, pre_at, injected_at, half_life)
+    post_inj = decay_correct(post, post_at, injected_at, half_life)
+    net = round(pre_inj - post_inj, 6)
+    how = (f"pre {pre:g} MBq at {pre_at.isoformat()} -> {pre_inj:.6g}, post {post:g} MBq at {post_at.isoformat()} "
+           f"-> {post_inj:.6g} MBq at injection {injected_at.isoformat()}, T1/2 {half_life:g} s ({half_life_source})")  # fmt: skip
+    if net <= 0:
+        return None, f"net activity not computed: residual not below the pre-administration activity ({how})"
+    return net, f"net activity {net:g} MBq: {how}"
+
+
+def activity_rule(adm: dict[str, Any], net: float | None) -> str | None:
+    """Which activity the derived values use, and by which rule (``administered_activity_rule``)."""
+    source = adm.get("source")
+    if source in ("pet_image", "nm_image"):
+        if adm.get("activity_mbq") is None:
+            return None
+        prefix = "pet_header" if source == "pet_image" else "nm_header"
+        start = adm.get("start_datetime_source") or ""
+        if start == "header_start_datetime":
+            return f"{prefix}_start_datetime"
+        return f"{prefix}_start_time" if start.startswith("header_start_time") else f"{prefix}_no_start_time"
+    if adm.get("activity_mbq") is not None:
+        return "rrdsr_administered"
+    return "rrdsr_net_pre_post" if net is not None else None
+
+
 def _dt_or_none(value: str | None) -> _dt.datetime | None:
     if not value:
         return None
@@ -517,7 +613,17 @@ def derive_study(merged: dict[str, Any]) -> dict[str, Any]:
     nm_known = False
     nm_missing = 0
     for adm in merged.get("radiopharmaceutical") or []:
-        activity = adm.get("activity_mbq")
+        net, net_note = net_activity(adm)
+        rule = activity_rule(adm, net)
+        activity = net if rule == "rrdsr_net_pre_post" else adm.get("activity_mbq")
+        if (
+            net is not None
+            and adm.get("activity_mbq")
+            and abs(net - adm["activity_mbq"]) > 0.1 * adm["activity_mbq"]
+        ):
+            net_note += (
+                f"; differs from the administered activity {adm['activity_mbq']:g} MBq by more than 10 %"
+            )
         at_injection = activity
         correction = None
         measured_at = _dt_or_none(adm.get("measured_datetime"))
@@ -548,9 +654,14 @@ def derive_study(merged: dict[str, Any]) -> dict[str, Any]:
         elif at_injection is not None:
             nm_missing += 1
         per_kg = None if at_injection is None or not weight else round(at_injection / weight, 6)
+        plausibility = adm.get("plausibility") or activity_plausibility(adm, at_injection)
+        if plausibility:
+            notes.append(f"plausibility: {plausibility}")
         administrations.append({"activity_at_injection_mbq": at_injection, "decay_correction": correction,
                                 "activity_per_kg_mbq": per_kg, "coefficient_msv_per_mbq": e_coef,
-                                "effective_dose_msv": e, "note": note})  # fmt: skip
+                                "effective_dose_msv": e, "note": note, "net_activity_mbq": net,
+                                "net_activity_note": net_note, "administered_activity_rule": rule,
+                                "plausibility": plausibility})  # fmt: skip
     if nm_missing:
         notes.append(
             f"radiopharmaceutical effective dose: {nm_missing} administration(s) without coefficient"

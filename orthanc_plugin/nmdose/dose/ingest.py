@@ -144,7 +144,9 @@ def study_rows(
         "activity_per_kg_mbq": derived["activity_per_kg_mbq"],
         "derived": Json({k: derived[k] for k in ("age_band_years", "sources", "notes")}),
         "sources": Json(merged["sources"]),
-        "warnings": Json(merged["warnings"]),
+        "warnings": Json(
+            merged["warnings"] + [n for n in derived["notes"] if n.startswith("plausibility: ")]
+        ),
         "object_count": len(objects),
     }
     events = []
@@ -187,12 +189,18 @@ def study_rows(
             "start_datetime": _timestamp(adm.get("start_datetime")),
             "stop_datetime": _timestamp(adm.get("stop_datetime")),
             "header_start_datetime": _timestamp(adm.get("header_start_datetime")),
+            "pre_measured_datetime": _timestamp(adm.get("pre_measured_datetime")),
+            "post_measured_datetime": _timestamp(adm.get("post_measured_datetime")),
+            "net_activity_mbq": d.get("net_activity_mbq"),
+            "administered_activity_rule": d.get("administered_activity_rule"),
+            "plausibility": d.get("plausibility"),
             "activity_at_injection_mbq": d["activity_at_injection_mbq"],
             "activity_per_kg_mbq": d["activity_per_kg_mbq"],
             "coefficient_msv_per_mbq": d["coefficient_msv_per_mbq"],
             "effective_dose_msv": d["effective_dose_msv"],
             "reported_effective_dose_msv": adm.get("effective_dose_msv"),
-            "details": Json({**adm, "derived_note": d["note"], "decay_correction": d["decay_correction"]}),
+            "details": Json({**adm, "derived_note": d["note"], "decay_correction": d["decay_correction"],
+                             "net_activity_note": d.get("net_activity_note")}),
         })  # fmt: skip
     protocols: dict[str, dict[str, Any]] = {}
     for p in merged["protocols"]:
@@ -210,10 +218,13 @@ def study_rows(
 
 EVENT_FIELDS = ("acquisition_protocol", "target_region", "target_region_code", "acquisition_type", "ctdivol_mgy",
                 "dlp_mgycm", "phantom", "scanning_length_mm", "exposure_time_s", "pitch",
-                "nominal_total_collimation_mm", "nominal_single_collimation_mm")  # fmt: skip
+                "nominal_total_collimation_mm", "nominal_single_collimation_mm", "ssde_mgy", "ssde_method",
+                "ssde_method_code", "ssde_size_mm", "ssde_size_kind", "water_equivalent_diameter_mm",
+                "water_equivalent_diameter_method", "water_equivalent_diameter_method_code", "effective_diameter_mm",
+                "lateral_dimension_mm", "ap_dimension_mm")  # fmt: skip
 ADMIN_FIELDS = ("agent", "agent_code", "radionuclide", "radionuclide_code", "activity_mbq", "activity_rule",
                 "half_life_s", "route", "pre_measured_activity_mbq", "post_measured_activity_mbq",
-                "header_activity_mbq", "injection_time_difference_s")  # fmt: skip
+                "header_activity_mbq", "injection_time_difference_s", "start_datetime_source")  # fmt: skip
 PROTOCOL_FIELDS = ("modality", "protocol_name", "series_description", "requested_procedure", "performed_procedure",
                    "body_part")  # fmt: skip
 

@@ -160,7 +160,8 @@ def _merge_radiopharmaceutical(unique: list, warnings: list[str]) -> list[dict[s
             if uid:
                 seen_uids.add(uid)
             from_sr.append({**adm, "source": "rrdsr", "header_start_datetime": None,
-                            "injection_time_difference_s": None, "header_activity_mbq": None})  # fmt: skip
+                            "injection_time_difference_s": None, "header_activity_mbq": None,
+                            "header_half_life_s": None})  # fmt: skip
     from_headers: dict[tuple, dict[str, Any]] = {}
     for source, obj in unique:
         if obj["kind"] not in HEADER_KINDS:
@@ -177,10 +178,11 @@ def _merge_radiopharmaceutical(unique: list, warnings: list[str]) -> list[dict[s
         match = _matching_sr(header, from_sr)
         if match is None:
             merged.append({**header, "header_start_datetime": None, "injection_time_difference_s": None,
-                           "header_activity_mbq": None})  # fmt: skip
+                           "header_activity_mbq": None, "header_half_life_s": None})  # fmt: skip
             continue
         match["header_start_datetime"] = header.get("start_datetime")
         match["header_activity_mbq"] = header.get("activity_mbq")
+        match["header_half_life_s"] = header.get("half_life_s")  # the header's wins for decay correction
         sr_time, header_time = (
             _parse_iso(match.get("start_datetime")),
             _parse_iso(header.get("start_datetime")),

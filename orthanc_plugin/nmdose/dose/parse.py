@@ -29,16 +29,15 @@ from nmdose.dose.merge import merge_study
 from nmdose.dose.nm_image_header import read_nm_image_header
 from nmdose.dose.pet_image_header import read_pet_image_header
 from nmdose.dose.protocol import read_protocol
-from nmdose.dose.radiopharmaceutical_dose import read_radiopharmaceutical_dose
+from nmdose.dose.radiopharmaceutical_dose import add_observation_times, read_radiopharmaceutical_dose
 from nmdose.dose.result import Report, empty_result, iso_date
-
-XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
-RADIOPHARMACEUTICAL_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.68"
-SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
-PET_CLASSES = frozenset(
-    {"1.2.840.10008.5.1.4.1.1.128", "1.2.840.10008.5.1.4.1.1.130", "1.2.840.10008.5.1.4.1.1.128.1"}
+from nmdose.sop_classes import (
+    RADIOPHARMACEUTICAL_RADIATION_DOSE_SR,
+    XRAY_RADIATION_DOSE_SR,
+    DoseByClass,
+    dose_by_class,
 )
-NM_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.20", "1.2.840.10008.5.1.4.1.1.5"})
+
 LATIN1_DECLARATIONS = frozenset({"", "ISO_IR 100", "ISO 2022 IR 100", "ISO_IR 6", "ISO 2022 IR 6"})
 K_CT_TITLE = C.XRayRadiationDoseReport.key
 K_RRDSR_TITLE = C.RadiopharmaceuticalRadiationDoseReport.key
@@ -86,10 +85,12 @@ def parse_dataset(ds: Dataset, file: str, result: dict[str, Any] | None = None) 
     result = result if result is not None else empty_result(file)
     concept = "header"
     try:
-        charset = _charset(ds)
+        # one look at the header for the character set and _header's values
+        values = get_values(ds, _KEYWORDS)
+        charset = _charset_of(values[0])
         report = Report(file, charset_fix=charset in LATIN1_DECLARATIONS)
         concept = "header"
-        _header(ds, result, report)
+        _header(ds, result, report, values[1:])
         concept = "classification"
         if result["sop_class_uid"] is None and result["modality"] is None:
             return _error(
@@ -97,14 +98,17 @@ def parse_dataset(ds: Dataset, file: str, result: dict[str, Any] | None = None) 
             )
         sop = result["sop_class_uid"] or ""
         modality = result["modality"] or ""
-        if sop.startswith(SR_PREFIX) or modality == "SR":
+        # The class decides (nmdose.sop_classes.dose_by_class), the modality where the class says less; then
+        # the content: an SR is a dose object only with a dose report's title and tree (even a Radiation Dose SR).
+        by_class = dose_by_class(sop)
+        if by_class in (DoseByClass.DOSE_SR, DoseByClass.TITLED_SR) or modality == "SR":
             concept = "SR content tree"
             _structured_report(ds, sop, result, report)
-        elif sop in PET_CLASSES or (modality == "PT" and not sop.startswith(SR_PREFIX)):
+        elif by_class == DoseByClass.PET or modality == "PT":
             concept = "PET RadiopharmaceuticalInformationSequence"
             result["kind"] = "pet_image"
             result["radiopharmaceutical"] = read_pet_image_header(ds, report)
-        elif sop in NM_CLASSES or modality == "NM":
+        elif by_class == DoseByClass.NM or modality == "NM":
             concept = "NM RadiopharmaceuticalInformationSequence"
             result["kind"] = "nm_image"
             result["radiopharmaceutical"] = read_nm_image_header(ds, report)
@@ -133,7 +137,10 @@ def _error(result: dict[str, Any], message: str) -> dict[str, Any]:
 
 
 def _charset(ds: Dataset) -> str:
-    value = get_value(ds, "SpecificCharacterSet")
+    return _charset_of(get_value(ds, "SpecificCharacterSet"))
+
+
+def _charset_of(value: Any) -> str:
     if not value:
         return ""
     if isinstance(value, str):
@@ -148,10 +155,16 @@ _HEADER_KEYWORDS = (
 )  # fmt: skip
 
 
-def _header(ds: Dataset, result: dict[str, Any], report: Report) -> None:
+_KEYWORDS = ("SpecificCharacterSet", *_HEADER_KEYWORDS)
+
+
+def _header(ds: Dataset, result: dict[str, Any], report: Report, values: Any = None) -> None:
+    """The header part of the contract; ``values``: ``get_values(ds, _HEADER_KEYWORDS)`` when read already."""
     text = report.text
     (sop_class, sop_instance, study_uid, series_uid, modality, manufacturer, model, station, serial, study_date,
-     study_description, accession, age, sex, weight, size) = get_values(ds, _HEADER_KEYWORDS)  # fmt: skip
+     study_description, accession, age, sex, weight, size) = (
+        get_values(ds, _HEADER_KEYWORDS) if values is None else values
+    )  # fmt: skip
     result["sop_class_uid"] = text(sop_class, "SOP Class UID")
     result["sop_instance_uid"] = text(sop_instance, "SOP Instance UID")
     result["study_instance_uid"] = text(study_uid, "Study Instance UID")
@@ -211,6 +224,12 @@ def _structured_report(ds: Dataset, sop: str, result: dict[str, Any], report: Re
         result["kind"] = "radiopharmaceutical_rdsr"
         _check_template(ds, title, report)
         administrations, patient = read_radiopharmaceutical_dose(root, report)
+        if any(
+            (a["pre_measured_activity_mbq"] is not None and a["pre_measured_datetime"] is None)
+            or (a["post_measured_activity_mbq"] is not None and a["post_measured_datetime"] is None)
+            for a in administrations
+        ):
+            add_observation_times(ds, administrations, report)
         result["radiopharmaceutical"] = administrations
         for key, value in patient.items():
             if result["patient"][key] is None:

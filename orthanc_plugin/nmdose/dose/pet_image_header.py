@@ -25,8 +25,7 @@ _NUCLIDE_TEXT = re.compile(r"(?i)\b(?:(F|C|N|O|Ga|Rb|Cu|Zr|I|Tc|In|Tl|Lu|Y|Ra|Sm
 _NUCLIDE_BY_TEXT = {k.lower(): k for k in C.RADIONUCLIDES}
 
 
-def _safe(ds: Dataset, keyword: str) -> Any:
-    return get_value(ds, keyword)
+_safe = get_value  # ``ds.get(keyword)``, None when absent or not convertible (nmdose.dose.header)
 
 
 def _first_code(ds: Dataset, keyword: str) -> Code | None:
@@ -148,7 +147,10 @@ def _read_item(ds: Dataset, item: Dataset, modality: str, report: Report) -> dic
 
 
 def _start_datetime(ds: Dataset, item: Dataset, report: Report) -> tuple[_dt.datetime | None, str | None]:
-    """RadiopharmaceuticalStartDateTime, else RadiopharmaceuticalStartTime on the series/acquisition/study date."""
+    """RadiopharmaceuticalStartDateTime, else RadiopharmaceuticalStartTime on the acquisition date, else on the
+    study date; never on the series date (a series reconstructed or re-sent later carries that later day). A start
+    time after the acquisition time (else the study time) of that day was the day before (injected before
+    midnight, imaged after): the source then ends in ``-1day``."""
     raw = _safe(item, "RadiopharmaceuticalStartDateTime")
     value = parse_dt(raw)
     if value is not None:
@@ -158,21 +160,27 @@ def _start_datetime(ds: Dataset, item: Dataset, report: Report) -> tuple[_dt.dat
     time_ = parse_tm(_safe(item, "RadiopharmaceuticalStartTime"))
     if time_ is None:
         return None, None
-    for date_kw, time_kw in (("SeriesDate", "SeriesTime"), ("AcquisitionDate", "AcquisitionTime"),
-                             ("StudyDate", "StudyTime")):  # fmt: skip
+    acquisition_time = parse_tm(_safe(ds, "AcquisitionTime"))
+    for date_kw, time_kw in (("AcquisitionDate", "AcquisitionTime"), ("StudyDate", "StudyTime")):
         date_value = parse_dt(_safe(ds, date_kw))
         if date_value is None:
             continue
         start = _dt.datetime.combine(date_value.date(), time_)
-        reference = parse_tm(_safe(ds, time_kw))
+        source = f"header_start_time+{date_kw}"
+        reference, reference_kw = acquisition_time, "AcquisitionTime"
+        if reference is None:
+            reference, reference_kw = parse_tm(_safe(ds, time_kw)), time_kw
         if reference is not None and time_ > reference:
             start -= _dt.timedelta(days=1)  # injected before midnight, imaged after
+            source += "-1day"
             report.warn(
-                "Radiopharmaceutical Start Time (0018,1072)", f"after {time_kw}; taken as the day before"
+                "Radiopharmaceutical Start Time (0018,1072)",
+                f"after {reference_kw} on {date_kw}; taken as the day before",
             )
-        return start, f"header_start_time+{date_kw}"
+        return start, source
     report.warn(
-        "Radiopharmaceutical Start Time (0018,1072)", "no date in the header to place it on; not stored"
+        "Radiopharmaceutical Start Time (0018,1072)",
+        "no AcquisitionDate or StudyDate in the header to place it on; not stored",
     )
     return None, None
 

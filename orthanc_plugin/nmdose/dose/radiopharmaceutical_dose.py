@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmdose.dicom_sr import Node
+from pydicom.dataset import Dataset
+
+from nmdose.dicom_sr import Code, Node
 from nmdose.dose import codes as C
 from nmdose.dose.result import Report, coded, empty_administration, iso_datetime, parse_dt
+from nmdose.dose.units import FACTORS
+
+# an "activity" this large is Bq written as MBq (or another unit slip), never a real administration
+LIKELY_BQ_MBQ = 1e5
 
 K_ADMINISTRATION = C.RadiopharmaceuticalAdministration.key
 K_AGENT = C.RadiopharmaceuticalAgent.key
@@ -85,13 +91,21 @@ def read_administration(container: Node, report: Report) -> dict[str, Any]:
             adm["activity_mbq"] = report.measured(
                 item, "MBq", "Administered activity (113507, DCM)", positive=True
             )
+            if adm["activity_mbq"] is None:
+                adm["plausibility"] = looks_like_bq(item, report)
         elif concept == K_PRE:
             adm["pre_measured_activity_mbq"] = report.measured(
                 item, "MBq", "Pre-Administration Measured Activity"
             )
+            adm["pre_measured_datetime"] = _measurement_time(
+                item, "Pre-Administration Measured Activity", report
+            )
         elif concept == K_POST:
             adm["post_measured_activity_mbq"] = report.measured(
                 item, "MBq", "Post-Administration Measured Activity"
+            )
+            adm["post_measured_datetime"] = _measurement_time(
+                item, "Post-Administration Measured Activity", report
             )
         elif concept == K_START:
             adm["start_datetime"] = _datetime(
@@ -116,6 +130,87 @@ def read_administration(container: Node, report: Report) -> dict[str, Any]:
     if adm["activity_mbq"] is None:
         report.warn("Administered activity (113507, DCM)", "absent or unusable")
     return adm
+
+
+def _measurement_time(item: Node, concept: str, report: Report) -> str | None:
+    """A DATETIME item under a measured activity (its measurement time, as some reports nest it)."""
+    for child in item.children:
+        if child.value_type == "DATETIME":
+            return _datetime(child, f"{concept}: {child.concept_meaning or child.concept}", report)
+    return None
+
+
+def looks_like_bq(item: Node, report: Report) -> str | None:
+    """For an administered activity the reader refused: a plausibility warning when its value, read in its unit,
+    is at least 1e5 MBq (what Bq stored as MBq gives); None otherwise."""
+    value = (
+        report.number(item.value, "Administered activity (113507, DCM)") if item.value is not None else None
+    )
+    factor = FACTORS["MBq"].get(item.unit.value or item.unit.meaning) if item.unit is not None else None
+    if value is None or factor is None or value * factor < LIKELY_BQ_MBQ:
+        return None
+    mbq = value * factor
+    message = (
+        f"{mbq:g} MBq is not a plausible activity: likely Bq stored as MBq ({mbq / 1e6:g} MBq if read as Bq); "
+        "not stored"
+    )
+    report.warn("Administered activity (113507, DCM)", f"plausibility: {message}")
+    return message
+
+
+def add_observation_times(ds: Dataset, administrations: list[dict[str, Any]], report: Report) -> None:
+    """Measurement times of the pre/post-administration activities from their content items' Observation
+    DateTime (0040,A032), the SR's own way to date an observation that differs from the document's time. The
+    content walk keeps no Observation DateTime, so this reads the few items again with pydicom (only for reports
+    that have such measurements without a nested time)."""
+    try:
+        times = _observation_times(ds)
+    except Exception as exc:  # an unreadable item: the activities stay, without their times
+        report.warn("Observation DateTime (0040,A032)", f"not readable ({type(exc).__name__}); not stored")
+        return
+    if len(times) != len(administrations):
+        return
+    for adm, found in zip(administrations, times, strict=True):
+        for concept, field_, name in ((K_PRE, "pre", "Pre"), (K_POST, "post", "Post")):
+            raw = found.get(concept)
+            if raw is None or adm[f"{field_}_measured_datetime"] is not None:
+                continue
+            value = parse_dt(raw)
+            if value is None:
+                report.warn(f"{name}-Administration Measured Activity: Observation DateTime",
+                            f"not a DICOM date-time {raw!r}; not stored")  # fmt: skip
+            adm[f"{field_}_measured_datetime"] = iso_datetime(value)
+
+
+def _observation_times(ds: Dataset) -> list[dict[str, str]]:
+    def key(item: Dataset) -> str:
+        seq = item.get("ConceptNameCodeSequence")
+        if not seq:
+            return ""
+        return C.concept_key(Code(str(seq[0].get("CodeValue") or ""), str(seq[0].get("CodingSchemeDesignator") or ""),
+                                  ""))  # fmt: skip
+
+    def descend(items: Any) -> Any:
+        for item in items or ():
+            yield item
+            yield from descend(item.get("ContentSequence"))
+
+    def is_administration(item: Dataset) -> bool:
+        return item.get("ValueType") == "CONTAINER" and key(item) == K_ADMINISTRATION
+
+    top = list(ds.get("ContentSequence") or ())
+    containers = [i for i in top if is_administration(i)] or [i for i in descend(top) if is_administration(i)]
+    out = []
+    for container in containers:
+        found: dict[str, str] = {}
+        for item in descend(container.get("ContentSequence")):
+            concept = key(item)
+            if concept in (K_PRE, K_POST):
+                raw = item.get("ObservationDateTime")
+                if raw:
+                    found[concept] = str(raw)
+        out.append(found)
+    return out
 
 
 def _datetime(item: Node, concept: str, report: Report) -> str | None:

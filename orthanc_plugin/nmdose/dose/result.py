@@ -11,7 +11,7 @@ import datetime as _dt
 import math
 from typing import Any
 
-from nmdose.dicom_sr import Code, Node
+from nmdose.dicom_sr import MEASURED_CACHE, Code, Node
 from nmdose.dose.units import FACTORS as _FACTORS
 from nmdose.dose.units import convert, unit_text
 
@@ -88,6 +88,24 @@ def empty_event() -> dict[str, Any]:
         "nominal_single_collimation_mm": None,
         "sources": [],
         "dose_check": empty_dose_check(),
+        **empty_ssde(),
+    }
+
+
+def empty_ssde() -> dict[str, Any]:
+    """TID 10013 CT Dose: the size-specific dose estimate and the patient size behind it (None when absent)."""
+    return {
+        "ssde_mgy": None,
+        "ssde_method": None,  # CID 10023 meaning (ours), e.g. "Estimated from Water Equivalent Diameter"
+        "ssde_method_code": None,
+        "ssde_size_mm": None,  # the size the estimate used (by its method, else Dw, else effective diameter)
+        "ssde_size_kind": None,  # water_equivalent_diameter | effective_diameter | lateral_dimension | ...
+        "water_equivalent_diameter_mm": None,
+        "water_equivalent_diameter_method": None,  # CID 10024 meaning
+        "water_equivalent_diameter_method_code": None,
+        "effective_diameter_mm": None,
+        "lateral_dimension_mm": None,
+        "ap_dimension_mm": None,
     }
 
 
@@ -137,6 +155,9 @@ def empty_administration() -> dict[str, Any]:
         "post_measured_activity_mbq": None,
         "positron_fraction": None,
         "start_datetime_source": None,
+        "pre_measured_datetime": None,  # when the pre-administration activity was measured (TID 10022)
+        "post_measured_datetime": None,  # when the residual was measured
+        "plausibility": None,  # a warning when the activity is implausible for the agent
     }
 
 
@@ -205,8 +226,15 @@ class Report:
         if node is None:
             return None
         raw = node.value
+        unit = node.unit
+        key = None
         value = None
         if type(raw) is str:  # the usual NumericValue text: number()'s float() without its other cases
+            if unit is None or type(unit) is Code:
+                key = (raw, unit, quantity)
+                hit = MEASURED_CACHE.data.get(key)
+                if hit is not None:
+                    return hit
             try:
                 value = float(raw)
             except ValueError:
@@ -215,12 +243,13 @@ class Report:
                 if value - value != 0.0:  # NaN or infinite: number() words it
                     value = None
         if value is None:
+            key = None
             value = self.number(raw, concept)
             if value is None:
                 return None
-        unit = node.unit
         factor = _FACTORS[quantity].get(unit.value or unit.meaning) if unit is not None else None
         if factor is None:
+            key = None
             converted, problem = convert(value, unit_text(unit), quantity)
             if problem is not None:
                 self.warn(concept, f"{value!r}: {problem}; not stored")
@@ -228,7 +257,10 @@ class Report:
         else:
             converted = value * factor
         if converted > 0.0 and converted <= PLAUSIBLE_MAX.get(quantity, _INF):
-            return round(converted, 6)
+            answer = round(converted, 6)
+            if key is not None:  # plain text, a unit of the table, plausible: depends on nothing else
+                MEASURED_CACHE.put(key, 1, answer)
+            return answer
         return self.plausible(converted, quantity, concept, positive=positive)
 
     def plausible(

@@ -25,14 +25,16 @@ from nmdose import dicom_sr as sr
 from nmdose.dicom_sr import Code
 from nmdose.dose import codes as C
 from nmdose.dose.units import FACTORS
+from nmdose.sop_classes import (
+    COMPREHENSIVE_SR,
+    ENHANCED_SR,
+    NM_IMAGE,
+    PET_IMAGE,
+    RADIOPHARMACEUTICAL_RADIATION_DOSE_SR,
+    SECONDARY_CAPTURE,
+    XRAY_RADIATION_DOSE_SR,
+)
 
-XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
-RADIOPHARMACEUTICAL_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.68"
-ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
-PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
-NM_IMAGE = "1.2.840.10008.5.1.4.1.1.20"
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 SR_CLASSES = {
     "xray_rdsr": XRAY_RADIATION_DOSE_SR,
     "enhanced_sr": ENHANCED_SR,
@@ -112,6 +114,14 @@ class CtAcquisition:
     sources: list[XraySource] = field(default_factory=lambda: [XraySource()])
     irradiation_event_uid: str = field(default_factory=generate_uid)
     dose_check: DoseCheck | None = None
+    # TID 10013 CT Dose size items, written in cm as scanners do (None: left out, the default)
+    ssde_mgy: float | None = None
+    ssde_method: str | None = None  # key of codes.SSDE_METHODS
+    water_equivalent_diameter_mm: float | None = None
+    wed_method: str | None = None  # key of codes.WED_METHODS
+    effective_diameter_mm: float | None = None
+    lateral_dimension_mm: float | None = None
+    ap_dimension_mm: float | None = None
 
 
 @dataclass
@@ -155,6 +165,9 @@ class RadiopharmaceuticalAdministration:
     pre_measured_activity_mbq: float | None = None
     post_measured_activity_mbq: float | None = None
     volume_ml: float | None = None
+    # when the pre/post activities were measured: the NUM items' Observation DateTime (0040,A032); None: left out
+    pre_measured_datetime: _dt.datetime | None = None
+    post_measured_datetime: _dt.datetime | None = None
     event_uid: str = field(default_factory=generate_uid)
 
 
@@ -331,6 +344,32 @@ def _dose_check(check: DoseCheck, quirks: dict) -> list[Dataset]:
     return out
 
 
+def _size_items(event: CtAcquisition) -> list[Dataset]:
+    """TID 10013 CT Dose: Size Specific Dose Estimation (mGy) with its Measurement Method (CID 10023), the
+    patient's dimensions and the water-equivalent diameter with its method (CID 10024), sizes in cm."""
+    items: list[Dataset] = []
+    if event.ssde_mgy is not None:
+        ssde = sr.num("CONTAINS", C.SizeSpecificDoseEstimate, event.ssde_mgy, C.UCUM["mGy"])
+        if event.ssde_method is not None:
+            method = C.SSDE_METHODS[event.ssde_method][0]
+            ssde.ContentSequence = [sr.code("HAS CONCEPT MOD", C.MeasurementMethod, method)]
+        items.append(ssde)
+    for concept, mm in (
+        (C.MeasuredLateralDimension, event.lateral_dimension_mm),
+        (C.MeasuredAPDimension, event.ap_dimension_mm),
+        (C.DerivedEffectiveDiameter, event.effective_diameter_mm),
+        (C.WaterEquivalentDiameter, event.water_equivalent_diameter_mm),
+    ):
+        if mm is None:
+            continue
+        item = sr.num("CONTAINS", concept, mm / 10.0, C.UCUM["cm"])
+        if concept is C.WaterEquivalentDiameter and event.wed_method is not None:
+            method = C.WED_METHODS[event.wed_method]
+            item.ContentSequence = [sr.code("HAS CONCEPT MOD", C.MeasurementMethod, method)]
+        items.append(item)
+    return items
+
+
 def _ct_event(event: CtAcquisition, quirks: dict) -> Dataset:
     """TID 10013 CT Irradiation Event Data (with TID 10014 scanning length and TID 10015 dose check)."""
     legacy = bool(quirks.get("legacy_srt_codes"))
@@ -420,6 +459,7 @@ def _ct_event(event: CtAcquisition, quirks: dict) -> Dataset:
                 dose.append(sr.num("CONTAINS", C.DLP, value, _custom_unit(dlp_unit, quirks)))
             else:
                 dose.append(sr.num("CONTAINS", C.DLP, event.dlp_mgycm, _unit("mGy.cm", quirks)))
+        dose.extend(_size_items(event))
         if event.dose_check is not None:
             dose.extend(_dose_check(event.dose_check, quirks))
         items.append(sr.container(C.CTDose, dose))
@@ -601,10 +641,14 @@ def radiopharmaceutical_dose_sr(
     ]
     if a.activity_mbq is not None:
         event.append(activity(C.AdministeredActivity, a.activity_mbq))
-    if a.pre_measured_activity_mbq is not None:
-        event.append(activity(C.PreAdministrationMeasuredActivity, a.pre_measured_activity_mbq))
-    if a.post_measured_activity_mbq is not None:
-        event.append(activity(C.PostAdministrationMeasuredActivity, a.post_measured_activity_mbq))
+    for concept, mbq, measured_at in (
+        (C.PreAdministrationMeasuredActivity, a.pre_measured_activity_mbq, a.pre_measured_datetime),
+        (C.PostAdministrationMeasuredActivity, a.post_measured_activity_mbq, a.post_measured_datetime),
+    ):
+        if mbq is not None:
+            event.append(activity(concept, mbq))
+            if measured_at is not None:
+                event[-1].ObservationDateTime = _dt_string(measured_at)
     if a.start_datetime is not None:
         event.append(
             sr.datetime_item("CONTAINS", C.RadiopharmaceuticalStartDateTime, _dt_string(a.start_datetime))
@@ -670,9 +714,13 @@ def pet_nm_image_header(
     series_description: str = "PET WB",
     start_time_only: bool = False,
     legacy_srt_codes: bool = False,
+    series_datetime: _dt.datetime | None = None,
+    acquisition_datetime: _dt.datetime | None = None,
 ) -> Dataset:
     """A PT or NM image header (no pixel data) with RadiopharmaceuticalInformationSequence (PS3.3 C.8.9.1 /
-    C.8.4.10). ``total_dose_unit`` "Bq" or "MBq"; default as vendors do it: Bq for PT, MBq for NM."""
+    C.8.4.10). ``total_dose_unit`` "Bq" or "MBq"; default as vendors do it: Bq for PT, MBq for NM.
+    SeriesDate/Time are the study's unless ``series_datetime`` is given (a series reconstructed another day);
+    AcquisitionDate/Time are written only when ``acquisition_datetime`` is given."""
     sop_class = PET_IMAGE if modality == "PT" else NM_IMAGE
     ds = _base(
         study, modality=modality, sop_class=sop_class, series_uid=series_uid, sop_uid=sop_uid, quirks={}
@@ -709,8 +757,11 @@ def pet_nm_image_header(
     info.RadionuclideCodeSequence = [sr.code_sequence_item(nuclide_code)]
     info.RadiopharmaceuticalCodeSequence = [sr.code_sequence_item(agent_code)]
     ds.RadiopharmaceuticalInformationSequence = [info]
-    ds.SeriesDate = study.study_date
-    ds.SeriesTime = study.study_time
+    ds.SeriesDate = study.study_date if series_datetime is None else series_datetime.strftime("%Y%m%d")
+    ds.SeriesTime = study.study_time if series_datetime is None else series_datetime.strftime("%H%M%S")
+    if acquisition_datetime is not None:
+        ds.AcquisitionDate = acquisition_datetime.strftime("%Y%m%d")
+        ds.AcquisitionTime = acquisition_datetime.strftime("%H%M%S")
     if modality == "PT":
         ds.Units = "BQML"
         ds.DecayCorrection = "START"

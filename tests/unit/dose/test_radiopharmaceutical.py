@@ -107,11 +107,46 @@ def test_activity_rule_by_modality_magnitude_and_nuclide(value, modality, nuclid
     assert got == pytest.approx(mbq) and got_rule == rule
 
 
-def test_start_time_without_datetime_uses_series_date(files):
+def test_start_time_without_datetime_or_acquisition_date_uses_the_study_date(files):
     adm = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
     a = only_administration(parse_file(files.image("PT", adm, start_time_only=True)))
     assert a["start_datetime"] == "2024-03-15T09:00:00"
-    assert a["start_datetime_source"] == "header_start_time+SeriesDate"
+    assert a["start_datetime_source"] == "header_start_time+StudyDate"
+
+
+def test_start_time_goes_on_the_acquisition_date_not_the_series_date(files):
+    """A series reconstructed (or re-sent) the next day carries that day as SeriesDate: the injection was on the
+    acquisition's day (issue 16 item 5; the former rule took SeriesDate first)."""
+    study = R.DoseStudyInfo(study_date="20240315", study_time="080000")
+    adm = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
+    a = only_administration(parse_file(files.image(
+        "PT", adm, study=study, start_time_only=True, series_datetime=dt.datetime(2024, 3, 16, 14, 0),
+        acquisition_datetime=dt.datetime(2024, 3, 15, 10, 5))))  # fmt: skip
+    assert a["start_datetime"] == "2024-03-15T09:00:00"
+    assert a["start_datetime_source"] == "header_start_time+AcquisitionDate"
+
+
+def test_start_time_before_a_late_study_time_is_not_moved_when_the_acquisition_time_is_known(files):
+    """StudyTime can be the registration (before the injection); the acquisition time decides the day."""
+    study = R.DoseStudyInfo(study_date="20240315", study_time="083000")
+    adm = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
+    result = parse_file(files.image("PT", adm, study=study, start_time_only=True,
+                                    acquisition_datetime=dt.datetime(2024, 3, 15, 10, 0)))  # fmt: skip
+    a = only_administration(result)
+    assert a["start_datetime"] == "2024-03-15T09:00:00"
+    assert a["start_datetime_source"] == "header_start_time+AcquisitionDate"
+    assert not any("day before" in w for w in result["warnings"])
+
+
+def test_start_time_after_the_acquisition_time_is_the_previous_day_and_recorded(files):
+    study = R.DoseStudyInfo(study_date="20240316", study_time="000500")
+    adm = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 23, 40))
+    result = parse_file(files.image("PT", adm, study=study, start_time_only=True,
+                                    acquisition_datetime=dt.datetime(2024, 3, 16, 0, 45)))  # fmt: skip
+    a = only_administration(result)
+    assert a["start_datetime"] == "2024-03-15T23:40:00"
+    assert a["start_datetime_source"] == "header_start_time+AcquisitionDate-1day"
+    assert any("after AcquisitionTime" in w and "day before" in w for w in result["warnings"])
 
 
 def test_injection_before_midnight_imaged_after_is_placed_on_the_previous_day(files):
