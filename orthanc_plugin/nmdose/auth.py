@@ -213,8 +213,22 @@ def register_session_routes(router) -> None:
         resp.headers["Set-Cookie"] = _cookie(request, "", 0)
         return resp
 
-    router.add("POST", "/session", open_session, permission=AUTHENTICATED)
-    router.add("DELETE", "/session", close_session, permission=PUBLIC)
+    router.add(
+        "POST",
+        "/session",
+        open_session,
+        permission=AUTHENTICATED,
+        query={},
+        summary="Put the request's bearer token into the session cookie (for links the browser follows)",
+    )
+    router.add(
+        "DELETE",
+        "/session",
+        close_session,
+        permission=PUBLIC,
+        query={},
+        summary="Clear the session cookie",
+    )
 
 
 def browser_login(cfg: Any) -> dict[str, str] | None:

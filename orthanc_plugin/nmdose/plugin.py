@@ -28,7 +28,8 @@ from nmdose.retrieve import routes as retrieve_stage
 from nmdose.security import profile, tls
 from nmdose.web import pages as web_stage
 from nmdose.web.gate import OrthancGate
-from nmdose.web.router import PUBLIC, Request, Response, Router
+from nmdose.web.openapi import describe
+from nmdose.web.router import AUTHENTICATED, PUBLIC, Request, Response, Router
 from nmdose.workers import WorkerPool
 
 log = logging.getLogger("nmdose.plugin")
@@ -170,10 +171,28 @@ class Plugin:
         return self.router.dispatch(Request(method, path, query, headers, body))
 
     def _register_routes(self) -> None:
-        self.router.add("GET", "/health", self._health, permission=PUBLIC)
+        self.router.add(
+            "GET",
+            "/health",
+            self._health,
+            permission=PUBLIC,
+            summary="Health of the plugin: database, migrations, workers, queue, nodes; `problems` lists what is wrong",
+            answers={503: "unhealthy (the body says why)"},
+        )
         for module in self.stages:
             if hasattr(module, "register_routes"):
                 module.register_routes(self.router, self)
+        self.router.add(
+            "GET",
+            "/api/openapi.json",
+            self._openapi,
+            permission=AUTHENTICATED,
+            query={},
+            summary="This description of every /nmdose/ route (OpenAPI 3.0)",
+        )
+
+    def _openapi(self, request: Request) -> Response:
+        return Response.json(describe(self.router.table, version=__version__))
 
     def rest_client(self):
         """Orthanc's REST API over loopback HTTP, for worker threads (releases the GIL while waiting), with the

@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from nmdose.db import connect
-from nmdose.web.queries import orthanc_study_id
+from nmdose.orthanc_ids import orthanc_study_id
 from tests.e2e.chromium import ARTIFACTS, start, wait, webdriver_module
 from tests.oidc_provider import OidcProvider
 

@@ -24,8 +24,9 @@ PREFIX = "1.2.826.0.1.999."
 webdriver_module()
 
 
-# Study 0 ("E2E head", adult, CTDIvol 60 mGy, DLP 900 mGy.cm) is above the shipped UK head NDRLs (47 mGy per
-# sequence, 790 mGy.cm per examination); it is also stored in the research Orthanc for the outlier link.
+# Study 0 ("E2E head", adult, CTDIvol 100 mGy, DLP 1700 mGy.cm) is above twice the shipped UK head NDRLs (47 mGy
+# per sequence, 790 mGy.cm per examination: the outlier list flags a single exam above 2 x the level); it is also
+# stored in the research Orthanc for the outlier link.
 OUTLIER = f"{PREFIX}0"
 AGENTS = {
     "Fluorodeoxyglucose F^18^": "PET-CT Whole Body FDG e2e",
@@ -47,7 +48,7 @@ def filled(stack):
             uid = f"{PREFIX}{i}"
             date = dt.date(2022 + i % 3, 1 + i % 12, 10)
             desc = ["CT Head e2e", "CT Chest e2e", XSS][i % 3]
-            ctdi, dlp = (60.0, 900.0) if i == 0 else (5.0 + i, 100.0 + i)
+            ctdi, dlp = (100.0, 1700.0) if i == 0 else (5.0 + i, 100.0 + i)
             cur.execute(
                 """INSERT INTO rpacs.study (study_uid, source_node, study_date, description, modalities_found,
                    patient_id, is_target) VALUES (%s, 'simulationPACS', %s, %s, '{CT}', %s, %s)""",
@@ -66,9 +67,17 @@ def filled(stack):
                    effective_dose_msv) VALUES (%s, '#0', 0, %s, %s, %s, 'Chest', %s, %s, 0.0145, %s)""",
                 (uid, date, date.year, ["E2E head", "E2E chest", XSS][i % 3], ctdi, dlp, dlp * 0.0145),
             )
-        for i, (agent, desc) in enumerate(list(AGENTS.items()) * 4, start=100):
-            k = (i - 100) // 2  # FDG 200..260 MBq (2.9-3.7 MBq/kg), MDP 500..650 MBq (7.1-9.3 MBq/kg), 70 kg
+        # FDG 200..260 MBq (2.9-3.7 MBq/kg), MDP 500..650 MBq (7.1-9.3 MBq/kg), 70 kg; then one MDP of 1200 MBq
+        # (17.1 MBq/kg: above 2 x the official BfS 8 MBq/kg) and one FDG of 500 MBq (7.1 MBq/kg: above 2 x the
+        # proposed ARSAC 3.5 MBq/kg, listed only when the proposed levels are asked for)
+        extra = [("Technetium Tc^99m^ medronate", 1200.0), ("Fluorodeoxyglucose F^18^", 500.0)]
+        for i, (agent, desc) in enumerate(
+            list(AGENTS.items()) * 4 + [(a, AGENTS[a]) for a, _ in extra], start=100
+        ):
+            k = (i - 100) // 2
             mbq = 200.0 + 20 * k if agent.startswith("Fluoro") else 500.0 + 50 * k
+            if i >= 108:
+                mbq = dict(extra)[agent]
             uid, date = f"{PREFIX}{i}", dt.date(2023, 1 + i % 12, 12)
             cur.execute(
                 """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description,
@@ -149,6 +158,34 @@ def test_korean_toggle_relabels_the_page(filled, browser):
     assert errors(browser) == []
 
 
+def _on_index(browser, url: str) -> None:
+    wait(browser, "return document.body && document.body.getAttribute('data-page') === 'index'")
+    assert browser.current_url == url + "/ui/index"
+
+
+def test_home_from_every_page_and_the_typed_addresses_land_on_the_index_whose_links_work(filled, browser):
+    """Issue 19: 'Home' went to /nmdose/ui/, which Orthanc hands over as /ui: a 302 to /nmdose/ui/ui/ and a 404."""
+    url = base(filled)
+    pages = ["/ui/research", "/ui/dose", f"/ui/study/{PREFIX}4", "/ui/index", "/ui/orthanc/study/9.9.9.404"]
+    for path in pages:
+        browser.get(url + path)
+        wait(browser, "return document.querySelector('header nav a[data-i18n=\"nav.home\"]') !== null")
+        browser.find_element("css selector", "header nav a[data-i18n='nav.home']").click()
+        _on_index(browser, url)
+    for typed in ("/ui", "/ui/", "/index"):
+        browser.get(url + typed)
+        _on_index(browser, url)
+    for key, page in (("nav.research", "research"), ("nav.dose", "dose")):
+        browser.get(url + "/ui/index")
+        browser.find_element("css selector", f"main a[data-i18n='{key}']").click()
+        wait(browser, f"return document.body.getAttribute('data-page') === '{page}'")
+        assert browser.current_url == f"{url}/ui/{page}"
+    browser.get(url + "/ui/index")
+    browser.find_element("css selector", "main a[data-i18n='nav.orthanc']").click()
+    wait(browser, "return location.pathname === '/app/explorer.html'")
+    assert [e for e in errors(browser) if "9.9.9.404" not in e] == []  # that page is a 404 on purpose
+
+
 def api_rows(stack, path: str, **query) -> dict:
     q = urllib.parse.urlencode(query)
     with urllib.request.urlopen(f"{base(stack)}/api/{path}" + (f"?{q}" if q else "")) as r:
@@ -161,6 +198,9 @@ def attr(browser, element_id: str, name: str):
 
 def apply_filters(browser, marker: str = "outlier-table", **values):
     """Fill the filter form, submit it and wait until `marker` is filled again."""
+    # the answers of the page's earlier load first: one arriving between the clean-up below and the click would
+    # mark `marker` as filled with the unfiltered data
+    wait(browser, f"return document.getElementById('{marker}').getAttribute('data-rows') !== null")
     for name, value in values.items():
         field = browser.find_element("css selector", f"#filters [name={name}]")
         field.clear()
@@ -171,6 +211,46 @@ def apply_filters(browser, marker: str = "outlier-table", **values):
     )  # answers to the earlier load are dropped by the page, so what comes next is the filtered data
     browser.find_element("css selector", "#filters button[type=submit]").click()
     wait(browser, f"return document.getElementById('{marker}').getAttribute('data-rows') !== null")
+
+
+def _cached(stack) -> set[tuple]:
+    """The answers in the web cache for the current dose data, with when each was computed."""
+    with contextlib.closing(connect(stack.cfg, role="web")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT key, computed_at FROM dose.web_cache WHERE data_version = dose.data_version()")
+        return set(cur.fetchall())
+
+
+def test_the_dose_page_opens_with_the_default_views_and_finds_them_in_the_warm_cache(filled, browser):
+    """The dose page's opening requests are DEFAULT_VIEWS (web/dose_views.py, handed to the page in its
+    data-page-data): exactly what the dose worker computes after an ingest, so the page computes nothing."""
+    from nmdose.web.dose_views import DEFAULT_VIEWS, view_path, warm_default_views
+
+    with contextlib.closing(connect(filled.cfg, role="web")) as conn:
+        warm_default_views(conn, filled.cfg)
+    warm = _cached(filled)
+    browser.get(base(filled) + "/ui/dose")
+    for table in ("ct-table", "ct-desc-table", "activity-table", "effective-table", "outlier-table"):
+        wait(browser, f"return document.getElementById('{table}').getAttribute('data-rows')")
+    for canvas in ("ct-chart", "ct-desc-chart", "activity-chart", "monthly-chart", "scatter-chart"):
+        wait(browser, f"return document.getElementById('{canvas}').getAttribute('data-points')")
+    page_data = json.loads(browser.execute_script("return document.body.getAttribute('data-page-data')"))
+    assert [(v["path"], v["params"]) for v in page_data["views"]] == [
+        (view_path(route).removeprefix("/api/"), f) for route, f in DEFAULT_VIEWS
+    ]
+    urls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; })"
+    )
+    asked = sorted(
+        (u.path.removeprefix("/nmdose"), sorted(urllib.parse.parse_qsl(u.query)))
+        for u in map(urllib.parse.urlsplit, urls)
+        if u.path.startswith("/nmdose/api/dose/")
+        and u.path not in ("/nmdose/api/dose/reference-levels", "/nmdose/api/dose/dead-letter")
+    )
+    assert asked == sorted(
+        (view_path(route), sorted((k, str(v)) for k, v in f.items())) for route, f in DEFAULT_VIEWS
+    )
+    assert _cached(filled) == warm  # every opening answer was found: none computed, none stored
+    assert errors(browser) == []
 
 
 def test_dose_page_charts_one_bar_per_protocol_and_filters_change_the_numbers(filled, browser):
@@ -218,13 +298,14 @@ def test_dose_page_draws_box_plots_with_reference_lines_and_lists_outliers(fille
 
     outliers = api_rows(filled, "dose/outliers", **query)
     shown = browser.find_elements("css selector", "#outlier-table tbody tr")
-    assert len(shown) == outliers["count"] > 0
-    assert browser.find_element("id", "outlier-count").text == str(outliers["count"])
+    assert len(shown) == outliers["count"] == outliers["total"] > 0
+    assert browser.find_element("id", "outlier-count").text == str(outliers["total"])
+    assert "above 2 × the official reference level" in browser.find_element("id", "outlier-rule").text
     above = [r for r in outliers["rows"] if r["reason"] == "reference_level"]
     assert {(r["study_instance_uid"], r["level_name"]) for r in above} == {
         (OUTLIER, "UK NDRL CT head (acute stroke): CTDIvol"), (OUTLIER, "UK NDRL CT head (acute stroke): DLP")
     }  # fmt: skip
-    assert XSS in [td.text for td in browser.find_elements("css selector", "#outlier-table td")]
+    assert browser.execute_script("return window.__xss") is None
     browser.save_screenshot(str(ARTIFACTS / "dose-all.png"))
     browser.find_element("id", "ct-chart").screenshot(str(ARTIFACTS / "dose-ct-box.png"))
     assert errors(browser) == []
@@ -250,12 +331,24 @@ def test_dose_page_activity_levels_effective_dose_dead_letters_and_korean(filled
     browser.find_element("id", "activity-chart").screenshot(str(ARTIFACTS / "dose-activity-box.png"))
     assert {lv["status"] for r in per_kg for lv in r["levels"]} == {"official", "proposed"}
     cells = " ".join(td.text for td in browser.find_elements("css selector", "#outlier-table td"))
-    assert "proposed, not an adopted DRL" in cells  # a proposal is never shown as an official level
+    assert "proposed" not in cells and "official DRL" in cells  # official levels only by default
     above = api_rows(filled, "dose/outliers", station="NM-E2E", reason="reference_level")["rows"]
-    assert sorted((r["group"], round(r["value"] * 70, 6)) for r in above) == [
-        ("Fluorodeoxyglucose F^18^", 260.0), ("Technetium Tc^99m^ medronate", 600.0),
-        ("Technetium Tc^99m^ medronate", 650.0),
+    assert [(r["group"], r["agent_code_meaning"], round(r["value"] * 70, 6)) for r in above] == [
+        ("⁹⁹ᵐTc-MDP", "Technetium Tc^99m^ medronate", 1200.0)
+    ]
+    every = api_rows(filled, "dose/outliers", station="NM-E2E", reason="reference_level", levels="all")[
+        "rows"
+    ]
+    assert sorted((r["group"], round(r["value"] * 70, 6), r["level_status"]) for r in every) == [
+        ("¹⁸F-FDG", 500.0, "proposed"), ("⁹⁹ᵐTc-MDP", 1200.0, "official"),
     ]  # fmt: skip
+    from selenium.webdriver.support.ui import Select
+
+    browser.execute_script("document.getElementById('outlier-table').removeAttribute('data-rows')")
+    Select(browser.find_element("id", "outlier-levels")).select_by_value("all")
+    wait(browser, "return document.getElementById('outlier-table').getAttribute('data-rows') === '2'")
+    cells = " ".join(td.text for td in browser.find_elements("css selector", "#outlier-table td"))
+    assert "proposed, not an adopted DRL" in cells  # a proposal is never shown as an official level
     levels = [td.text for td in browser.find_elements("css selector", "#levels-table td")]
     assert "UK NDRL CT chest (lung cancer): CTDIvol" in levels and "8.50 mGy" in levels
 
@@ -320,10 +413,19 @@ def test_study_page_lists_the_events_and_each_coefficient_with_its_source(filled
     assert errors(browser) == []
 
 
-def test_orthanc_explorer_has_the_nmdose_button(filled, browser):
+def test_orthanc_explorer_has_one_nmdose_button_and_it_opens_the_index(filled, browser):
     browser.get(filled.cfg.research_node.http_url.rstrip("/") + "/app/explorer.html")
     wait(browser, "return document.getElementById('nmdose-home') !== null")
+    wait(browser, "return document.body.innerText.indexOf('nmdose') >= 0")
     browser.save_screenshot(str(ARTIFACTS / "orthanc-explorer.png"))
+    buttons = browser.execute_script(
+        "return Array.from(document.querySelectorAll('a')).filter(function (a) {"
+        " return a.offsetParent !== null && /nmdose/.test(a.getAttribute('href') || ''); })"
+        ".map(function (a) { return a.id + ' ' + a.getAttribute('href'); })"
+    )
+    assert len(buttons) == 1, buttons
+    browser.find_element("id", "nmdose-home").click()
+    _on_index(browser, base(filled))
 
 
 def test_orthanc_explorer_study_page_has_dose_for_this_study(filled, browser):
@@ -359,3 +461,332 @@ def test_orthanc_explorer_study_page_has_dose_for_this_study(filled, browser):
     finally:
         browser.close()
         browser.switch_to.window(main)
+
+
+def test_the_outlier_table_is_paged_with_next_and_previous_and_filtered_by_reason(filled, browser):
+    """Issue 19: the outlier table was one 28,769 px table. Now pages of DEFAULT_VIEWS' limit (50) rows, the total
+    in the heading, Previous / Next, and a reason selector."""
+    from selenium.webdriver.support.ui import Select
+
+    from nmdose.web.dose_views import OUTLIER_PAGE
+
+    prefix = "1.2.826.0.1.998."
+    with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+        # CT head exams above 2 x the UK head levels: two hits each (CTDIvol, DLP), and 3 + 3 above the p95 of
+        # their protocol (60 values)
+        for i in range(60):
+            uid, date = f"{prefix}{i}", dt.date(2024, 1 + i % 12, 1 + i % 28)
+            cur.execute(
+                """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description,
+                   station_name, patient_age_years, ct_event_count, ct_total_dlp_mgycm)
+                   VALUES (%s, %s, %s, 'CT Head paging', 'CT-PAGE', 40, 1, %s)""",
+                (uid, date, date.year, 1600.0 + i),
+            )
+            cur.execute(
+                """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date, study_year,
+                   acquisition_protocol, target_region, ctdivol_mgy, dlp_mgycm)
+                   VALUES (%s, '#0', 0, %s, %s, 'Head paging', 'Head', %s, %s)""",
+                (uid, date, date.year, 95.0 + i, 1600.0 + i),
+            )
+        conn.commit()
+    total = 126
+    try:
+        url = base(filled)
+        browser.get(url + "/ui/dose")
+        apply_filters(browser, station="CT-PAGE")
+        full = api_rows(filled, "dose/outliers", station="CT-PAGE", limit=1000)
+        assert full["total"] == total and OUTLIER_PAGE == 50
+        assert browser.find_element("id", "outlier-count").text == str(total)
+        seen = []
+        for page in range(3):
+            rows = browser.find_elements("css selector", "#outlier-table tbody tr")
+            assert len(rows) == min(50, total - 50 * page)
+            seen += [r.find_element("css selector", "td:nth-child(2)").text for r in rows]
+            assert browser.find_element("id", "outlier-prev").is_enabled() == (page > 0)
+            assert browser.find_element("id", "outlier-next").is_enabled() == (page < 2)
+            if page < 2:
+                browser.execute_script(
+                    "document.getElementById('outlier-table').removeAttribute('data-rows')"
+                )
+                browser.find_element("id", "outlier-next").click()
+                wait(
+                    browser,
+                    "return document.getElementById('outlier-table').getAttribute('data-rows') !== null",
+                )
+        assert seen == [r["study_instance_uid"] for r in full["rows"]]
+        assert browser.find_element("id", "outlier-page").text == "101–126 of 126"
+        browser.find_element("id", "outlier-prev").click()
+        wait(browser, "return document.getElementById('outlier-page').textContent === '51–100 of 126'")
+        Select(browser.find_element("id", "outlier-reason")).select_by_value("p95")
+        wait(browser, "return document.getElementById('outlier-page').textContent.indexOf('of 6') > 0")
+        p95 = api_rows(filled, "dose/outliers", station="CT-PAGE", reason="p95")
+        assert (
+            browser.find_element("id", "outlier-count").text == str(p95["total"]) == "6"
+        )  # 60 values per group
+        assert errors(browser) == []
+    finally:
+        with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM dose.study WHERE study_instance_uid LIKE %s", (prefix + "%",))
+            conn.commit()
+
+
+def test_a_refused_filter_clears_the_earlier_results_instead_of_leaving_them_under_the_error(filled, browser):
+    """Issue 19: a filter the API refuses (400) left the previous tables and charts on screen under the error."""
+    browser.get(base(filled) + "/ui/dose")
+    for table in ("ct-table", "effective-table", "outlier-table"):
+        wait(browser, f"return document.getElementById('{table}').getAttribute('data-rows')")
+    for canvas in ("ct-chart", "monthly-chart"):
+        wait(browser, f"return document.getElementById('{canvas}').getAttribute('data-points')")
+    assert len(browser.find_elements("css selector", "#ct-table tbody tr")) > 1
+    for name, value in (("age_min", 50), ("age_max", 40)):  # min not below max: 400
+        browser.find_element("css selector", f"#filters [name={name}]").send_keys(str(value))
+    browser.find_element("css selector", "#filters button[type=submit]").click()
+    wait(browser, "return !document.getElementById('filter-error').hidden")
+    assert "age_min" in browser.find_element("id", "filter-error").text
+    wait(browser, "return document.getElementById('effective-table').getAttribute('data-rows') === null")
+    for table in ("ct-table", "ct-desc-table", "activity-table", "effective-table", "outlier-table"):
+        assert attr(browser, table, "data-rows") is None, table
+        cells = [td.text for td in browser.find_elements("css selector", f"#{table} td")]
+        assert all(c.startswith("error") for c in cells) and len(cells) <= 1, (table, cells)
+    for canvas in ("ct-chart", "ct-desc-chart", "monthly-chart", "activity-chart", "scatter-chart"):
+        assert attr(browser, canvas, "data-points") is None, canvas
+    assert browser.find_element("id", "outlier-count").text == "–"
+    assert browser.find_elements("css selector", "#levels-table tbody tr")  # not filtered: kept
+    browser.save_screenshot(str(ARTIFACTS / "dose-refused-filter.png"))
+    assert all("status of 400" in e for e in errors(browser))  # the refused requests, nothing else
+
+
+def test_the_monthly_chart_has_every_month_a_line_per_exam_type_and_a_titled_y_axis(filled, browser):
+    browser.get(base(filled) + "/ui/dose")
+    apply_filters(browser, "effective-table", station="CT-E2E")
+    wait(browser, "return document.getElementById('monthly-chart').getAttribute('data-points') !== null")
+    rows = api_rows(filled, "dose/ct-monthly", station="CT-E2E")["rows"]
+    months = list(dict.fromkeys(r["month"] for r in rows))
+    first, last = dt.date.fromisoformat(months[0] + "-01"), dt.date.fromisoformat(months[-1] + "-01")
+    assert len(months) == (last.year - first.year) * 12 + last.month - first.month + 1  # no month dropped
+    assert any(r["n"] == 0 and r["description"] is None for r in rows)  # the empty months are there
+    groups = {r["description"] for r in rows if r["description"] is not None}
+    assert groups == {"CT Head e2e", "CT Chest e2e", XSS}
+    assert int(attr(browser, "monthly-chart", "data-points")) == sum(1 for r in rows if r["dlp_median"])
+    assert attr(browser, "monthly-chart", "data-y-title") == "median DLP per study (mGy·cm)"
+    assert attr(browser, "monthly-chart", "data-labels") == str(len(months))
+    options = browser.find_elements("css selector", "#monthly-group option")
+    assert len(options) == len(groups) + 1 and XSS in [o.text for o in options]
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "monthly-group")).select_by_visible_text("CT Head e2e")
+    head = [r for r in rows if r["description"] == "CT Head e2e"]
+    wait(
+        browser,
+        f"return document.getElementById('monthly-chart').getAttribute('data-points') === '{len(head)}'",
+    )
+    assert errors(browser) == []
+
+
+def test_study_page_heading_both_dlp_totals_explained_and_labels_in_both_languages(filled, browser):
+    """Issue 19: the study page showed DLP 1062.14 next to nothing of the scanner's 548.07, no accession number,
+    description or date, and raw field names (ct_total_dlp_mgycm, pet_image)."""
+    uid = f"{PREFIX}500"
+    with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description,
+               accession_number, ct_event_count, ct_total_dlp_mgycm, ct_reported_total_dlp_mgycm)
+               VALUES (%s, '2024-05-06', 2024, 'PET-CT split e2e', 'ACC-E2E-77', 2, 1062.14, 548.07)""",
+            (uid,),
+        )
+        for n, dlp in enumerate((548.07, 514.07)):
+            cur.execute(
+                """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date, study_year,
+                   acquisition_protocol, acquisition_type, ctdivol_mgy, dlp_mgycm)
+                   VALUES (%s, %s, %s, '2024-05-06', 2024, 'WB', 'Spiral Acquisition', 5, %s)""",
+                (uid, f"#{n}", n, dlp),
+            )
+        cur.execute(
+            """INSERT INTO dose.object (sop_instance_uid, study_instance_uid, modality, kind, status, file_sha256,
+               parsed) VALUES (%s, %s, 'PT', 'pet_image', 'ok', 'x', '{}')""",
+            (uid + ".1", uid),
+        )
+        conn.commit()
+    try:
+        browser.get(base(filled) + f"/ui/study/{uid}")
+        wait(browser, "return document.getElementById('study-table').getAttribute('data-rows')")
+        heading = browser.find_element("id", "study-heading").text
+        assert heading == "PET-CT split e2e · Accession number ACC-E2E-77 · 2024-05-06"
+        note = browser.find_element("id", "study-dlp-note")
+        assert note.is_displayed() and "1062.14" in note.text and "548.07" in note.text
+        assert "more than one dose report" in note.text
+        fields = dict(
+            (tr.find_elements("css selector", "td")[0].text, tr.find_elements("css selector", "td")[1].text)
+            for tr in browser.find_elements("css selector", "#study-table tbody tr")
+        )
+        assert fields["Total DLP: sum of the irradiation events (mGy·cm)"] == "1062.14"
+        assert fields["Total DLP reported by the scanner (mGy·cm)"] == "548.07"
+        assert fields["Total effective dose, CT + NM (mSv)"].startswith("no total: NM part missing")
+        kinds = [td.text for td in browser.find_elements("css selector", "#objects-table td")]
+        assert "PET image header" in kinds and "pet_image" not in kinds
+        events = [td.text for td in browser.find_elements("css selector", "#events-table td")]
+        assert "spiral" in events
+        for lang in ("en", "ko"):
+            headers = [th.text for th in browser.find_elements("css selector", "main th")]
+            labels = [
+                td.text for td in browser.find_elements("css selector", "#study-table tbody td:first-child")
+            ]
+            assert not [x for x in headers + labels if "_" in x], (lang, headers, labels)
+            if lang == "en":
+                browser.find_element("id", "lang-toggle").click()
+        assert "검사 번호" in browser.find_element("id", "study-heading").text
+        assert "조사 이벤트의 합" in browser.find_element("id", "study-dlp-note").text
+        browser.save_screenshot(str(ARTIFACTS / "study-split-ko.png"))
+        browser.find_element("id", "lang-toggle").click()
+        assert errors(browser) == []
+    finally:
+        with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM dose.object WHERE study_instance_uid = %s", (uid,))
+            cur.execute("DELETE FROM dose.study WHERE study_instance_uid = %s", (uid,))
+            conn.commit()
+
+
+def test_study_page_shows_ssde_the_net_activity_the_plausibility_warning_and_agent_names_in_both_languages(
+    filled, browser
+):
+    """Issue 16 items 5 and 6: SSDE beside CTDIvol with the size it used, the net activity, the rule that gave
+    the activity, an implausible activity shown as a warning, and the agent as people write it (¹⁸F-FDG)."""
+    uid = f"{PREFIX}600"
+    warning = "2000 MBq of Fluorodeoxyglucose F^18^ is outside 20-1500 MBq plausible for FDG"
+    with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description,
+               ct_event_count, ct_total_dlp_mgycm, nm_total_activity_mbq, warnings)
+               VALUES (%s, '2024-06-07', 2024, 'PET-CT SSDE e2e', 1, 300, 2000, %s)""",
+            (uid, json.dumps([f"plausibility: {warning}"])),
+        )
+        cur.execute(
+            """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date, study_year,
+               acquisition_protocol, acquisition_type, ctdivol_mgy, dlp_mgycm, ssde_mgy, ssde_method,
+               ssde_method_code, ssde_size_mm, ssde_size_kind, water_equivalent_diameter_mm)
+               VALUES (%s, '#0', 0, '2024-06-07', 2024, 'WB low dose', 'Spiral Acquisition', 3.1, 300, 4.37,
+                       'Estimated from Water Equivalent Diameter', 'DCM:113988', 243, 'water_equivalent_diameter',
+                       243)""",
+            (uid,),
+        )
+        cur.execute(
+            """INSERT INTO dose.radiopharmaceutical (study_instance_uid, administration_key, ordinal, study_date,
+               study_year, source, agent, radionuclide, activity_mbq, net_activity_mbq, start_datetime,
+               pre_measured_datetime, post_measured_datetime, administered_activity_rule, start_datetime_source,
+               plausibility, details)
+               VALUES (%s, '#0', 0, '2024-06-07', 2024, 'rrdsr', 'Fluorodeoxyglucose F^18^', '^18^Fluorine', 2000,
+                       1987.5, '2024-06-07 10:00', '2024-06-07 09:50', '2024-06-07 10:20', 'rrdsr_administered',
+                       'rrdsr', %s, %s)""",
+            (uid, warning, json.dumps({"net_activity_note": "net activity 1987.5 MBq: pre ... post ..."})),
+        )
+        conn.commit()
+    try:
+        browser.set_window_size(1600, 1800)
+        browser.get(base(filled) + f"/ui/study/{uid}")
+        wait(browser, "return document.getElementById('admin-table').getAttribute('data-rows')")
+
+        def column(table_id: str, header: str) -> str:
+            headers = [th.text for th in browser.find_elements("css selector", f"#{table_id} th")]
+            cells = browser.find_elements("css selector", f"#{table_id} tbody tr:first-child td")
+            return cells[headers.index(header)].text
+
+        assert column("events-table", "CTDIvol (mGy)") == "3.10"
+        assert column("events-table", "SSDE (mGy)") == "4.37"
+        assert column("events-table", "Patient size for SSDE (mm)") == "243 (water-equivalent diameter)"
+        assert column("admin-table", "Radiopharmaceutical") == "¹⁸F-FDG"
+        assert column("admin-table", "Radionuclide") == "¹⁸F"
+        assert column("admin-table", "Net activity (MBq)") == "1987.50"
+        assert column("admin-table", "Activity used") == "administered activity of the dose report (RRDSR)"
+        shown = browser.find_element("css selector", "#admin-table [data-warning=plausibility]")
+        assert shown.is_displayed() and shown.text == "⚠ Implausible activity"
+        assert shown.value_of_css_property("color") in ("rgba(183, 28, 28, 1)", "rgb(183, 28, 28)")
+        assert warning in column("admin-table", "Plausibility")
+        record = browser.find_element("css selector", "#study-table .warning")
+        assert record.is_displayed() and warning in record.text
+        agent_cell = browser.find_element(
+            "css selector", "#admin-table tbody tr:first-child td:nth-child(2) span"
+        )
+        assert agent_cell.get_attribute("title") == "Fluorodeoxyglucose F^18^"  # DICOM's text one hover away
+        browser.save_screenshot(str(ARTIFACTS / "study-ssde-warning-en.png"))
+        browser.find_element("id", "lang-toggle").click()
+        assert column("events-table", "SSDE 환자 크기 (mm)") == "243 (물 등가 직경)"
+        assert column("admin-table", "방사성의약품") == "¹⁸F-FDG"
+        assert column("admin-table", "순 투여 방사능 (MBq)") == "1987.50"
+        assert column("admin-table", "사용한 방사능") == "선량 보고서(RRDSR)의 투여 방사능"
+        assert browser.find_element("css selector", "#admin-table [data-warning=plausibility]").text == (
+            "⚠ 비정상 방사능"
+        )
+        browser.save_screenshot(str(ARTIFACTS / "study-ssde-warning-ko.png"))
+        browser.find_element("id", "lang-toggle").click()
+        assert errors(browser) == []
+    finally:
+        with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM dose.study WHERE study_instance_uid = %s", (uid,))
+            conn.commit()
+
+
+def test_dose_page_shows_agents_as_people_write_them_ssde_and_the_plausibility_warnings(filled, browser):
+    """Issue 16 items 5 and 6 on the dose page: the activity table says ¹⁸F-FDG and ⁹⁹ᵐTc-MDP and counts the
+    implausible activities per agent, the filter typed as shown finds the rows, and the protocol table has the
+    median SSDE beside CTDIvol."""
+    uid = f"{PREFIX}601"
+    with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description,
+               station_name, ct_event_count, ct_total_dlp_mgycm, nm_total_activity_mbq)
+               VALUES (%s, '2024-06-08', 2024, 'PET-CT SSDE e2e', 'SSDE-E2E', 2, 400, 2000)""",
+            (uid,),
+        )
+        for n, ssde in enumerate((4.0, 6.0)):
+            cur.execute(
+                """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date, study_year,
+                   acquisition_protocol, ctdivol_mgy, dlp_mgycm, ssde_mgy, ssde_size_mm, ssde_size_kind)
+                   VALUES (%s, %s, %s, '2024-06-08', 2024, 'SSDE protocol e2e', 3, 200, %s, 240,
+                           'effective_diameter')""",
+                (uid, f"#{n}", n, ssde),
+            )
+        cur.execute(
+            """INSERT INTO dose.radiopharmaceutical (study_instance_uid, administration_key, ordinal, study_date,
+               study_year, source, agent, activity_mbq, plausibility)
+               VALUES (%s, '#0', 0, '2024-06-08', 2024, 'rrdsr', 'Fluorodeoxyglucose F^18^', 2000,
+                       '2000 MBq of FDG is outside 20-1500 MBq plausible for FDG')""",
+            (uid,),
+        )
+        conn.commit()
+    try:
+        browser.set_window_size(1600, 3000)
+        browser.get(base(filled) + "/ui/dose")
+        apply_filters(browser, "ct-table", station="SSDE-E2E")
+        headers = [th.text for th in browser.find_elements("css selector", "#ct-table th")]
+        cells = [td.text for td in browser.find_elements("css selector", "#ct-table tbody tr:first-child td")]
+        assert headers.index("SSDE median (mGy)") == headers.index("CTDIvol p95") + 1
+        assert cells[headers.index("SSDE median (mGy)")] == "5" and cells[headers.index("N with SSDE")] == "2"
+        wait(browser, "return document.getElementById('activity-table').getAttribute('data-rows') === '1'")
+        headers = [th.text for th in browser.find_elements("css selector", "#activity-table th")]
+        cells = browser.find_elements("css selector", "#activity-table tbody tr:first-child td")
+        assert cells[0].text == "¹⁸F-FDG"
+        flagged = cells[headers.index("Implausible activity (warnings)")]
+        assert flagged.text == "⚠ 1" and flagged.find_element("css selector", ".warning").is_displayed()
+
+        apply_filters(browser, "activity-table", station="NM-E2E")
+        agents = [
+            td.text for td in browser.find_elements("css selector", "#activity-table tbody td:first-child")
+        ]
+        assert agents == ["¹⁸F-FDG", "⁹⁹ᵐTc-MDP"]
+        headers = [th.text for th in browser.find_elements("css selector", "#ct-table th")]
+        assert "SSDE median (mGy)" not in headers  # no event of the filtered set has an SSDE
+        apply_filters(browser, "activity-table", station="NM-E2E", agent="⁹⁹ᵐTc-MDP")
+        agents = [
+            td.text for td in browser.find_elements("css selector", "#activity-table tbody td:first-child")
+        ]
+        assert agents == ["⁹⁹ᵐTc-MDP"]
+        browser.find_element("id", "lang-toggle").click()
+        assert browser.find_element(
+            "css selector", "#activity-table th[data-i18n='col.plausibility_warnings']"
+        ).text == ("비정상 방사능 (경고)")
+        browser.find_element("id", "lang-toggle").click()
+        assert errors(browser) == []
+    finally:
+        with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM dose.study WHERE study_instance_uid = %s", (uid,))
+            conn.commit()

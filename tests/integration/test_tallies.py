@@ -20,7 +20,7 @@ from nmdose.census import descriptions, store
 from nmdose.census import runner as census_runner
 from nmdose.db import connect, queue
 from nmdose.retrieve import runner as retrieve_runner
-from nmdose.web import queries as Q
+from nmdose.web import sql_research
 from tests.support import scratch_database
 
 pytestmark = pytest.mark.integration
@@ -564,7 +564,7 @@ def test_research_census_and_retrieval_answers_equal_a_recount(cfg):
              "WHERE s.study_date >= make_date(%s, 1, 1) AND s.study_date < make_date(%s + 1, 1, 1)", (2021, 2022)),
             ({"from_year": 2024}, "WHERE s.study_date >= make_date(%s, 1, 1)", (2024,)),
         ):  # fmt: skip
-            got = Q.research_yearly(conn, f)
+            got = sql_research.research_yearly(conn, f)
             with conn.cursor() as cur:
                 cur.execute(OLD_YEARLY.format(where=where), params)
                 names = [c.name for c in cur.description]

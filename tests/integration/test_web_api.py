@@ -35,6 +35,9 @@ PROTOCOLS = ["Head routine", "Chest low dose", "Abdomen <script>alert(1)</script
 AGENTS = ["Fluorodeoxyglucose F^18^", "Tc-99m MDP"]
 REGIONS = ["Head", "Chest", "Abdomen and Pelvis"]
 XSS = "<script>alert('nmdose')</script>"
+IMPLAUSIBLE = 4  # study 4: PET-CT WB with FDG (AGENTS[0])
+SSDE_METHOD = "Estimated from Water Equivalent Diameter"
+NET_NOTE = "net activity: pre at 09:50, post at 10:20, decay-corrected to the injection at 10:00"
 # Levels made for this data (the shipped file is tested in tests/unit/web): one of each kind of match.
 LEVELS = [
     ReferenceLevel.model_validate(d)
@@ -118,18 +121,33 @@ def data(stack):
                     e["dlp"] = round(e["ctdi"] * rnd.uniform(10, 50), 1)
                     e["region"] = rnd.choice(REGIONS)
                     e["ordinal"], e["desc"], e["age"] = n, desc, age
+                    # the first event of every other study has a size-specific dose estimate (TID 10013 SSDE)
+                    e["ssde"] = round(e["ctdi"] * 1.3, 2) if n == 0 and i % 2 == 0 else None
                     events.append(e)
                     cur.execute(
                         """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date,
                            study_year, acquisition_protocol, target_region, ctdivol_mgy, dlp_mgycm,
-                           k_msv_per_mgycm, effective_dose_msv) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                           k_msv_per_mgycm, effective_dose_msv, ssde_mgy, ssde_method, ssde_method_code,
+                           ssde_size_mm, ssde_size_kind, water_equivalent_diameter_mm)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                         (uid, f"#{n}", n, date, date.year, e["protocol"], e["region"], e["ctdi"], e["dlp"],
-                         k if has_k else None, e["dlp"] * k if has_k else None),
+                         k if has_k else None, e["dlp"] * k if has_k else None, e["ssde"],
+                         SSDE_METHOD if e["ssde"] else None, "DCM:113988" if e["ssde"] else None,
+                         250.0 if e["ssde"] else None, "water_equivalent_diameter" if e["ssde"] else None,
+                         250.0 if e["ssde"] else None),
                     )  # fmt: skip
                 study["dlp"] = sum(e["dlp"] for e in events if e["uid"] == uid)
                 study["ct_e"] = round(study["dlp"] * k, 6) if has_k else None
                 if desc == "PET-CT WB":
                     a = dict(uid=uid, date=date, agent=AGENTS[i % 2], mbq=round(rnd.uniform(150, 400), 1))
+                    if i == IMPLAUSIBLE:  # an FDG of 2000 MBq: kept, with the parser's plausibility warning
+                        a["mbq"] = 2000.0
+                    a["plausibility"] = (
+                        f"2000 MBq of {a['agent']} is outside 20-1500 MBq plausible for FDG"
+                        if i == IMPLAUSIBLE else None
+                    )  # fmt: skip
+                    # every other administration has pre/post measurements and their net at injection
+                    a["net"] = round(a["mbq"] - 4.5, 3) if i % 4 == 1 else None
                     a["per_kg"] = a["mbq"] / weight
                     a["desc"], a["age"], a["ordinal"] = desc, age, 0
                     fdg = a["agent"] == AGENTS[0] and age_band(age) is None
@@ -142,10 +160,17 @@ def data(stack):
                     cur.execute(
                         """INSERT INTO dose.radiopharmaceutical (study_instance_uid, administration_key, ordinal,
                            study_date, study_year, source, agent, activity_mbq, activity_per_kg_mbq,
-                           coefficient_msv_per_mbq, effective_dose_msv, details)
-                           VALUES (%s, '#0', 0, %s, %s, 'rrdsr', %s, %s, %s, %s, %s, %s)""",
+                           coefficient_msv_per_mbq, effective_dose_msv, details, net_activity_mbq,
+                           pre_measured_datetime, post_measured_datetime, start_datetime,
+                           administered_activity_rule, start_datetime_source, plausibility)
+                           VALUES (%s, '#0', 0, %s, %s, 'rrdsr', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                                   'rrdsr_administered', 'rrdsr', %s)""",
                         (uid, date, date.year, a["agent"], a["mbq"], a["per_kg"], a["coef"], a["e"],
-                         json.dumps({"derived_note": a["note"]})),
+                         json.dumps({"derived_note": a["note"],
+                                     **({"net_activity_note": NET_NOTE} if a["net"] else {})}),
+                         a["net"], dt.datetime.combine(date, dt.time(9, 50)) if a["net"] else None,
+                         dt.datetime.combine(date, dt.time(10, 20)) if a["net"] else None,
+                         dt.datetime.combine(date, dt.time(10, 0)), a["plausibility"]),
                     )  # fmt: skip
                     study["nm_e"] = a["e"]
                 else:
@@ -155,12 +180,21 @@ def data(stack):
                 derived = {"age_band_years": age_band(age), "notes": [] if has_k else ["CT: no k for region"],
                            "sources": {"ct_k_adult": CT_K_SOURCE_ADULT, "ct_k_child": CT_K_SOURCE_CHILD,
                                        "nm": NM_E_SOURCE}}  # fmt: skip
+                warnings = [f"plausibility: {a['plausibility']}"] if i == IMPLAUSIBLE else []
                 cur.execute(
                     """UPDATE dose.study SET ct_event_count = c, ct_total_dlp_mgycm = d, ct_effective_dose_msv = %s,
-                              nm_effective_dose_msv = %s, total_effective_dose_msv = %s, derived = %s
+                              nm_effective_dose_msv = %s, total_effective_dose_msv = %s, derived = %s, warnings = %s
                          FROM (SELECT count(*) c, sum(dlp_mgycm) d FROM dose.ct_event WHERE study_instance_uid = %s) x
                         WHERE study_instance_uid = %s""",
-                    (study["ct_e"], study["nm_e"], study["total_e"], json.dumps(derived), uid, uid),
+                    (
+                        study["ct_e"],
+                        study["nm_e"],
+                        study["total_e"],
+                        json.dumps(derived),
+                        json.dumps(warnings),
+                        uid,
+                        uid,
+                    ),
                 )
             for n, (path, resolved) in enumerate(
                 [("/spool/a.dcm", False), ("/spool/b.dcm", True), (XSS, False)]
@@ -224,7 +258,7 @@ def test_per_description_statistics_are_per_study_totals(data):
 
 
 def test_activity_per_agent_equals_a_direct_computation(data):
-    rows = {r["agent"]: r for r in api(data, "/api/dose/activity")}
+    rows = {r["agent_code_meaning"]: r for r in api(data, "/api/dose/activity")}
     for agent in AGENTS:
         mbq = [a["mbq"] for a in data.admins if a["agent"] == agent]
         per_kg = [a["per_kg"] for a in data.admins if a["agent"] == agent]
@@ -287,6 +321,132 @@ def test_study_detail_lists_events_and_links_to_orthanc(data):
     assert s["orthanc_study_id"] and s["orthanc_study_id"].count("-") == 4
     missing = data.router.dispatch(Request("GET", "/api/dose/study/9.9.9"))
     assert missing.status == 404 and "9.9.9" in json.loads(missing.body)["error"]
+
+
+def test_ssde_beside_ctdivol_per_protocol_and_in_the_event_export(data):
+    """Issue 16 item 5: the median SSDE of the events that have one and their number, per protocol."""
+    rows = {r["protocol"]: r for r in api(data, "/api/dose/ct-protocols")}
+    for protocol in PROTOCOLS:
+        ssde = [e["ssde"] for e in data.events if e["protocol"] == protocol and e["ssde"] is not None]
+        assert rows[protocol]["ssde_n"] == len(ssde) > 0
+        assert rows[protocol]["ssde_median"] == pytest.approx(statistics.median(ssde))
+    resp = api(data, "/api/dose/ct-events", station="CT1", format="csv")
+    parsed = list(csv.DictReader(io.StringIO(resp.body.decode("utf-8-sig"))))
+    for column in ("ssde_mgy", "ssde_method", "ssde_size_mm", "ssde_size_kind", "water_equivalent_diameter_mm",
+                   "effective_diameter_mm", "lateral_dimension_mm", "ap_dimension_mm"):  # fmt: skip
+        assert column in parsed[0]
+    ct1 = {s["uid"] for s in data.studies if s["station"] == "CT1"}
+    expected = sorted(e["ssde"] for e in data.events if e["uid"] in ct1 and e["ssde"] is not None)
+    assert sorted(float(p["ssde_mgy"]) for p in parsed if p["ssde_mgy"]) == expected
+    assert {p["ssde_size_kind"] for p in parsed if p["ssde_mgy"]} == {"water_equivalent_diameter"}
+
+
+def test_study_detail_shows_ssde_net_activity_rule_and_the_plausibility_warning(data):
+    uid = f"1.2.826.0.1.{IMPLAUSIBLE}"
+    s = api_one(data, f"/api/dose/study/{uid}")
+    first = s["ct_events"][0]
+    assert first["ssde_mgy"] == next(e["ssde"] for e in data.events if e["uid"] == uid and e["ordinal"] == 0)
+    assert (first["ssde_size_mm"], first["ssde_size_kind"], first["ssde_method"]) == (
+        250.0,
+        "water_equivalent_diameter",
+        SSDE_METHOD,
+    )
+    (adm,) = s["radiopharmaceuticals"]
+    assert adm["activity_mbq"] == 2000.0 and adm["plausibility"].startswith("2000 MBq of")
+    assert (
+        adm["administered_activity_rule"] == "rrdsr_administered" and adm["start_datetime_source"] == "rrdsr"
+    )
+    assert s["warnings"] == [f"plausibility: {adm['plausibility']}"]
+    with_net = next(a for i, a in enumerate(data.admins) if a["net"] is not None)
+    s = api_one(data, f"/api/dose/study/{with_net['uid']}")
+    (adm,) = s["radiopharmaceuticals"]
+    assert adm["net_activity_mbq"] == with_net["net"] and adm["net_activity_note"] == NET_NOTE
+    assert adm["pre_measured_datetime"].endswith("09:50:00") and adm["post_measured_datetime"].endswith(
+        "10:20:00"
+    )
+    assert adm["plausibility"] is None
+
+
+def test_plausibility_warnings_are_counted_per_agent_and_exported_with_the_net_activity(data):
+    rows = {r["agent_code_meaning"]: r for r in api(data, "/api/dose/activity")}
+    for agent in AGENTS:
+        expected = sum(1 for a in data.admins if a["agent"] == agent and a["plausibility"])
+        assert rows[agent]["plausibility_warnings"] == expected
+    assert rows[AGENTS[0]]["plausibility_warnings"] == 1
+    resp = api(data, "/api/dose/activity-points", format="csv")
+    parsed = list(csv.DictReader(io.StringIO(resp.body.decode("utf-8-sig"))))
+    for column in ("net_activity_mbq", "administered_activity_rule", "start_datetime_source",
+                   "pre_measured_datetime", "post_measured_datetime", "plausibility"):  # fmt: skip
+        assert column in parsed[0]
+    flagged = [p for p in parsed if p["plausibility"]]
+    assert [(p["study_instance_uid"], float(p["activity_mbq"])) for p in flagged] == [
+        (f"1.2.826.0.1.{IMPLAUSIBLE}", 2000.0)
+    ]
+    nets = sorted(float(p["net_activity_mbq"]) for p in parsed if p["net_activity_mbq"])
+    assert nets == sorted(a["net"] for a in data.admins if a["net"] is not None)
+
+
+def test_agents_are_shown_as_people_write_them_and_filtered_by_either_name(data):
+    """Issue 16 item 6: `Fluorodeoxyglucose F^18^` is shown as `¹⁸F-FDG`, the stored text kept beside it; the
+    filter finds the same rows by the shown name or by the stored text."""
+    rows = api(data, "/api/dose/activity")
+    assert {(r["agent"], r["agent_code_meaning"]) for r in rows} == {
+        ("¹⁸F-FDG", AGENTS[0]), ("⁹⁹ᵐTc-MDP", AGENTS[1])
+    }  # fmt: skip
+    by_raw = api(data, "/api/dose/activity", agent=AGENTS[0])
+    assert api(data, "/api/dose/activity", agent="¹⁸F-FDG") == by_raw
+    assert api(data, "/api/dose/activity", agent="¹⁸f-fdg") == by_raw  # case-insensitive
+    assert [r["n"] for r in by_raw] == [sum(1 for a in data.admins if a["agent"] == AGENTS[0])]
+    assert api(data, "/api/dose/ct-events", agent="⁹⁹ᵐTc-MDP") == api(
+        data, "/api/dose/ct-events", agent=AGENTS[1]
+    )
+    points = api(data, "/api/dose/activity-points", format="csv")
+    header = next(csv.reader(io.StringIO(points.body.decode("utf-8-sig"))))
+    assert header[header.index("agent") + 1] == "agent_code_meaning"
+    parsed = list(csv.DictReader(io.StringIO(points.body.decode("utf-8-sig"))))
+    assert {(p["agent"], p["agent_code_meaning"]) for p in parsed} == {
+        ("¹⁸F-FDG", AGENTS[0]), ("⁹⁹ᵐTc-MDP", AGENTS[1])
+    }  # fmt: skip
+    boxes = api(data, "/api/dose/box", measure="activity", group="agent")
+    assert {r["agent"] for r in boxes} == {"¹⁸F-FDG", "⁹⁹ᵐTc-MDP"}
+    outliers = outlier_answer(data, levels="all")["rows"]
+    administrations = [r for r in outliers if r["kind"] == "administration"]
+    assert administrations and {(r["group"], r["agent_code_meaning"]) for r in administrations} <= {
+        ("¹⁸F-FDG", AGENTS[0]), ("⁹⁹ᵐTc-MDP", AGENTS[1])
+    }  # fmt: skip
+    assert {r["agent_code_meaning"] for r in outliers if r["kind"] != "administration"} == {None}
+    (adm,) = api_one(data, f"/api/dose/study/1.2.826.0.1.{IMPLAUSIBLE}")["radiopharmaceuticals"]
+    assert (adm["agent"], adm["agent_code_meaning"]) == ("¹⁸F-FDG", AGENTS[0])
+
+
+def test_research_imports_lists_the_watch_folder_imports_newest_first_without_the_folder_name(data):
+    with contextlib.closing(connect(data.cfg)) as conn, conn, conn.cursor() as cur:
+        for i, outcome in enumerate(("archived", "failed")):
+            cur.execute(
+                """INSERT INTO rpacs.import_run (folder_hash, content_key, started_at, outcome, files, dicom_files,
+                   stored_files, bad_files, studies, study_uids, bytes, seconds, error)
+                   VALUES (%s, 'k', now() - %s * interval '1 hour', %s, 3, 2, %s, %s, 1, %s, 2500000, 1.5, %s)""",
+                (
+                    f"hmac:{i}abcdef0123456789",
+                    2 - i,
+                    outcome,
+                    2 - 2 * i,
+                    2 * i,
+                    ["1.2.3.4"],
+                    "bad.dcm: cut"[: 12 * i],
+                ),
+            )
+    rows = api(data, "/api/research/imports")
+    assert [r["outcome"] for r in rows[:2]] == ["failed", "archived"]  # newest first
+    assert (
+        rows[0]["folder"] == "hmac:1abcdef"
+        and rows[0]["bad_files"] == 2
+        and rows[0]["error"] == "bad.dcm: cut"
+    )
+    assert rows[1]["stored_files"] == 2 and rows[1]["study_uids"] == "1.2.3.4" and rows[1]["bytes"] == 2500000
+    assert len(api(data, "/api/research/imports", limit=1)) == 1
+    resp = data.router.dispatch(Request("GET", "/api/research/imports", query={"limit": "0"}))
+    assert resp.status == 400
 
 
 def api_one(data, path):
@@ -365,29 +525,34 @@ EVENT_VALUE = {"ctdivol_mgy": "ctdi", "dlp_mgycm": "dlp"}
 ADMIN_VALUE = {"activity_mbq": "mbq", "activity_mbq_per_kg": "per_kg"}
 
 
-def expected_outliers(data, keep=lambda study: True) -> set[tuple]:
-    """The outliers computed in Python from the inserted rows: above an applicable level, or above the 95th
-    percentile of the protocol / agent within the kept studies."""
+def expected_outliers(
+    data, keep=lambda study: True, *, factor=2.0, statuses=("official",), min_n=20
+) -> set[tuple]:
+    """The outliers computed in Python from the inserted rows: above `factor` x an applicable level of one of
+    `statuses`, or above the 95th percentile of the protocol / agent within the kept studies when it has at least
+    `min_n` values."""
     kept = {s["uid"] for s in data.studies if keep(s)}
     events = [e for e in data.events if e["uid"] in kept]
     admins = [a for a in data.admins if a["uid"] in kept]
     hits = set()
     for e in events:
         for lv in _event_levels(e):
-            if e[EVENT_VALUE[lv.quantity]] > lv.value:
+            if lv.status in statuses and e[EVENT_VALUE[lv.quantity]] > factor * lv.value:
                 hits.add(("reference_level", "ct_event", e["uid"], e["ordinal"], lv.quantity, lv.name))
     for s in data.studies:
         if s["uid"] in kept:
             for lv in _study_levels(data, s):
-                if s["dlp"] > lv.value:
+                if lv.status in statuses and s["dlp"] > factor * lv.value:
                     hits.add(("reference_level", "ct_study", s["uid"], None, lv.quantity, lv.name))
     for a in admins:
         for lv in _admin_levels(a):
-            if a[ADMIN_VALUE[lv.quantity]] > lv.value:
+            if lv.status in statuses and a[ADMIN_VALUE[lv.quantity]] > factor * lv.value:
                 hits.add(("reference_level", "administration", a["uid"], 0, lv.quantity, lv.name))
     for protocol in {e["protocol"] for e in events}:
         group = [e for e in events if e["protocol"] == protocol]
         for quantity, key in EVENT_VALUE.items():
+            if len(group) < min_n:
+                continue
             p95 = pct([e[key] for e in group], 0.95)
             hits |= {
                 ("p95", "ct_event", e["uid"], e["ordinal"], quantity, None) for e in group if e[key] > p95
@@ -395,6 +560,8 @@ def expected_outliers(data, keep=lambda study: True) -> set[tuple]:
     for agent in {a["agent"] for a in admins}:
         group = [a for a in admins if a["agent"] == agent]
         for quantity, key in ADMIN_VALUE.items():
+            if len(group) < min_n:
+                continue
             p95 = pct([a[key] for a in group], 0.95)
             hits |= {("p95", "administration", a["uid"], 0, quantity, None) for a in group if a[key] > p95}
     return hits
@@ -411,21 +578,67 @@ def _hit(row) -> tuple:
     )
 
 
-def test_outliers_are_the_values_above_their_level_or_their_groups_p95(data):
-    rows = api(data, "/api/dose/outliers")
+def outlier_answer(data, **query) -> dict:
+    resp = data.router.dispatch(
+        Request("GET", "/api/dose/outliers", query={k: str(v) for k, v in query.items()})
+    )
+    assert resp.status == 200, resp.body
+    return json.loads(resp.body)
+
+
+def test_outliers_are_the_values_above_factor_times_an_official_level_or_their_large_groups_p95(data):
+    """Issue 19: every exam above a level (x 1), proposed levels like official ones and a p95 of groups of 3 made
+    the list cover most studies. Now: above 2 x an official level, p95 only in groups of >= 20 values."""
+    answer = outlier_answer(data, limit=100000)
+    rows = answer["rows"]
+    assert (answer["factor"], answer["p95_min_values"], answer["levels"]) == (2.0, 20, "official")
     assert {_hit(r) for r in rows} == expected_outliers(data) and len(rows) == len({_hit(r) for r in rows})
+    assert answer["total"] == len(rows) == sum(answer["counts"].values())
     assert {r["reason"] for r in rows} == {"reference_level", "p95"}
-    assert {r["kind"] for r in rows} == {"ct_event", "ct_study", "administration"}
+    assert {r["level_status"] for r in rows if r["reason"] == "reference_level"} == {"official"}
+    assert expected_outliers(data) != expected_outliers(
+        data, factor=1.0, statuses=("official", "proposed", "example"), min_n=0
+    )
     ratios = [r["ratio"] for r in rows]
     assert ratios == sorted(ratios, reverse=True) and min(ratios) > 1  # worst first, all above their level
-    chest = next(r for r in rows if r["level_name"] == "chest region event DLP")
-    assert chest["level"] == 1200 and chest["level_status"] == "proposed" and chest["level_source"] == "test"
+    assert all(r["ratio"] > 2 for r in rows if r["reason"] == "reference_level")
+    assert all(
+        r["threshold"] == pytest.approx(2 * r["level"]) for r in rows if r["reason"] == "reference_level"
+    )
     assert all(r["link"] == "ui/orthanc/study/" + urllib.parse.quote(r["study_instance_uid"]) for r in rows)
     event = next(r for r in rows if r["kind"] == "ct_event" and r["quantity"] == "ctdivol_mgy")
     source = next(
         e for e in data.events if e["uid"] == event["study_instance_uid"] and e["ordinal"] == event["ordinal"]
     )
     assert event["value"] == source["ctdi"]
+
+
+def test_outliers_compare_with_proposed_and_example_levels_only_when_asked(data):
+    every = ("official", "proposed", "example")
+    rows = outlier_answer(data, levels="all", limit=100000)["rows"]
+    assert {_hit(r) for r in rows} == expected_outliers(data, statuses=every)
+    assert {r["level_status"] for r in rows if r["reason"] == "reference_level"} - {"official"}  # labelled
+    chest = next(r for r in rows if r["level_name"] == "chest region event DLP")
+    assert chest["level"] == 1200 and chest["level_status"] == "proposed" and chest["level_source"] == "test"
+
+
+def test_outliers_are_paged_with_the_total_and_filtered_by_reason(data):
+    full = outlier_answer(data, limit=100000)
+    pages, offset = [], 0
+    while True:
+        page = outlier_answer(data, limit=7, offset=offset)
+        assert page["total"] == full["total"] and page["count"] == len(page["rows"]) <= 7
+        if not page["rows"]:
+            break
+        pages += page["rows"]
+        offset += 7
+    assert pages == full["rows"]
+    for reason in ("reference_level", "p95"):
+        only = outlier_answer(data, reason=reason, limit=3)
+        assert only["total"] == full["counts"][reason] > 3 and len(only["rows"]) == 3
+        assert {r["reason"] for r in only["rows"]} == {reason}
+    past = outlier_answer(data, offset=10**6)
+    assert past["rows"] == [] and past["total"] == full["total"]
 
 
 def test_outlier_percentiles_are_computed_over_the_filtered_set(data):
@@ -461,12 +674,14 @@ def test_box_statistics_and_applicable_levels_equal_a_direct_computation(data):
     assert desc["CT Chest"]["median"] == pytest.approx(statistics.median(chest))
     assert [lv["name"] for lv in desc["CT Chest"]["levels"]] == ["CT chest exam DLP"]
     assert desc["PET-CT WB"]["levels"] == []
-    per_kg = {r["agent"]: r for r in api(data, "/api/dose/box", measure="per_kg", group="agent")}
+    per_kg = {r["agent_code_meaning"]: r for r in api(data, "/api/dose/box", measure="per_kg", group="agent")}
     assert per_kg[AGENTS[1]]["levels"] == [
         {"name": "MDP per kg", "value": 4.0, "status": "example", "source": "test", "year": 2024}
     ]
     mbq = [a["mbq"] for a in data.admins if a["agent"] == AGENTS[0]]
-    activity = {r["agent"]: r for r in api(data, "/api/dose/box", measure="activity", group="agent")}
+    activity = {
+        r["agent_code_meaning"]: r for r in api(data, "/api/dose/box", measure="activity", group="agent")
+    }
     assert activity[AGENTS[0]]["q3"] == pytest.approx(pct(mbq, 0.75))
     assert [lv["name"] for lv in activity[AGENTS[0]]["levels"]] == ["FDG activity"]
 
@@ -494,6 +709,45 @@ def test_effective_dose_per_description_with_the_coefficient_sources(data):
         assert set(r["ct_sources"]) == expected
         assert r["nm_sources"] == ([NM_E_SOURCE] if any(s["nm_e"] for s in group) else [])
     assert rows["PET-CT WB"]["nm_n"] > 0 and rows["CT Chest"]["nm_n"] == 0
+
+
+def test_a_pet_ct_study_without_its_nm_part_has_no_total_and_stays_out_of_the_total_statistics(data):
+    """Issue 19: a PET-CT study whose administration was not found had 'Total (CT + NM)' = the CT dose alone
+    (dose/derived.py adds the parts it has), pulling the group's total below the NM part alone."""
+    uid = "1.2.826.0.1.9000"
+    with contextlib.closing(connect(data.cfg)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description,
+               ct_event_count, ct_total_dlp_mgycm, ct_effective_dose_msv, total_effective_dose_msv)
+               VALUES (%s, '2024-03-01', 2024, 'PET-CT WB', 1, 100, 1.45, 1.45)""",
+            (uid,),
+        )
+        cur.execute(
+            """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date, study_year,
+               acquisition_protocol, ctdivol_mgy, dlp_mgycm) VALUES (%s, '#0', 0, '2024-03-01', 2024, 'WB', 2, 100)""",
+            (uid,),
+        )
+        conn.commit()
+    try:
+        rows = {r["description"]: r for r in api(data, "/api/dose/effective-dose")}
+        pet = rows["PET-CT WB"]
+        group = [s for s in data.studies if s["desc"] == "PET-CT WB"]
+        totals = [s["total_e"] for s in group if s["total_e"] is not None]
+        assert pet["studies"] == len(group) + 1 and pet["nm_missing_n"] == 1
+        assert pet["total_n"] == len(totals) and pet["total_median"] == pytest.approx(
+            statistics.median(totals)
+        )
+        assert pet["ct_n"] == len([s for s in group if s["ct_e"] is not None]) + 1  # the CT part still counts
+        assert rows["CT Chest"]["nm_missing_n"] == 0
+        study = api_one(data, f"/api/dose/study/{uid}")
+        assert study["nm_part_missing"] is True and study["total_effective_dose_msv"] is None
+        assert study["ct_effective_dose_msv"] == 1.45
+        other = api_one(data, f"/api/dose/study/{group[0]['uid']}")
+        assert other["nm_part_missing"] is False
+    finally:
+        with contextlib.closing(connect(data.cfg)) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM dose.study WHERE study_instance_uid = %s", (uid,))
+            conn.commit()
 
 
 def test_study_detail_shows_each_coefficient_with_its_source(data):
@@ -534,9 +788,10 @@ def test_dead_letter_lists_open_failures_newest_first_with_counts(data):
 
 
 def _cell_value(v):
-    """A cell as the JSON API gives it: dates as text; numbers to 12 significant digits (Excel keeps 15)."""
+    """A cell as the JSON API gives it: dates (and date-times) as text; numbers to 12 significant digits (Excel
+    keeps 15). openpyxl reads a date back as a date-time at midnight (the fixture's times are never midnight)."""
     if isinstance(v, dt.datetime):
-        return v.date().isoformat()
+        return v.date().isoformat() if v.time() == dt.time() else str(v)
     return float(f"{v:.12g}") if isinstance(v, float) else v
 
 
@@ -655,8 +910,16 @@ def test_orthanc_link_redirects_to_the_study_in_orthanc_explorer_or_answers_404(
             and 'href="../../study/9.9.9.404"' in text
         )
         assert get_no_redirect(f"{orthanc}/nmdose/ui/orthanc/study/1.2.x").status == 400
-        index = get_no_redirect(f"{orthanc}/nmdose/ui")
-        assert index.status == 302 and index.getheader("Location") == "ui/"
+        # Orthanc hands /nmdose/ui/ over as /ui too: both must end at the index page, following each relative
+        # Location as a browser does (issue 19: the header alone was checked, and /ui/ looped to /ui/ui)
+        for typed in ("/nmdose/ui", "/nmdose/ui/", "/nmdose/index"):
+            url, hops = f"{orthanc}{typed}", 0
+            resp = get_no_redirect(url)
+            while resp.status == 302 and hops < 5:
+                url, hops = urllib.parse.urljoin(url, resp.getheader("Location")), hops + 1
+                resp = get_no_redirect(url)
+            assert resp.status == 200 and url == f"{orthanc}/nmdose/ui/index", (typed, url, resp.status)
+            assert b'data-page="index"' in resp.body
     finally:
         _stack_sql(stack, "DELETE FROM rpacs.study WHERE study_uid = %s", (uid,))
         urllib.request.urlopen(
@@ -861,3 +1124,71 @@ def test_events_and_administrations_carry_their_study_fields_and_follow_its_chan
         _sql(data, "UPDATE dose.study SET station_name = %s, patient_weight_kg = %s WHERE study_instance_uid = %s",
              (before[6], before[3], uid))  # fmt: skip
     assert copies() == ([before], before)
+
+
+def test_localizers_are_left_out_of_the_statistics_boxes_and_xlsx_sheets_but_kept_in_the_event_export(data):
+    """Issue 19: 'Scout' and 'Topogram' rows with empty statistics in the tables and as the first sheets of the
+    CT export. A localizer: acquisition type Constant Angle Acquisition (CID 10013), or no CTDIvol and no DLP."""
+    uid = "1.2.826.0.1.9100"
+    _sql(
+        data,
+        """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_description, station_name)
+           VALUES (%s, '2021-01-01', 2021, 'CT Chest', 'CT1')""",
+        (uid,),
+    )
+    for n, (protocol, kind, ctdi, dlp) in enumerate(
+        [("Scout", "Constant Angle Acquisition", None, None), ("Topogram", "Constant Angle Acquisition", 0.1, 1.5),
+         ("Surview", None, None, None)]
+    ):  # fmt: skip
+        _sql(
+            data,
+            """INSERT INTO dose.ct_event (study_instance_uid, event_key, ordinal, study_date, study_year,
+               acquisition_protocol, acquisition_type, ctdivol_mgy, dlp_mgycm)
+               VALUES (%s, %s, %s, '2021-01-01', 2021, %s, %s, %s, %s)""",
+            (uid, f"#{n}", n, protocol, kind, ctdi, dlp),
+        )
+    localizers = {"Scout", "Topogram", "Surview"}
+    try:
+        assert {r["protocol"] for r in api(data, "/api/dose/ct-protocols")} == set(PROTOCOLS)
+        for measure in ("ctdivol", "dlp"):
+            assert {r["protocol"] for r in api(data, "/api/dose/box", measure=measure)} == set(PROTOCOLS)
+        events = api(data, "/api/dose/ct-events", station="CT1")
+        mine = {e["acquisition_protocol"]: e for e in events if e["study_instance_uid"] == uid}
+        assert set(mine) == localizers and all(e["localizer"] for e in mine.values())
+        assert mine["Topogram"]["acquisition_type"] == "Constant Angle Acquisition"
+        assert not any(e["localizer"] for e in events if e["study_instance_uid"] != uid)
+        text = api(data, "/api/dose/ct-events", station="CT1", format="csv").body.decode("utf-8-sig")
+        assert "Topogram" in text and "Constant Angle Acquisition" in text
+        wb = openpyxl.load_workbook(
+            io.BytesIO(api(data, "/api/dose/ct-events", station="CT1", format="xlsx").body)
+        )
+        assert not localizers & set(wb.sheetnames) and wb.sheetnames[0] == "Summary"
+        summary = [[c.value for c in r] for r in wb["Summary"].iter_rows()]
+        assert ["parameter localizer_events_left_out", "3"] in [r[:2] for r in summary]
+        assert not localizers & {r["group"] for r in api(data, "/api/dose/outliers", levels="all")}
+    finally:
+        _sql(data, "DELETE FROM dose.study WHERE study_instance_uid = %s", (uid,))
+
+
+def test_monthly_dlp_is_the_median_per_study_per_month_and_description_over_every_month(data):
+    """Issue 19: the monthly median pooled every protocol's events into one median, dropped empty months and
+    counted localizers in n."""
+    rows = api(data, "/api/dose/ct-monthly")
+    studies = [s for s in data.studies if s["dlp"] is not None and s["dlp"] > 0]
+    first = min(s["date"] for s in studies).replace(day=1)
+    last = max(s["date"] for s in studies).replace(day=1)
+    months, m = [], first
+    while m <= last:
+        months.append(m.strftime("%Y-%m"))
+        m = (m + dt.timedelta(days=32)).replace(day=1)
+    assert list(dict.fromkeys(r["month"] for r in rows)) == months
+    groups: dict[tuple, list[float]] = {}
+    for s in studies:
+        groups.setdefault((s["date"].strftime("%Y-%m"), s["desc"]), []).append(s["dlp"])
+    got = {(r["month"], r["description"]): r for r in rows if r["description"] is not None}
+    assert set(got) == set(groups)
+    for key, dlps in groups.items():
+        assert got[key]["n"] == len(dlps) and got[key]["dlp_median"] == pytest.approx(statistics.median(dlps))
+    empty = [r for r in rows if r["description"] is None]
+    assert empty and all(r["n"] == 0 and r["dlp_median"] is None for r in empty)
+    assert {r["month"] for r in empty} == set(months) - {k[0] for k in groups}

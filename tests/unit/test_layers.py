@@ -44,6 +44,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.logfiles",
             "nmdose.orthanc_log",
             "nmdose.progress",
+            "nmdose.orthanc_ids",
+            "nmdose.sop_classes",
             "nmdose.dicom_file",
             "nmdose.dicom_sr",
             "nmdose.security",
@@ -51,6 +53,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.audit.context",
             "nmdose.web",
             "nmdose.web.router",
+            "nmdose.web.params",
+            "nmdose.web.openapi",
             "nmdose.web.export",
             "nmdose.web.xlsx",
         ),
@@ -91,16 +95,27 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.echo",
             "nmdose.audit.routes",
             "nmdose.audit.cli",
+            "nmdose.importer",
+            "nmdose.importer.*",
         ),
     ),
     (
         "web",  # the pages and their API, reading across the stages
         (
             "nmdose.web.pages",
-            "nmdose.web.queries",
+            "nmdose.web.sql_common",
+            "nmdose.web.sql_research",
+            "nmdose.web.sql_levels",
+            "nmdose.web.sql_dose",
+            "nmdose.web.shell",
+            "nmdose.web.routes",
+            "nmdose.web.routes_research",
+            "nmdose.web.routes_dose",
+            "nmdose.web.routes_pages",
             "nmdose.web.dose_views",
             "nmdose.web.proxy",
             "nmdose.web.explorer2",
+            "nmdose.web.names",
         ),
     ),
     (
@@ -354,7 +369,7 @@ def test_the_command_line_has_every_sub_command_and_hands_the_warm_up_to_the_dos
     commands = parser._subparsers._group_actions[0].choices  # argparse has no public accessor
     assert list(commands) == [
         "config", "db", "stack", "echo", "health", "certs", "security", "proxy", "simulate", "census",
-        "retrieve", "forward", "dose", "audit",
+        "retrieve", "forward", "dose", "audit", "import",
     ]  # fmt: skip
     args = parser.parse_args(["dose", "worker", "--once"])
     assert args.warm_views is warm_default_views

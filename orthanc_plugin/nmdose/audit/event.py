@@ -33,7 +33,7 @@ _JSON_UID_RE = re.compile(
     + b"|".join(k.encode() for k in sorted(STUDY_KEYS))
     + rb')"\s*:\s*(?:"([0-9.]{3,64})"|\[((?:\s*"[0-9.]{3,64}"\s*,?)*\s*)\])'
 )
-# The page API's answers are {"rows": [...], "count": len(rows), ...} (nmdose.web.pages._answer): the last
+# The page API's answers are {"rows": [...], "count": len(rows), ...} (nmdose.web.export.answer): the last
 # `], "count": N` closes the rows list, which saves parsing a large answer only to count it.
 _ROWS_COUNT_RE = re.compile(rb'\], "count": (\d+)[,}]')
 _UID_IN_LIST_RE = re.compile(rb'"([0-9.]{3,64})"')

@@ -14,6 +14,7 @@ from typing import Any
 from nmdose.audit import context, store
 from nmdose.audit import writer as writer_mod
 from nmdose.audit.event import WebCall
+from nmdose.web.params import TEXT, Choice, Int
 from nmdose.web.router import PUBLIC, HttpError, Request, Response
 
 log = logging.getLogger("nmdose.audit")
@@ -133,6 +134,21 @@ def _permission_of(router, request: Request):
 
 # ----- stage hooks
 
+# The query of GET /api/audit, as the router checks it before the handler (store.parse_filters then reads it).
+API_QUERY = {
+    "user": TEXT.but(description="username or token subject (exact)"),
+    "study": TEXT.but(description="a StudyInstanceUID among the event's studies"),
+    "patient": TEXT.but(description="a PatientID, matched through the census to its studies"),
+    "route": TEXT.but(description="part of the route or action"),
+    "source": Choice("web", "cli", "plugin", description="where the event came from"),
+    "outcome": Choice("success", "failure", "denied", description="the event's outcome"),
+    "from": TEXT.but(description="from this time (ISO 8601 date or date-time)"),
+    "to": TEXT.but(description="until this time (ISO 8601 date or date-time; a date includes its whole day)"),
+    "limit": Int(1, store.MAX_LIMIT, "events per page (default 100)"),
+    "page": Int(1, 1_000_000, "the page (default 1)"),
+    "format": Choice("json", "csv", description="JSON (default) or CSV"),
+}
+
 
 def register_routes(router, plugin) -> None:
     install(plugin)
@@ -165,10 +181,24 @@ def register_routes(router, plugin) -> None:
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
-    router.add("GET", "/api/audit", api, permission=PERMISSION)
+    router.add(
+        "GET",
+        "/api/audit",
+        api,
+        permission=PERMISSION,
+        query=API_QUERY,
+        summary="The audit trail: who read or changed which patient's data, newest first, one page",
+    )
     # The shell holds no data (like the other pages): it loads without a token so that its script can log in;
     # the API it calls needs audit:read.
-    router.add("GET", "/ui/audit", page, permission=PUBLIC)
+    router.add(
+        "GET",
+        "/ui/audit",
+        page,
+        permission=PUBLIC,
+        summary="The audit trail page (a shell; its data comes from /api/audit)",
+        content_type="text/html; charset=utf-8",
+    )
 
 
 def on_started(plugin) -> None:
@@ -243,7 +273,7 @@ def render_page(cfg) -> str:
 </head>
 <body data-page="audit" data-root="../">
 <header><nav>
-  <a href="../ui/">Home</a>
+  <a href="../ui/index">Home</a>
   <a href="../ui/research">Research PACS</a>
   <a href="../ui/dose">Dose</a>
   <a href="../ui/audit">Audit trail</a>

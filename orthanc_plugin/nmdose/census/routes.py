@@ -12,17 +12,25 @@ from typing import Any
 from nmdose.census import descriptions as D
 from nmdose.census import runner
 from nmdose.db import connect, queue
+from nmdose.web.params import FLAG
 from nmdose.web.router import HttpError, Request, Response
 
 JOB_KIND = "census"
 JOB_KEY = "source"
+DATE_SCHEMA = {"type": "string", "format": "date", "maxLength": 10, "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+# The body of POST /census: both dates optional (the census then covers what the configuration says).
+START_BODY = {
+    "type": "object",
+    "properties": {"from": DATE_SCHEMA, "to": DATE_SCHEMA},
+    "additionalProperties": False,
+}
 
 
 def register_routes(router, plugin) -> None:
     """Add the census routes to the plugin's router."""
 
     def start(request: Request) -> Response:
-        body = request.json() or {}
+        body = request.data or {}
         payload = {k: body[k] for k in ("from", "to") if body.get(k)}
         payload["by"] = str(getattr(request.user, "username", request.user) or "rest")
         with contextlib.closing(connect(plugin.cfg)) as conn:
@@ -58,13 +66,35 @@ def register_routes(router, plugin) -> None:
         return Response.json(data)
 
     def list_descriptions(request: Request) -> Response:
-        only_new = request.query.get("new", "").lower() in ("1", "true", "yes")
+        only_new = bool(request.args.get("new"))
         with contextlib.closing(connect(plugin.cfg)) as conn:
             return Response.json(D.list_descriptions(conn, plugin.cfg, only_new=only_new))
 
-    router.add("POST", "/census", start, permission="census:run")
-    router.add("GET", "/census/status", status, permission="research:read")
-    router.add("GET", "/census/descriptions", list_descriptions, permission="research:read")
+    router.add(
+        "POST",
+        "/census",
+        start,
+        permission="census:run",
+        body=START_BODY,
+        summary="Queue a census of the clinical PACS (optionally between two study dates)",
+        answers={202: "queued (the job)", 409: "a census is already queued or running"},
+    )
+    router.add(
+        "GET",
+        "/census/status",
+        status,
+        permission="research:read",
+        query={},
+        summary="The census's progress and its queue job",
+    )
+    router.add(
+        "GET",
+        "/census/descriptions",
+        list_descriptions,
+        permission="research:read",
+        query={"new": FLAG.but(description="only descriptions waiting for acceptance")},
+        summary="Study descriptions the census found, with counts and modality sets",
+    )
 
 
 def job_handlers(plugin) -> dict:

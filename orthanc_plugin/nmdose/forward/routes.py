@@ -125,13 +125,38 @@ def register_routes(router, plugin) -> None:
 
     def forward_study(request: Request) -> Response:
         uid = check_uid(request.params["uid"])
-        body = request.json()
-        force = bool(body.get("force")) if isinstance(body, dict) else False
+        force = bool((request.data or {}).get("force", False))
         with contextlib.closing(connect(plugin.cfg)) as conn:
             runner.queue_study(conn, uid, plugin.cfg.dose_node.name, trigger="manual", force=force)
         plugin.workers.wake()
         return Response.json({"queued": uid, "force": force}, 202)
 
-    router.add("GET", "/forward/status", status, permission="research:read")
-    router.add("GET", "/forward/pending", pending, permission="research:read")
-    router.add("POST", "/forward/studies/{uid}", forward_study, permission="forward:run")
+    router.add(
+        "GET",
+        "/forward/status",
+        status,
+        permission="research:read",
+        query={},
+        summary="Forwarding to the dose PACS: counts per state",
+    )
+    router.add(
+        "GET",
+        "/forward/pending",
+        pending,
+        permission="research:read",
+        query={},
+        summary="Studies not yet completely forwarded, by reason",
+    )
+    router.add(
+        "POST",
+        "/forward/studies/{uid}",
+        forward_study,
+        permission="forward:run",
+        body={
+            "type": "object",
+            "properties": {"force": {"type": "boolean", "description": "send again what was already sent"}},
+            "additionalProperties": False,
+        },
+        summary="Queue the forwarding of one study's dose objects and sample images",
+        answers={202: "queued"},
+    )

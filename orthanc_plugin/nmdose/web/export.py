@@ -1,12 +1,14 @@
-"""CSV export of answer rows (the pages' `format=csv`, the audit trail's CSV): a leaf module, below the stages
-and the pages that use it."""
+"""The answers of the pages' API: rows as JSON, or exported as CSV (`format=csv`; also the audit trail's CSV) or
+XLSX (`format=xlsx`, web/xlsx.py). A leaf module, below the stages and the pages that use it."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from nmdose.web.router import Response
 
 # A text cell starting with one of these is a formula to Excel and LibreOffice ("=HYPERLINK(...)" in a
 # StudyDescription from the PACS): such cells get a leading apostrophe (OWASP, CSV injection), which the
@@ -35,3 +37,37 @@ def to_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> 
             cells.append("" if v is None else csv_text(v) if isinstance(v, str) else v)
         w.writerow(cells)
     return buf.getvalue()
+
+
+def answer(
+    rows: list[dict[str, Any]],
+    f: dict[str, Any],
+    filename: str,
+    *,
+    group_by: str | None = None,
+    summary: Callable[[], Iterable[dict[str, Any]]] | None = None,
+    summary_title: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """JSON `{"rows", "count", **extra}`, or the same rows as CSV or XLSX (`format` of the validated parameters
+    `f`), downloaded as `filename`.csv / .xlsx. For XLSX, `group_by` names the column whose values get a sheet
+    each, `summary()` gives the rows of the summary sheet and the other parameters are listed on it."""
+    if f.get("format") == "csv":
+        resp = Response(200, to_csv(rows).encode("utf-8-sig"), "text/csv; charset=utf-8")
+        resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        return resp
+    if f.get("format") == "xlsx":
+        from nmdose.web import xlsx  # openpyxl: loaded by the first export, not by every user of to_csv
+
+        body = xlsx.workbook(
+            rows,
+            title=f"nmdose {filename}",
+            parameters={k: v for k, v in f.items() if k != "format"},
+            group_by=group_by,
+            summary=summary() if summary else (),
+            summary_title=summary_title,
+        )
+        resp = Response(200, body, xlsx.CONTENT_TYPE)
+        resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.xlsx"'
+        return resp
+    return Response.json({"rows": rows, "count": len(rows), **(extra or {})})

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nmdose.errors import NmdoseError
+from nmdose.web.params import Param, ParamError, parse_params
 
 log = logging.getLogger("nmdose.web")
 
@@ -69,6 +70,8 @@ class Request:
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)  # from the path pattern
     user: Any = None
+    args: dict[str, Any] = field(default_factory=dict)  # the query, validated by the route's `query` spec
+    data: Any = None  # the JSON body, validated by the route's `body` schema
 
     def json(self) -> Any:
         if not self.body:
@@ -119,7 +122,13 @@ Observer = Callable[[Request, Response, "str | None"], None]
 @dataclass(frozen=True)
 class Route:
     """One registered route: `permission` gates it; `export_permission` (when set) gates its CSV/XLSX answers
-    (`format=csv|xlsx`) instead."""
+    (`format=csv|xlsx`) instead.
+
+    `query`: the query parameters it accepts (validated before the handler runs, into `request.args`; None: the
+    route reads no query and ignores one, e.g. a page the OIDC login returns to with `?code=`). `body`: the JSON
+    schema of its request body, when one is sent (validated into `request.data`, else None; a subset of JSON
+    schema, see :func:`check_json`).
+    `summary` and `answers` ({status: text}) describe it in the OpenAPI description (web/openapi.py)."""
 
     method: str
     pattern: str
@@ -127,6 +136,11 @@ class Route:
     handler: Handler
     permission: str | None
     export_permission: str | None = None
+    query: Mapping[str, Param] | None = None
+    body: Mapping[str, Any] | None = None
+    summary: str = ""
+    answers: Mapping[int, str] = field(default_factory=dict)
+    content_type: str = "application/json"
 
     def permission_for(self, request: Request) -> str | None:
         if self.export_permission and request.query.get("format") in EXPORT_FORMATS:
@@ -192,10 +206,30 @@ class Router:
         *,
         permission: str | None = None,
         export_permission: str | None = None,
+        query: Mapping[str, Param] | None = None,
+        body: Mapping[str, Any] | None = None,
+        summary: str = "",
+        answers: Mapping[int, str] | None = None,
+        content_type: str = "application/json",
     ) -> None:
-        """`pattern` uses {name} for one path segment, e.g. "/forward/studies/{uid}"."""
+        """`pattern` uses {name} for one path segment, e.g. "/forward/studies/{uid}"; the other arguments are
+        those of :class:`Route`."""
         regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "/?$")
-        self._routes.append(Route(method.upper(), pattern, regex, handler, permission, export_permission))
+        self._routes.append(
+            Route(
+                method.upper(),
+                pattern,
+                regex,
+                handler,
+                permission,
+                export_permission,
+                query,
+                body,
+                summary,
+                dict(answers or {}),
+                content_type,
+            )
+        )
 
     def route(self, method: str, pattern: str, *, permission: str | None = None):
         def deco(fn: Handler) -> Handler:
@@ -240,6 +274,13 @@ class Router:
                 check_browser_request(request)
             if self.authenticate is not None:
                 request.user = self.authenticate(request, permission)
+            if route.query is not None:
+                try:
+                    request.args = parse_params(request.query, route.query)
+                except ParamError as exc:
+                    raise HttpError(400, str(exc)) from None
+            if route.body is not None and request.body:  # no body: the handler's defaults
+                request.data = check_json(request.json(), route.body, "body")
             return route.handler(request)
         except HttpError as exc:
             return Response.json({"error": exc.message}, exc.status)
@@ -265,3 +306,60 @@ class Router:
                 observer(request, response, permission)
             except Exception:
                 log.exception("nmdose: observer %r failed on %s %s", observer, request.method, request.path)
+
+
+def check_json(value: Any, schema: Mapping[str, Any], where: str) -> Any:
+    """`value` if it matches `schema`, else HttpError 400 naming the first mismatch. The subset of JSON schema
+    the routes' bodies use: type (object, array, string, integer, number, boolean, null; a list of them),
+    properties, required, additionalProperties (false), items, enum, pattern, maxLength, minItems, maxItems,
+    minimum, maximum."""
+    types = schema.get("type")
+    if types is not None:
+        allowed = [types] if isinstance(types, str) else list(types)
+        if not any(_is_type(value, t) for t in allowed):
+            got = "nothing" if value is None else type(value).__name__
+            raise HttpError(400, f"{where} must be {' or '.join(allowed)}, got {got}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise HttpError(
+            400, f"{where} must be one of {', '.join(map(str, schema['enum']))}, got {value!r:.80}"
+        )
+    if isinstance(value, str):
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise HttpError(400, f"{where} is longer than {schema['maxLength']} characters")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise HttpError(400, f"{where} does not match {schema['pattern']}, got {value!r:.80}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise HttpError(400, f"{where} must be at least {schema['minimum']}, got {value}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise HttpError(400, f"{where} must be at most {schema['maximum']}, got {value}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            lo, hi = schema.get("minItems", 0), schema.get("maxItems", "any")
+            raise HttpError(400, f"{where} must hold {lo} to {hi} items, got {len(value)}")
+        if "items" in schema:
+            for i, item in enumerate(value):
+                check_json(item, schema["items"], f"{where}[{i}]")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for name in schema.get("required", ()):
+            if name not in value:
+                raise HttpError(400, f"{where} lacks '{name}'")
+        if schema.get("additionalProperties") is False:
+            unknown = sorted(set(value) - set(props))
+            if unknown:
+                raise HttpError(400, f"{where} has unknown field '{unknown[0]}' (known: {', '.join(props)})")
+        for name, sub in props.items():
+            if name in value:
+                check_json(value[name], sub, f"'{name}'")
+    return value
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(
+        value, {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}[name]
+    )

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from nmdose.errors import ConfigError
-from nmdose.web import pages, xlsx
-from nmdose.web import queries as Q
+from nmdose.web import pages, sql_levels, xlsx
 from nmdose.web.router import Request, Router
 from tests.support import REPO, load, make_config_dir
 
@@ -123,7 +122,7 @@ def test_reference_levels_route_lists_the_configured_levels_with_status_labels(c
 
 def test_levels_json_gives_sql_null_for_empty_pattern_lists(cfg_dir):
     levels = load(cfg_dir).reference_levels.levels
-    data = json.loads(Q.levels_json(levels))
+    data = json.loads(sql_levels.levels_json(levels))
     bone = next(d for d in data if d["name"].startswith("BfS DRW bone"))
     assert bone["protocols"] is None and bone["agents"] and bone["age_min"] == 18 and bone["age_max"] is None
 

@@ -8,10 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from nmdose.web import pages
-from nmdose.web import queries as Q
+from nmdose.dose.codes import SSDE_METHODS
+from nmdose.orthanc_ids import orthanc_study_id
+from nmdose.web import pages, shell
 from nmdose.web.export import to_csv
 from nmdose.web.router import Request, Router
+from nmdose.web.routes_pages import STATIC_DIR
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def test_study_page_refuses_a_uid_that_is_not_a_dicom_uid_and_escapes_what_it_re
     resp = get(router, f"/ui/study/{bad}")
     assert resp.status == 400 and resp.content_type == "application/json"
     assert "must be a DICOM UID" in json.loads(resp.body)["error"]
-    text = pages.render_page("study", Request("GET", "/", params={"uid": bad}))  # escaped all the same
+    text = shell.page("study", uid=bad)  # escaped all the same
     assert "<img" not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
 
 
@@ -90,14 +92,18 @@ def test_every_route_taking_a_uid_refuses_what_is_not_a_dicom_uid(router, path, 
     assert resp.status == 400 and "DICOM UID" in json.loads(resp.body)["error"]
 
 
-def test_ui_without_slash_redirects_to_the_index_with_a_relative_location(router):
+def test_ui_and_index_redirect_to_the_index_page_with_relative_locations(router):
+    """Orthanc hands /nmdose/ui/ over as /ui, like /nmdose/ui: both answer `index`, which from /nmdose/ui/ is the
+    page and from /nmdose/ui is /nmdose/index, sent on to ui/index (issue 19: /ui -> ui/ looped to /ui/ui)."""
     resp = get(router, "/ui")
-    assert resp.status == 302 and resp.headers["Location"] == "ui/"  # /nmdose/ui -> /nmdose/ui/
-    index = get(router, "/ui/").body.decode()
-    assert 'href="research"' in index and 'href="dose"' in index
+    assert resp.status == 302 and resp.headers["Location"] == "index"
+    resp = get(router, "/index")
+    assert resp.status == 302 and resp.headers["Location"] == "ui/index"
+    index = get(router, "/ui/index").body.decode()
+    assert 'href="research"' in index and 'href="dose"' in index and 'href="../ui/index"' in index
 
 
-@pytest.mark.parametrize("page", ["/ui/", "/ui/research", "/ui/dose", "/ui/study/1.2.3"])
+@pytest.mark.parametrize("page", ["/ui/index", "/ui/research", "/ui/dose", "/ui/study/1.2.3"])
 def test_pages_are_html_loading_only_vendored_scripts(router, page):
     resp = get(router, page)
     text = resp.body.decode()
@@ -119,7 +125,7 @@ def test_pages_are_html_loading_only_vendored_scripts(router, page):
 def test_static_files_are_served_with_their_content_type(router, name, ctype):
     resp = get(router, f"/static/{name}")
     assert resp.status == 200 and resp.content_type == ctype
-    assert resp.body == (pages.STATIC_DIR / name).read_bytes()
+    assert resp.body == (STATIC_DIR / name).read_bytes()
 
 
 @pytest.mark.parametrize("name", ["..%2Fpages.py", "pages.py", "missing.js", ".hidden.js", "__init__.py"])
@@ -128,13 +134,13 @@ def test_static_route_serves_nothing_else(router, name):
 
 
 def test_vendored_chartjs_is_the_npm_build_with_its_license():
-    head = (pages.STATIC_DIR / "chart.umd.min.js").read_text()[:200]
+    head = (STATIC_DIR / "chart.umd.min.js").read_text()[:200]
     assert "Chart.js v4" in head and "MIT" in head
-    assert "MIT License" in (pages.STATIC_DIR / "chart.js.LICENSE.md").read_text()
+    assert "MIT License" in (STATIC_DIR / "chart.js.LICENSE.md").read_text()
 
 
 def test_nmdose_js_never_writes_html_from_data():
-    js = (pages.STATIC_DIR / "nmdose.js").read_text()
+    js = (STATIC_DIR / "nmdose.js").read_text()
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "document.write" not in js
 
 
@@ -143,13 +149,10 @@ def test_every_i18n_key_used_in_the_pages_and_script_has_english_and_korean():
     key must be in both dictionaries of nmdose.js."""
     import re
 
-    js = (pages.STATIC_DIR / "nmdose.js").read_text()
+    js = (STATIC_DIR / "nmdose.js").read_text()
     dictionaries = re.search(r"var I18N = \{\s*en: \{(.*?)\n    \},\s*ko: \{(.*?)\n    \}", js, re.S)
     en, ko = (set(re.findall(r'"([\w.]+)":', d)) for d in dictionaries.groups())
-    html = "".join(
-        pages.render_page(n, Request("GET", "/", params={"uid": "1.2"}))
-        for n in ("index", "research", "dose", "study")
-    )
+    html = "".join(shell.page(n, uid="1.2") for n in ("index", "research", "dose", "study"))
     used = set(re.findall(r'data-i18n(?:-title)?="([\w.]+)"', html))
     used |= set(re.findall(r'"((?:col|status|reason|kind|part|chart|unit)\.[\w]+)"', js))
     used |= {f"{p}.{v}" for p in ("status",) for v in ("official", "proposed", "example")}
@@ -157,12 +160,21 @@ def test_every_i18n_key_used_in_the_pages_and_script_has_english_and_korean():
     used |= {f"kind.{v}" for v in ("ct_event", "ct_study", "administration")}
     used |= {f"q.{v}" for v in ("ctdivol_mgy", "dlp_mgycm", "activity_mbq", "activity_mbq_per_kg")}
     used |= {f"per.{v}" for v in ("event", "study", "administration")}
+    # coded values of the dose stage shown by label (issue 16 item 5): the rule that gave the activity, where the
+    # injection time came from, the size an SSDE used (nmdose.dose.derived / pet_image_header / codes)
+    used |= {f"rule.{p}_{v}" for p in ("pet_header", "nm_header")
+             for v in ("start_datetime", "start_time", "no_start_time")}  # fmt: skip
+    used |= {"rule.rrdsr_administered", "rule.rrdsr_net_pre_post", "warn.plausibility", "ssde.method"}
+    used |= {f"startsrc.{v}" for v in ("rrdsr", "header_start_datetime", "header_start_time_AcquisitionDate",
+                                       "header_start_time_StudyDate", "minus_1day")}  # fmt: skip
+    used |= {f"size.{kind}" for _code, kind in SSDE_METHODS.values()}
+    used |= {"size.lateral_dimension", "size.ap_dimension"}
     assert used - en == set() and used - ko == set()
     assert len(en) > 100 and en == ko
 
 
 def test_the_orthanc_lookup_page_for_a_missing_study_is_escaped_html():
-    text = pages._message_page("Study not in the research PACS", "no <b>x</b>", uid="1.2<3", depth=3)
+    text = shell.message_page("Study not in the research PACS", "no <b>x</b>", uid="1.2<3", depth=3)
     assert "<b>" not in text and "no &lt;b&gt;x&lt;/b&gt;" in text
     assert 'href="../../study/1.2%3C3"' in text and 'href="../../../static/nmdose.js"' not in text
     assert 'src="../../../static/nmdose.js"' in text
@@ -190,9 +202,26 @@ def test_csv_text_that_a_spreadsheet_would_run_as_a_formula_is_quoted_and_number
 
 def test_orthanc_study_id_is_the_sha1_of_patient_and_study_in_dashed_groups():
     sha = hashlib.sha1(b"P1|1.2.3").hexdigest()
-    assert Q.orthanc_study_id("P1", "1.2.3") == "-".join(sha[i : i + 8] for i in range(0, 40, 8))
+    assert orthanc_study_id("P1", "1.2.3") == "-".join(sha[i : i + 8] for i in range(0, 40, 8))
 
 
 def test_orthanc_explorer_js_adds_the_two_buttons():
     js = pages.orthanc_explorer_js()
     assert "nmdose/ui/" in js and "dose for this study" in js and "nmdose/ui/study/" in js
+
+
+def test_the_dose_page_carries_the_outlier_rules_of_the_configuration():
+    import html as html_module
+    import re
+
+    from nmdose.config import OutlierRules, ReferenceLevelsFile
+
+    cfg = SimpleNamespace(
+        reference_levels=ReferenceLevelsFile(outliers=OutlierRules(factor=3, p95_min_values=30))
+    )
+    r = Router()
+    pages.register_routes(r, SimpleNamespace(cfg=cfg))
+    text = get(r, "/ui/dose").body.decode()
+    data = json.loads(html_module.unescape(re.search(r'data-page-data="([^"]*)"', text).group(1)))
+    assert data["outliers"] == {"factor": 3.0, "p95_min_values": 30}
+    assert OutlierRules() == OutlierRules(factor=2.0, p95_min_values=20)  # the defaults the issue asks for

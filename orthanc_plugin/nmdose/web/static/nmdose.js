@@ -13,8 +13,13 @@
       "research.new": "New descriptions waiting for acceptance", "research.corrections": "Modality corrections",
       "research.failed": "Failed retrievals",
       "research.forward": "Forwarding to the dose PACS not complete",
+      "research.imports": "Imported folders (drop folder)", "col.import_started": "Started",
+      "col.import_folder": "Folder (hash)", "col.import_outcome": "Outcome", "col.import_files": "Files",
+      "col.import_stored": "Stored", "col.import_skipped": "Skipped", "col.import_bad": "Bad files",
+      "col.import_studies": "Studies", "col.import_mb": "MB", "col.import_seconds": "Seconds",
+      "col.import_error": "Error",
       "dose.title": "Dose by protocol", "dose.ct_protocol": "CT: CTDIvol and DLP per acquisition protocol",
-      "dose.ct_description": "CT: per study description (per study)", "dose.monthly": "Monthly median DLP",
+      "dose.ct_description": "CT: per study description (per study)", "dose.monthly": "Monthly median DLP per study",
       "dose.activity": "Administered activity per radiopharmaceutical",
       "f.from": "From", "f.to": "To", "f.protocol": "Protocol", "f.description": "Description",
       "f.station": "Station", "f.modality": "Modality", "f.agent": "Radiopharmaceutical", "f.sex": "Sex",
@@ -29,8 +34,55 @@
       "dose.box_hint": "Box: quartiles; line: median; whiskers: most extreme values within 1.5 IQR. " +
         "Red dashes: reference levels (orange: proposed or example).",
       "dose.effective": "Effective dose per exam (per study)", "dose.outliers": "Outliers",
-      "dose.outliers_hint": "Above a reference level that applies, or above the 95th percentile of their " +
-        "protocol or agent in the filtered data.",
+      "dose.outliers_hint": "Flagged: a single exam above {factor} × the official reference level that " +
+        "applies to it (levels are set for a facility's median, not for one patient), or above the 95th " +
+        "percentile of its protocol or agent when that group has at least {n} values in the filtered data.",
+      "dose.outliers_hint_all": "Flagged: a single exam above {factor} × a reference level that applies to it " +
+        "(official, proposed or example: each labelled), or above the 95th percentile of its protocol or agent " +
+        "when that group has at least {n} values in the filtered data.",
+      "field.study_date": "Study date", "field.accession_number": "Accession number",
+      "field.study_description": "Study description", "field.manufacturer": "Manufacturer",
+      "field.model_name": "Scanner model", "field.station_name": "Station", "field.patient_age_years": "Patient age (years)",
+      "field.patient_sex": "Patient sex", "field.patient_weight_kg": "Patient weight (kg)",
+      "field.ct_event_count": "CT irradiation events",
+      "field.ct_total_dlp_mgycm": "Total DLP: sum of the irradiation events (mGy·cm)",
+      "field.ct_reported_total_dlp_mgycm": "Total DLP reported by the scanner (mGy·cm)",
+      "field.ct_effective_dose_msv": "CT effective dose (mSv)",
+      "field.nm_total_activity_mbq": "Administered activity, total (MBq)",
+      "field.nm_effective_dose_msv": "Radiopharmaceutical effective dose (mSv)",
+      "field.total_effective_dose_msv": "Total effective dose, CT + NM (mSv)", "field.warnings": "Warnings",
+      "col.field": "Field", "study.accession": "Accession number", "study.uid": "StudyInstanceUID",
+      "note.nm_part_missing": "no total: NM part missing (no radiopharmaceutical administration was found for " +
+        "this PET/NM study)",
+      "study.dlp_more": "The sum of the irradiation events ({sum} mGy·cm) is larger than the scanner's reported " +
+        "total ({reported} mGy·cm): the examination's events came in more than one dose report (e.g. a report " +
+        "split in two objects), and each report totals only its own events. The statistics use the sum.",
+      "study.dlp_less": "The scanner's reported total ({reported} mGy·cm) is larger than the sum of the " +
+        "irradiation events received ({sum} mGy·cm): some events are not in the reports received. The " +
+        "statistics use the sum.",
+      "col.ordinal": "#", "col.region": "Target region", "col.acq_type": "Acquisition type",
+      "col.ctdivol": "CTDIvol (mGy)", "col.dlp": "DLP (mGy·cm)", "col.phantom": "Phantom", "col.kvp": "kVp",
+      "col.radionuclide": "Radionuclide", "col.activity": "Activity (MBq)", "col.start": "Injection time",
+      "col.per_kg": "MBq/kg", "col.sop": "SOP Instance UID", "col.kind": "Object kind", "col.warnings": "Warnings",
+      "col.admin_source": "Read from",
+      "objkind.ct_rdsr": "CT radiation dose SR", "objkind.ct_esr": "CT dose report (Enhanced SR)",
+      "objkind.radiopharmaceutical_rdsr": "Radiopharmaceutical radiation dose SR",
+      "objkind.pet_image": "PET image header", "objkind.nm_image": "NM image header",
+      "objkind.ct_dose_screen": "CT dose screen", "objkind.other": "other",
+      "objstatus.ok": "read", "objstatus.not_dose": "no dose data", "sex.M": "male", "sex.F": "female",
+      "sex.O": "other", "phantom.head16": "head (16 cm)", "phantom.body32": "body (32 cm)",
+      "acq.Spiral Acquisition": "spiral", "acq.Sequenced Acquisition": "sequenced (axial)",
+      "acq.Constant Angle Acquisition": "localizer (constant angle)",
+      "acq.Stationary Acquisition": "stationary (no table movement)", "acq.Free Acquisition": "free",
+      "acq.Cone Beam Acquisition": "cone beam",
+      "monthly.group": "Exam type (study description)", "monthly.top": "the {n} most frequent",
+      "monthly.hint": "Median of the studies' total DLP (one value per study; localizers count in no n), per " +
+        "month and study description; a month without studies is a gap.",
+      "chart.month": "Month", "chart.monthly_y": "median DLP per study (mGy·cm)", "monthly.none": "(no description)",
+      "col.nm_missing_n": "Left out of the total: NM part missing",
+      "f.reason": "Reason", "f.all": "all", "f.levels": "Levels", "levels.official": "official only",
+      "levels.all": "also proposed and example", "page.prev": "Previous", "page.next": "Next",
+      "page.of": "{from}–{to} of {total}", "col.threshold": "Flagged above",
       "dose.levels": "Reference levels", "dose.dead_letter": "Dose files that failed",
       "study.effective": "Effective dose: values, coefficients and their sources",
       "msg.dose_record": "Dose record of this study",
@@ -51,7 +103,7 @@
       "col.coef_sources": "Coefficient sources", "col.part": "Part", "col.e": "E (mSv)",
       "col.coefficient": "Coefficient", "col.coef_source": "Coefficient source / note",
       "col.ctdivol_p95": "CTDIvol p95", "col.dlp_p95": "DLP p95",
-      "reason.reference_level": "above reference level", "reason.p95": "above p95 of its group",
+      "reason.reference_level": "above {factor} × the level", "reason.p95": "above p95 of its group",
       "status.official": "official DRL", "status.proposed": "proposed, not an adopted DRL",
       "status.example": "example, not an official DRL", "kind.ct_event": "CT event", "kind.ct_study": "CT exam",
       "kind.administration": "administration", "part.ct_total": "CT total", "part.nm_total": "NM total",
@@ -59,7 +111,29 @@
       "part.notes": "Notes", "unit.k": "mSv/(mGy·cm)", "unit.e": "mSv/MBq", "open": "open in Orthanc",
       "q.ctdivol_mgy": "CTDIvol", "q.dlp_mgycm": "DLP", "q.activity_mbq": "activity",
       "q.activity_mbq_per_kg": "activity per kg", "per.event": "irradiation event",
-      "per.study": "examination (total)", "per.administration": "administration"
+      "per.study": "examination (total)", "per.administration": "administration",
+      "col.ssde": "SSDE (mGy)", "col.ssde_size": "Patient size for SSDE (mm)",
+      "col.ssde_median": "SSDE median (mGy)", "col.ssde_n": "N with SSDE",
+      "col.net_activity": "Net activity (MBq)", "col.activity_rule": "Activity used",
+      "col.start_source": "Injection time from", "col.pre_measured": "Pre-injection measured",
+      "col.post_measured": "Residual measured", "col.plausibility": "Plausibility",
+      "col.plausibility_warnings": "Implausible activity (warnings)",
+      "size.water_equivalent_diameter": "water-equivalent diameter", "size.effective_diameter": "effective diameter",
+      "size.lateral_dimension": "lateral dimension", "size.ap_dimension": "AP dimension",
+      "size.lateral_plus_ap": "lateral + AP dimension", "ssde.method": "method",
+      "rule.rrdsr_administered": "administered activity of the dose report (RRDSR)",
+      "rule.rrdsr_net_pre_post": "net of the pre- and post-injection measurements (RRDSR)",
+      "rule.pet_header_start_datetime": "PET image header, at its injection date and time",
+      "rule.pet_header_start_time": "PET image header, injection time placed on a date",
+      "rule.pet_header_no_start_time": "PET image header, no injection time",
+      "rule.nm_header_start_datetime": "NM image header, at its injection date and time",
+      "rule.nm_header_start_time": "NM image header, injection time placed on a date",
+      "rule.nm_header_no_start_time": "NM image header, no injection time",
+      "startsrc.rrdsr": "dose report (RRDSR)", "startsrc.header_start_datetime": "header date and time",
+      "startsrc.header_start_time_AcquisitionDate": "header time + acquisition date",
+      "startsrc.header_start_time_StudyDate": "header time + study date",
+      "startsrc.minus_1day": "previous day (injected before midnight)",
+      "warn.plausibility": "Implausible activity"
     },
     ko: {
       "lang.toggle": "English", "nav.home": "홈", "nav.research": "연구 PACS", "nav.dose": "선량",
@@ -70,8 +144,13 @@
       "research.new": "승인 대기 중인 새 검사명", "research.corrections": "모달리티 수정",
       "research.failed": "가져오기 실패",
       "research.forward": "선량 PACS 전송 미완료",
+      "research.imports": "가져온 폴더 (드롭 폴더)", "col.import_started": "시작",
+      "col.import_folder": "폴더 (해시)", "col.import_outcome": "결과", "col.import_files": "파일",
+      "col.import_stored": "저장", "col.import_skipped": "건너뜀", "col.import_bad": "잘못된 파일",
+      "col.import_studies": "검사", "col.import_mb": "MB", "col.import_seconds": "초",
+      "col.import_error": "오류",
       "dose.title": "프로토콜별 선량", "dose.ct_protocol": "CT: 촬영 프로토콜별 CTDIvol 및 DLP",
-      "dose.ct_description": "CT: 검사명별 (검사 단위)", "dose.monthly": "월별 DLP 중앙값",
+      "dose.ct_description": "CT: 검사명별 (검사 단위)", "dose.monthly": "월별 검사당 DLP 중앙값",
       "dose.activity": "방사성의약품별 투여 방사능",
       "f.from": "시작일", "f.to": "종료일", "f.protocol": "프로토콜", "f.description": "검사명",
       "f.station": "장비", "f.modality": "모달리티", "f.agent": "방사성의약품", "f.sex": "성별",
@@ -85,8 +164,53 @@
       "dose.box_hint": "상자: 사분위수; 선: 중앙값; 수염: 1.5 IQR 이내의 최댓값·최솟값. " +
         "빨간 점선: 참고수준 (주황: 제안값 또는 예시).",
       "dose.effective": "검사별 유효선량 (검사 단위)", "dose.outliers": "이상값",
-      "dose.outliers_hint": "적용되는 참고수준을 넘거나, 필터된 자료에서 프로토콜 또는 의약품의 " +
-        "95 백분위수를 넘는 값.",
+      "dose.outliers_hint": "표시 기준: 해당 검사에 적용되는 공식 참고수준의 {factor}배 초과 (참고수준은 " +
+        "환자 개인이 아니라 기관의 중앙값에 대한 값), 또는 필터된 자료에서 값이 {n}개 이상인 프로토콜·의약품 " +
+        "그룹의 95 백분위수 초과.",
+      "dose.outliers_hint_all": "표시 기준: 해당 검사에 적용되는 참고수준(공식, 제안, 예시: 각각 표시)의 " +
+        "{factor}배 초과, 또는 필터된 자료에서 값이 {n}개 이상인 프로토콜·의약품 그룹의 95 백분위수 초과.",
+      "field.study_date": "검사일", "field.accession_number": "검사 번호",
+      "field.study_description": "검사명", "field.manufacturer": "제조사",
+      "field.model_name": "장비 모델", "field.station_name": "장비명", "field.patient_age_years": "환자 나이 (세)",
+      "field.patient_sex": "환자 성별", "field.patient_weight_kg": "환자 체중 (kg)",
+      "field.ct_event_count": "CT 조사 이벤트 수",
+      "field.ct_total_dlp_mgycm": "총 DLP: 조사 이벤트의 합 (mGy·cm)",
+      "field.ct_reported_total_dlp_mgycm": "장비가 보고한 총 DLP (mGy·cm)",
+      "field.ct_effective_dose_msv": "CT 유효선량 (mSv)",
+      "field.nm_total_activity_mbq": "총 투여 방사능 (MBq)",
+      "field.nm_effective_dose_msv": "방사성의약품 유효선량 (mSv)",
+      "field.total_effective_dose_msv": "총 유효선량, CT + 핵의학 (mSv)", "field.warnings": "경고",
+      "col.field": "항목", "study.accession": "검사 번호", "study.uid": "StudyInstanceUID",
+      "note.nm_part_missing": "합계 없음: 핵의학 부분 없음 (이 PET/핵의학 검사의 방사성의약품 투여 기록을 " +
+        "찾지 못함)",
+      "study.dlp_more": "조사 이벤트의 합({sum} mGy·cm)이 장비가 보고한 총 DLP({reported} mGy·cm)보다 " +
+        "큽니다: 검사의 이벤트가 둘 이상의 선량 보고서(예: 두 객체로 나뉜 보고서)로 왔고, 각 보고서는 자기 " +
+        "이벤트만 합산합니다. 통계에는 합을 사용합니다.",
+      "study.dlp_less": "장비가 보고한 총 DLP({reported} mGy·cm)가 받은 조사 이벤트의 합({sum} mGy·cm)보다 " +
+        "큽니다: 일부 이벤트가 받은 보고서에 없습니다. 통계에는 합을 사용합니다.",
+      "col.ordinal": "#", "col.region": "촬영 부위", "col.acq_type": "촬영 방식",
+      "col.ctdivol": "CTDIvol (mGy)", "col.dlp": "DLP (mGy·cm)", "col.phantom": "팬텀", "col.kvp": "kVp",
+      "col.radionuclide": "방사성핵종", "col.activity": "방사능 (MBq)", "col.start": "투여 시각",
+      "col.per_kg": "MBq/kg", "col.sop": "SOP Instance UID", "col.kind": "객체 종류", "col.warnings": "경고",
+      "col.admin_source": "읽은 곳",
+      "objkind.ct_rdsr": "CT 선량 보고서 (RDSR)", "objkind.ct_esr": "CT 선량 보고서 (Enhanced SR)",
+      "objkind.radiopharmaceutical_rdsr": "방사성의약품 선량 보고서 (RRDSR)",
+      "objkind.pet_image": "PET 영상 헤더", "objkind.nm_image": "핵의학 영상 헤더",
+      "objkind.ct_dose_screen": "CT 선량 화면", "objkind.other": "기타",
+      "objstatus.ok": "읽음", "objstatus.not_dose": "선량 정보 없음", "sex.M": "남", "sex.F": "여",
+      "sex.O": "기타", "phantom.head16": "머리 (16 cm)", "phantom.body32": "몸통 (32 cm)",
+      "acq.Spiral Acquisition": "나선형", "acq.Sequenced Acquisition": "축방향 연속",
+      "acq.Constant Angle Acquisition": "위치결정 촬영 (고정 각도)",
+      "acq.Stationary Acquisition": "고정 (테이블 정지)", "acq.Free Acquisition": "자유",
+      "acq.Cone Beam Acquisition": "콘빔",
+      "monthly.group": "검사 종류 (검사명)", "monthly.top": "가장 많은 {n}개",
+      "monthly.hint": "검사별 총 DLP의 중앙값 (검사당 한 값; 위치결정 촬영은 n에 포함되지 않음), 월 및 " +
+        "검사명별; 검사가 없는 달은 빈칸.",
+      "chart.month": "월", "chart.monthly_y": "검사당 DLP 중앙값 (mGy·cm)", "monthly.none": "(검사명 없음)",
+      "col.nm_missing_n": "합계에서 제외: 핵의학 부분 없음",
+      "f.reason": "사유", "f.all": "전체", "f.levels": "참고수준", "levels.official": "공식만",
+      "levels.all": "제안값·예시 포함", "page.prev": "이전", "page.next": "다음",
+      "page.of": "{from}–{to} / 전체 {total}", "col.threshold": "표시 기준값",
       "dose.levels": "진단참고수준", "dose.dead_letter": "처리 실패한 선량 파일",
       "study.effective": "유효선량: 값, 환산계수와 출처",
       "msg.dose_record": "이 검사의 선량 기록",
@@ -108,7 +232,7 @@
       "col.coef_sources": "환산계수 출처", "col.part": "구분", "col.e": "유효선량 (mSv)",
       "col.coefficient": "환산계수", "col.coef_source": "환산계수 출처 / 비고",
       "col.ctdivol_p95": "CTDIvol 95 백분위수", "col.dlp_p95": "DLP 95 백분위수",
-      "reason.reference_level": "참고수준 초과", "reason.p95": "그룹 95 백분위수 초과",
+      "reason.reference_level": "기준의 {factor}배 초과", "reason.p95": "그룹 95 백분위수 초과",
       "status.official": "공식 진단참고수준", "status.proposed": "제안값, 채택된 진단참고수준 아님",
       "status.example": "예시, 공식 진단참고수준 아님", "kind.ct_event": "CT 이벤트", "kind.ct_study": "CT 검사",
       "kind.administration": "투여", "part.ct_total": "CT 합계", "part.nm_total": "핵의학 합계",
@@ -116,7 +240,29 @@
       "part.notes": "비고", "unit.k": "mSv/(mGy·cm)", "unit.e": "mSv/MBq", "open": "Orthanc에서 열기",
       "q.ctdivol_mgy": "CTDIvol", "q.dlp_mgycm": "DLP", "q.activity_mbq": "방사능",
       "q.activity_mbq_per_kg": "체중당 방사능", "per.event": "조사 이벤트",
-      "per.study": "검사 (합계)", "per.administration": "투여"
+      "per.study": "검사 (합계)", "per.administration": "투여",
+      "col.ssde": "SSDE (mGy)", "col.ssde_size": "SSDE 환자 크기 (mm)",
+      "col.ssde_median": "SSDE 중앙값 (mGy)", "col.ssde_n": "SSDE 있는 N",
+      "col.net_activity": "순 투여 방사능 (MBq)", "col.activity_rule": "사용한 방사능",
+      "col.start_source": "투여 시각 출처", "col.pre_measured": "투여 전 측정 시각",
+      "col.post_measured": "잔류 측정 시각", "col.plausibility": "타당성",
+      "col.plausibility_warnings": "비정상 방사능 (경고)",
+      "size.water_equivalent_diameter": "물 등가 직경", "size.effective_diameter": "유효 직경",
+      "size.lateral_dimension": "좌우 폭", "size.ap_dimension": "전후 두께",
+      "size.lateral_plus_ap": "좌우 폭 + 전후 두께", "ssde.method": "방법",
+      "rule.rrdsr_administered": "선량 보고서(RRDSR)의 투여 방사능",
+      "rule.rrdsr_net_pre_post": "투여 전·후 측정값의 차 (RRDSR)",
+      "rule.pet_header_start_datetime": "PET 영상 헤더, 투여 일시 기준",
+      "rule.pet_header_start_time": "PET 영상 헤더, 투여 시각을 날짜에 배치",
+      "rule.pet_header_no_start_time": "PET 영상 헤더, 투여 시각 없음",
+      "rule.nm_header_start_datetime": "핵의학 영상 헤더, 투여 일시 기준",
+      "rule.nm_header_start_time": "핵의학 영상 헤더, 투여 시각을 날짜에 배치",
+      "rule.nm_header_no_start_time": "핵의학 영상 헤더, 투여 시각 없음",
+      "startsrc.rrdsr": "선량 보고서 (RRDSR)", "startsrc.header_start_datetime": "헤더의 일시",
+      "startsrc.header_start_time_AcquisitionDate": "헤더 시각 + 획득 날짜",
+      "startsrc.header_start_time_StudyDate": "헤더 시각 + 검사 날짜",
+      "startsrc.minus_1day": "전날 (자정 전 투여)",
+      "warn.plausibility": "비정상 방사능"
     }
   };
   var STATES = ["retrieved", "pending", "failed", "not_target"];
@@ -129,10 +275,16 @@
 
   function t(key) { return (I18N[lang] && I18N[lang][key]) || I18N.en[key] || key; }
 
+  // A translated text with its {name} placeholders replaced by `vars` (an object, or its JSON).
+  function tv(key, vars) {
+    var v = typeof vars === "string" ? JSON.parse(vars) : vars || {};
+    return t(key).replace(/\{(\w+)\}/g, function (m, name) { return name in v ? String(v[name]) : m; });
+  }
+
   function applyLang() {
     document.documentElement.lang = lang;
     document.querySelectorAll("[data-i18n]").forEach(function (el) {
-      el.textContent = t(el.getAttribute("data-i18n"));
+      el.textContent = tv(el.getAttribute("data-i18n"), el.getAttribute("data-i18n-vars"));
     });
     document.querySelectorAll("[data-i18n-title]").forEach(function (el) {
       el.title = t(el.getAttribute("data-i18n-title"));
@@ -185,6 +337,7 @@
       });
     });
     el.setAttribute("data-rows", String(rows.length));
+    el.removeAttribute("data-stale");
   }
 
   function link(href, text) {
@@ -195,11 +348,19 @@
   }
 
   // A text node that follows the language toggle.
-  function label(key) {
+  function label(key, vars) {
     var span = document.createElement("span");
     span.setAttribute("data-i18n", key);
-    span.textContent = t(key);
+    if (vars) span.setAttribute("data-i18n-vars", JSON.stringify(vars));
+    span.textContent = tv(key, vars);
     return span;
+  }
+
+  // Set an element's translated text with placeholders (kept for the language toggle).
+  function setLabel(el, key, vars) {
+    el.setAttribute("data-i18n", key);
+    el.setAttribute("data-i18n-vars", JSON.stringify(vars || {}));
+    el.textContent = tv(key, vars);
   }
 
   function showError(id, err) {
@@ -213,6 +374,7 @@
     config.options = Object.assign({animation: false, responsive: true, maintainAspectRatio: false},
                                    config.options || {});
     charts[id] = new Chart(canvas, config);
+    canvas.removeAttribute("data-stale");
     var points = config.data.datasets.reduce(function (n, d) {
       return n + d.data.filter(function (x) { return x !== null && x !== 0; }).length;
     }, 0);
@@ -368,6 +530,13 @@
         ["stuck", "Stuck"], ["selected", "Selected"], ["forwarded", "Forwarded"], ["missing", "Missing"],
         ["reason", "Reason"]]);
     }).catch(function (e) { showError("forward-table", e); });
+    api("research/imports").then(function (d) {
+      table("imports-table", d.rows, [["started_at", "col.import_started"], ["folder", "col.import_folder"],
+        ["outcome", "col.import_outcome"], ["files", "col.import_files"], ["stored_files", "col.import_stored"],
+        ["skipped_files", "col.import_skipped"], ["bad_files", "col.import_bad"], ["studies", "col.import_studies"],
+        ["bytes", "col.import_mb", function (r) { return r.bytes == null ? "" : (r.bytes / 1e6).toFixed(1); }],
+        ["seconds", "col.import_seconds"], ["error", "col.import_error"]]);
+    }).catch(function (e) { showError("imports-table", e); });
     pollStatus();
   }
 
@@ -407,7 +576,291 @@
 
   function statusLabel(status) { return status ? label("status." + status) : ""; }
 
+  // A label of a coded value (`prefix` + value) when both dictionaries have one, else the value as it is.
+  function codeLabel(prefix, v) {
+    if (v === null || v === undefined || v === "") return "";
+    return I18N.en[prefix + v] ? label(prefix + v) : fmt(v);
+  }
+
+  // A warning shown as such (red, with a sign), never a plain cell.
+  function warning(content) {
+    var span = document.createElement("span");
+    span.className = "warning";
+    span.textContent = "⚠ ";
+    span.appendChild(content instanceof Node ? content : document.createTextNode(content));
+    return span;
+  }
+
+  // Where the injection date-time came from (dose/pet_image_header.py): "header_start_time+StudyDate-1day".
+  function startSource(v) {
+    if (!v) return "";
+    var moved = /-1day$/.test(v);
+    var key = "startsrc." + v.replace(/-1day$/, "").replace("+", "_");
+    var span = document.createElement("span");
+    span.appendChild(I18N.en[key] ? label(key) : document.createTextNode(v.replace(/-1day$/, "")));
+    if (moved) {
+      span.appendChild(document.createTextNode(", "));
+      span.appendChild(label("startsrc.minus_1day"));
+    }
+    return span;
+  }
+
+  // A value with a tooltip (the explanation stays one hover away).
+  function withTitle(text, title) {
+    var span = document.createElement("span");
+    span.textContent = text;
+    if (title) span.title = title;
+    return span;
+  }
+
   function studyLink(uid) { return link(root + "ui/study/" + encodeURIComponent(uid), uid); }
+
+  // What each opening answer of the dose page fills: `answers` are keys of its requests (viewKey of a path and
+  // parameters of the page data), `fill` gets their answers in that order, `error` names the table that shows a
+  // failure (none: the chart stays empty).
+  function viewKey(path, params) {
+    return path + "?" + Object.keys(params).sort().map(function (k) { return k + "=" + params[k]; }).join("&");
+  }
+  var doseViews = (JSON.parse(body.getAttribute("data-page-data") || "{}").views) || [];
+  var outlierView = doseViews.filter(function (v) { return v.path === "dose/outliers"; })[0] ||
+    {path: "dose/outliers", params: {limit: 50}};
+  var DOSE_VIEWS = [
+    {answers: ["dose/ct-protocols?group=protocol"], error: "ct-table", fill: function (d) {
+      // SSDE beside CTDIvol when any event of the filtered set has one
+      var ssde = d.rows.some(function (r) { return r.ssde_n > 0; }) ?
+        [["ssde_median", "col.ssde_median"], ["ssde_n", "col.ssde_n"]] : [];
+      table("ct-table", d.rows, [["protocol", "col.protocol"]].concat(STAT_COLUMNS.slice(0, 7), ssde,
+                                                                     STAT_COLUMNS.slice(7)));
+    }},
+    {answers: ["dose/box?group=protocol&measure=ctdivol", "dose/box?group=protocol&measure=dlp"], error: "ct-table",
+     fill: function (ctdivol, dlp) {
+      boxChart("ct-chart", "protocol", [
+        {key: "chart.ctdivol", unit: "mGy", rows: ctdivol.rows, color: COLORS[6]},
+        {key: "chart.dlp", unit: "mGy·cm", rows: dlp.rows, color: COLORS[4]}]);
+    }},
+    {answers: ["dose/ct-protocols?group=description"], error: "ct-desc-table", fill: function (d) {
+      table("ct-desc-table", d.rows, [["description", "col.description"]].concat(STAT_COLUMNS));
+    }},
+    {answers: ["dose/box?group=description&measure=ctdivol", "dose/box?group=description&measure=dlp"],
+     error: "ct-desc-table", fill: function (ctdivol, dlp) {
+      boxChart("ct-desc-chart", "description", [
+        {key: "chart.ctdivol_study", unit: "mGy", rows: ctdivol.rows, color: COLORS[6]},
+        {key: "chart.dlp_study", unit: "mGy·cm", rows: dlp.rows, color: COLORS[4]}]);
+    }},
+    {answers: ["dose/ct-monthly?"], fill: function (d) { monthlyChart(d.rows); }},
+    {answers: ["dose/activity?group=agent"], error: "activity-table", fill: function (d) {
+      table("activity-table", d.rows, [["agent", "col.agent", function (r) {
+          return withTitle(fmt(r.agent), r.agent_code_meaning || "");
+        }], ["n", "col.n"],
+        ["activity_median", "Activity median (MBq)"], ["activity_q1", "Q1"], ["activity_q3", "Q3"],
+        ["activity_mean", "Mean"], ["activity_p95", "p95"], ["per_kg_median", "MBq/kg median"],
+        ["per_kg_mean", "MBq/kg mean"], ["per_kg_p95", "MBq/kg p95"], ["effective_dose_mean", "E mean (mSv)"],
+        ["plausibility_warnings", "col.plausibility_warnings", function (r) {
+          return r.plausibility_warnings > 0 ? warning(String(r.plausibility_warnings)) : fmt(r.plausibility_warnings);
+        }]]);
+    }},
+    {answers: ["dose/box?group=agent&measure=activity", "dose/box?group=agent&measure=per_kg"],
+     error: "activity-table", fill: function (activity, perKg) {
+      boxChart("activity-chart", "agent", [
+        {key: "chart.activity", unit: "MBq", rows: activity.rows, color: COLORS[5]},
+        {key: "chart.per_kg", unit: "MBq/kg", rows: perKg.rows, color: COLORS[7]}]);
+    }},
+    {answers: ["dose/activity-points?"], fill: function (d) {
+      chart("scatter-chart", {type: "scatter", data: {datasets: [{label: "MBq vs kg", backgroundColor: COLORS[5],
+        data: d.rows.map(function (r) { return {x: r.weight_kg, y: r.activity_mbq}; })}]},
+        options: {scales: {x: {title: {display: true, text: "kg"}}, y: {title: {display: true, text: "MBq"}}}}});
+    }},
+    {answers: ["dose/effective-dose?"], error: "effective-table", fill: function (d) {
+      table("effective-table", d.rows, [["description", "col.description"], ["studies", "col.studies"],
+        ["ct_n", "col.ct_n"], ["ct_median", "col.ct_median"], ["ct_mean", "col.ct_mean"], ["nm_n", "col.nm_n"],
+        ["nm_median", "col.nm_median"], ["nm_mean", "col.nm_mean"], ["total_n", "col.total_n"],
+        ["total_median", "col.total_median"], ["total_mean", "col.total_mean"],
+        ["nm_missing_n", "col.nm_missing_n"],
+        ["sources", "col.coef_sources", function (r) {
+          return r.ct_sources.concat(r.nm_sources).join(" · ");
+        }]]);
+    }},
+    {answers: [viewKey(outlierView.path, outlierView.params)], error: "outlier-table", fill: function (d) {
+      fillOutliers(d);
+    }}
+  ];
+
+  // The outlier list, one page at a time: the opening request is DEFAULT_VIEWS' (its `limit` is the page size);
+  // Previous / Next and the reason and levels selectors ask for other pages of the same filters.
+  function fillOutliers(d) {
+    var minN = d.p95_min_values;
+    document.getElementById("outlier-count").textContent = String(d.total);
+    setLabel(document.getElementById("outlier-rule"),
+             d.levels === "all" ? "dose.outliers_hint_all" : "dose.outliers_hint", {factor: d.factor, n: minN});
+    var to = d.offset + d.rows.length;
+    setLabel(document.getElementById("outlier-page"), "page.of",
+             {from: d.rows.length ? d.offset + 1 : 0, to: to, total: d.total});
+    setLabel(document.querySelector("#outlier-reason option[value=reference_level]"), "reason.reference_level",
+             {factor: d.factor});
+    document.getElementById("outlier-prev").disabled = d.offset <= 0;
+    document.getElementById("outlier-next").disabled = to >= d.total;
+    outlierOffset = d.offset;
+    table("outlier-table", d.rows, [["study_date", "col.date"],
+      ["study_instance_uid", "col.study", function (r) { return studyLink(r.study_instance_uid); }],
+      ["study_description", "col.description"],
+      ["kind", "col.group", function (r) {
+        var span = document.createElement("span");
+        span.appendChild(label("kind." + r.kind));
+        if (r.group !== null) span.appendChild(document.createTextNode(": " + r.group));
+        if (r.ordinal !== null && r.kind === "ct_event") span.appendChild(document.createTextNode(" #" + r.ordinal));
+        return span;
+      }],
+      ["quantity", "col.quantity", function (r) { return label("q." + r.quantity); }],
+      ["value", "col.value", function (r) {
+        return fmt(r.value) + " " + UNITS[r.quantity];
+      }], ["level", "col.level", function (r) { return fmt(r.level) + " " + UNITS[r.quantity]; }],
+      ["threshold", "col.threshold", function (r) { return fmt(r.threshold) + " " + UNITS[r.quantity]; }],
+      ["ratio", "col.ratio"], ["reason", "col.reason", function (r) {
+        return label("reason." + r.reason, {factor: d.factor});
+      }],
+      ["level_name", "col.level_name", function (r) {
+        if (!r.level_name) return "";
+        var span = document.createElement("span");
+        span.appendChild(document.createTextNode(r.level_name + " ("));
+        span.appendChild(statusLabel(r.level_status));
+        span.appendChild(document.createTextNode(")"));
+        return span;
+      }],
+      ["link", "col.orthanc", function (r) {
+        var a = link(root + r.link, "");
+        a.className = "orthanc-link";
+        a.appendChild(label("open"));
+        return a;
+      }]]);
+  }
+
+  // Monthly median DLP per study: one line per study description (the TOP_GROUPS with most studies, or the one
+  // chosen), over every month of the range (the API answers a month without studies as a row with n = 0).
+  var TOP_GROUPS = 5;
+  var monthly = {rows: [], groups: []};
+
+  function monthlyChart(rows) {
+    var totals = {};
+    rows.forEach(function (r) {
+      if (r.description !== null) totals[r.description] = (totals[r.description] || 0) + r.n;
+    });
+    var groups = Object.keys(totals).sort(function (a, b) {
+      return totals[b] - totals[a] || (a < b ? -1 : a > b ? 1 : 0);
+    });
+    var select = document.getElementById("monthly-group");
+    var before = select.value === "" ? null : monthly.groups[Number(select.value)];
+    monthly = {rows: rows, groups: groups};
+    select.replaceChildren();
+    var top = document.createElement("option");
+    top.value = "";
+    setLabel(top, "monthly.top", {n: TOP_GROUPS});
+    select.appendChild(top);
+    groups.forEach(function (g, i) {
+      var o = document.createElement("option");
+      o.value = String(i);
+      if (g === "") setLabel(o, "monthly.none"); else o.textContent = g;
+      select.appendChild(o);
+    });
+    select.value = before !== null && groups.indexOf(before) >= 0 ? String(groups.indexOf(before)) : "";
+    drawMonthly();
+  }
+
+  function drawMonthly() {
+    var select = document.getElementById("monthly-group");
+    var months = [];
+    var value = {};
+    monthly.rows.forEach(function (r) {
+      if (months[months.length - 1] !== r.month) months.push(r.month);
+      if (r.description !== null) value[r.month + "\t" + r.description] = r.dlp_median;
+    });
+    var chosen = select.value === "" ? monthly.groups.slice(0, TOP_GROUPS) : [monthly.groups[Number(select.value)]];
+    var c = chart("monthly-chart", {type: "line", data: {labels: months, datasets: chosen.map(function (g, i) {
+      var v = months.map(function (m) { var x = value[m + "\t" + g]; return x === undefined ? null : x; });
+      return {label: g === "" ? t("monthly.none") : g, borderColor: COLORS[i % COLORS.length],
+              backgroundColor: COLORS[i % COLORS.length], spanGaps: false, data: v};
+    })}, options: {scales: {
+      x: {title: {display: true, text: t("chart.month")}},
+      y: {beginAtZero: true, title: {display: true, text: t("chart.monthly_y")}}}}});
+    var canvas = document.getElementById("monthly-chart");
+    canvas.setAttribute("data-labels", String(months.length));
+    canvas.setAttribute("data-y-title", t("chart.monthly_y"));
+    c.relabel = function () {
+      c.options.scales.x.title.text = t("chart.month");
+      c.options.scales.y.title.text = t("chart.monthly_y");
+      canvas.setAttribute("data-y-title", t("chart.monthly_y"));
+      c.update();
+    };
+  }
+
+  var outlierOffset = 0;
+  var outlierSeq = 0;
+  var doseFilters = {};
+
+  function loadOutliers(offset) {
+    var seq = ++outlierSeq;
+    var gen = doseGeneration;
+    var params = Object.assign({}, outlierView.params, doseFilters);
+    if (offset > 0) params.offset = offset;
+    var reason = document.getElementById("outlier-reason").value;
+    if (reason) params.reason = reason;
+    var levels = document.getElementById("outlier-levels").value;
+    if (levels !== "official") params.levels = levels;
+    document.getElementById("outlier-table").removeAttribute("data-rows");
+    api(outlierView.path, params).then(function (d) {
+      if (seq === outlierSeq && gen === doseGeneration) fillOutliers(d);
+    }).catch(function (e) { if (seq === outlierSeq && gen === doseGeneration) showError("outlier-table", e); });
+  }
+
+  function outlierControls() {
+    if (!document.getElementById("outlier-controls")) return;
+    var rules = (JSON.parse(body.getAttribute("data-page-data") || "{}")).outliers;
+    if (rules) {  // the rule is shown before the list arrives
+      setLabel(document.getElementById("outlier-rule"), "dose.outliers_hint",
+               {factor: rules.factor, n: rules.p95_min_values});
+      setLabel(document.querySelector("#outlier-reason option[value=reference_level]"), "reason.reference_level",
+               {factor: rules.factor});
+    }
+    document.getElementById("monthly-group").addEventListener("change", drawMonthly);
+    var size = outlierView.params.limit || 50;
+    document.getElementById("outlier-prev").addEventListener("click", function () {
+      loadOutliers(Math.max(0, outlierOffset - size));
+    });
+    document.getElementById("outlier-next").addEventListener("click", function () {
+      loadOutliers(outlierOffset + size);
+    });
+    ["outlier-reason", "outlier-levels"].forEach(function (id) {
+      document.getElementById(id).addEventListener("change", function () { loadOutliers(0); });
+    });
+  }
+
+  // The dose page's results that depend on the filters: marked stale (greyed) by Apply until their new answer
+  // fills them, and emptied when the API refuses the filters, so no earlier numbers stay under the error.
+  var FILTERED = "main table.data:not(#levels-table):not(#dead-letter-table), main canvas";
+
+  function markStale() {
+    document.querySelectorAll(FILTERED).forEach(function (el) { el.setAttribute("data-stale", ""); });
+  }
+
+  function clearStale() {
+    document.querySelectorAll(FILTERED).forEach(function (el) {
+      if (!el.hasAttribute("data-stale")) return;
+      if (el.tagName === "CANVAS") {
+        if (charts[el.id]) { charts[el.id].destroy(); delete charts[el.id]; }
+        el.getContext("2d").clearRect(0, 0, el.width, el.height);
+        el.removeAttribute("data-points");
+        el.removeAttribute("data-ref-lines");
+      } else {
+        el.replaceChildren();
+        el.removeAttribute("data-rows");
+      }
+    });
+    ["outlier-count", "outlier-page"].forEach(function (id) {
+      var el = document.getElementById(id);
+      el.removeAttribute("data-i18n");
+      el.textContent = "–";
+    });
+    ["outlier-prev", "outlier-next"].forEach(function (id) { document.getElementById(id).disabled = true; });
+  }
 
   var doseGeneration = 0;
   var STALE = new Error("stale");
@@ -415,6 +868,12 @@
   function dose() {
     var f = filters();
     var gen = ++doseGeneration;
+    doseFilters = f;
+    outlierSeq += 1;  // a page of the outliers asked before this Apply is dropped
+    if (document.getElementById("outlier-controls")) {
+      document.getElementById("outlier-reason").value = "";
+      document.getElementById("outlier-levels").value = "official";
+    }
     // Answers to an earlier Apply are dropped, so a slow old request never overwrites newer numbers.
     function call(path, params) {
       return api(path, params).then(function (d) {
@@ -427,11 +886,17 @@
     function fail(id) {
       return function (e) {
         if (e === STALE) return;
+        if (!failed) {
+          failed = true;
+          errorBox.textContent = t("error") + ": " + e.message;
+          errorBox.hidden = false;
+          clearStale();  // the earlier filters' numbers must not stay on screen under the error
+        }
         showError(id, e);
-        if (!failed) { failed = true; errorBox.textContent = t("error") + ": " + e.message; errorBox.hidden = false; }
       };
     }
     errorBox.hidden = true;
+    markStale();
     function exportLink(id, path, format) {
       document.getElementById(id).href = root + "api/dose/" + path + "?" +
         new URLSearchParams(Object.assign({format: format}, f));
@@ -440,87 +905,20 @@
     exportLink("xlsx-link", "ct-events", "xlsx");
     exportLink("xlsx-activity-link", "activity-points", "xlsx");
 
-    call("dose/ct-protocols", Object.assign({group: "protocol"}, f)).then(function (d) {
-      table("ct-table", d.rows, [["protocol", "col.protocol"]].concat(STAT_COLUMNS));
-    }).catch(fail("ct-table"));
-    Promise.all([call("dose/box", Object.assign({measure: "ctdivol", group: "protocol"}, f)),
-                 call("dose/box", Object.assign({measure: "dlp", group: "protocol"}, f))]).then(function (d) {
-      boxChart("ct-chart", "protocol", [
-        {key: "chart.ctdivol", unit: "mGy", rows: d[0].rows, color: COLORS[6]},
-        {key: "chart.dlp", unit: "mGy·cm", rows: d[1].rows, color: COLORS[4]}]);
-    }).catch(fail("ct-table"));
-    call("dose/ct-protocols", Object.assign({group: "description"}, f)).then(function (d) {
-      table("ct-desc-table", d.rows, [["description", "col.description"]].concat(STAT_COLUMNS));
-    }).catch(fail("ct-desc-table"));
-    Promise.all([call("dose/box", Object.assign({measure: "ctdivol", group: "description"}, f)),
-                 call("dose/box", Object.assign({measure: "dlp", group: "description"}, f))]).then(function (d) {
-      boxChart("ct-desc-chart", "description", [
-        {key: "chart.ctdivol_study", unit: "mGy", rows: d[0].rows, color: COLORS[6]},
-        {key: "chart.dlp_study", unit: "mGy·cm", rows: d[1].rows, color: COLORS[4]}]);
-    }).catch(fail("ct-desc-table"));
-    call("dose/ct-monthly", f).then(function (d) {
-      chart("monthly-chart", {type: "line", data: {labels: d.rows.map(function (r) { return r.month; }),
-        datasets: [{label: "DLP median (mGy·cm)", borderColor: COLORS[4],
-                    data: d.rows.map(function (r) { return r.dlp_median; })}]}});
-    }).catch(function () {});
-    call("dose/activity", Object.assign({group: "agent"}, f)).then(function (d) {
-      table("activity-table", d.rows, [["agent", "col.agent"], ["n", "col.n"],
-        ["activity_median", "Activity median (MBq)"], ["activity_q1", "Q1"], ["activity_q3", "Q3"],
-        ["activity_mean", "Mean"], ["activity_p95", "p95"], ["per_kg_median", "MBq/kg median"],
-        ["per_kg_mean", "MBq/kg mean"], ["per_kg_p95", "MBq/kg p95"], ["effective_dose_mean", "E mean (mSv)"]]);
-    }).catch(fail("activity-table"));
-    Promise.all([call("dose/box", Object.assign({measure: "activity", group: "agent"}, f)),
-                 call("dose/box", Object.assign({measure: "per_kg", group: "agent"}, f))]).then(function (d) {
-      boxChart("activity-chart", "agent", [
-        {key: "chart.activity", unit: "MBq", rows: d[0].rows, color: COLORS[5]},
-        {key: "chart.per_kg", unit: "MBq/kg", rows: d[1].rows, color: COLORS[7]}]);
-    }).catch(fail("activity-table"));
-    call("dose/activity-points", f).then(function (d) {
-      chart("scatter-chart", {type: "scatter", data: {datasets: [{label: "MBq vs kg", backgroundColor: COLORS[5],
-        data: d.rows.map(function (r) { return {x: r.weight_kg, y: r.activity_mbq}; })}]},
-        options: {scales: {x: {title: {display: true, text: "kg"}}, y: {title: {display: true, text: "MBq"}}}}});
-    }).catch(function () {});
-    call("dose/effective-dose", f).then(function (d) {
-      table("effective-table", d.rows, [["description", "col.description"], ["studies", "col.studies"],
-        ["ct_n", "col.ct_n"], ["ct_median", "col.ct_median"], ["ct_mean", "col.ct_mean"], ["nm_n", "col.nm_n"],
-        ["nm_median", "col.nm_median"], ["nm_mean", "col.nm_mean"], ["total_n", "col.total_n"],
-        ["total_median", "col.total_median"], ["total_mean", "col.total_mean"],
-        ["sources", "col.coef_sources", function (r) {
-          return r.ct_sources.concat(r.nm_sources).join(" · ");
-        }]]);
-    }).catch(fail("effective-table"));
-    call("dose/outliers", f).then(function (d) {
-      document.getElementById("outlier-count").textContent = String(d.count);
-      table("outlier-table", d.rows, [["study_date", "col.date"],
-        ["study_instance_uid", "col.study", function (r) { return studyLink(r.study_instance_uid); }],
-        ["study_description", "col.description"],
-        ["kind", "col.group", function (r) {
-          var span = document.createElement("span");
-          span.appendChild(label("kind." + r.kind));
-          if (r.group !== null) span.appendChild(document.createTextNode(": " + r.group));
-          if (r.ordinal !== null && r.kind === "ct_event") span.appendChild(document.createTextNode(" #" + r.ordinal));
-          return span;
-        }],
-        ["quantity", "col.quantity", function (r) { return label("q." + r.quantity); }],
-        ["value", "col.value", function (r) {
-          return fmt(r.value) + " " + UNITS[r.quantity];
-        }], ["level", "col.level", function (r) { return fmt(r.level) + " " + UNITS[r.quantity]; }],
-        ["ratio", "col.ratio"], ["reason", "col.reason", function (r) { return label("reason." + r.reason); }],
-        ["level_name", "col.level_name", function (r) {
-          if (!r.level_name) return "";
-          var span = document.createElement("span");
-          span.appendChild(document.createTextNode(r.level_name + " ("));
-          span.appendChild(statusLabel(r.level_status));
-          span.appendChild(document.createTextNode(")"));
-          return span;
-        }],
-        ["link", "col.orthanc", function (r) {
-          var a = link(root + r.link, "");
-          a.className = "orthanc-link";
-          a.appendChild(label("open"));
-          return a;
-        }]]);
-    }).catch(fail("outlier-table"));
+    // The opening requests come from the page data (DEFAULT_VIEWS in web/dose_views.py, which the dose worker
+    // keeps computed), each with the filters added; DOSE_VIEWS says what their answers fill.
+    var answers = {};
+    doseViews.forEach(function (v) {
+      var p = call(v.path, Object.assign({}, v.params, f));
+      p.catch(function () {});  // a failure is shown by the view that reads the answer
+      answers[viewKey(v.path, v.params)] = p;
+    });
+    DOSE_VIEWS.forEach(function (view) {
+      var asked = view.answers.map(function (k) { return answers[k]; });
+      if (asked.some(function (p) { return !p; })) return;  // not an opening request of this page
+      Promise.all(asked).then(function (d) { view.fill.apply(null, d); })
+        .catch(view.error ? fail(view.error) : function () {});
+    });
     call("dose/reference-levels").then(function (d) {
       table("levels-table", d.rows, [["name", "col.name"], ["modality", "col.modality"],
         ["quantity", "col.quantity", function (r) { return label("q." + r.quantity); }],
@@ -550,18 +948,84 @@
   function study() {
     var uid = JSON.parse(body.getAttribute("data-page-data")).uid;
     api("dose/study/" + encodeURIComponent(uid)).then(function (s) {
-      var keys = ["study_date", "study_description", "manufacturer", "model_name", "station_name",
-        "patient_age_years", "patient_sex", "patient_weight_kg", "ct_event_count", "ct_total_dlp_mgycm",
-        "ct_effective_dose_msv", "nm_total_activity_mbq", "nm_effective_dose_msv", "total_effective_dose_msv",
-        "warnings"];
-      table("study-table", keys.map(function (k) { return {k: k, v: s[k]}; }), [["k", "Field"], ["v", "Value"]]);
-      table("events-table", s.ct_events, [["ordinal", "#"], ["acquisition_protocol", "Protocol"],
-        ["target_region", "Region"], ["acquisition_type", "Type"], ["ctdivol_mgy", "CTDIvol (mGy)"],
-        ["dlp_mgycm", "DLP (mGy·cm)"], ["phantom", "Phantom"], ["kvp", "kVp"],
-        ["effective_dose_msv", "E (mSv)"]]);
-      table("admin-table", s.radiopharmaceuticals, [["ordinal", "#"], ["agent", "Agent"],
-        ["radionuclide", "Radionuclide"], ["activity_mbq", "Activity (MBq)"], ["start_datetime", "Start"],
-        ["activity_per_kg_mbq", "MBq/kg"], ["effective_dose_msv", "E (mSv)"], ["source", "Source"]]);
+      // Heading: description, accession number, date (PACS text as text only).
+      var heading = document.getElementById("study-heading");
+      heading.replaceChildren();
+      [s.study_description, s.accession_number, s.study_date].forEach(function (v, i) {
+        if (v === null || v === undefined || v === "") return;
+        if (heading.childNodes.length) heading.appendChild(document.createTextNode(" · "));
+        if (i === 1) { heading.appendChild(label("study.accession")); heading.appendChild(document.createTextNode(" ")); }
+        heading.appendChild(document.createTextNode(String(v)));
+      });
+      // Both DLP totals, and why they differ when they do (more than 0.5 %).
+      var sum = s.ct_total_dlp_mgycm, reported = s.ct_reported_total_dlp_mgycm;
+      var note = document.getElementById("study-dlp-note");
+      if (sum !== null && reported !== null && Math.abs(sum - reported) > 0.005 * Math.max(sum, reported)) {
+        setLabel(note, sum > reported ? "study.dlp_more" : "study.dlp_less", {sum: fmt(sum), reported: fmt(reported)});
+        note.hidden = false;
+      }
+      var keys = ["study_date", "accession_number", "study_description", "manufacturer", "model_name",
+        "station_name", "patient_age_years", "patient_sex", "patient_weight_kg", "ct_event_count",
+        "ct_total_dlp_mgycm", "ct_reported_total_dlp_mgycm", "ct_effective_dose_msv", "nm_total_activity_mbq",
+        "nm_effective_dose_msv", "total_effective_dose_msv", "warnings"];
+      table("study-table", keys.map(function (k) { return {k: k, v: s[k]}; }), [
+        ["k", "col.field", function (r) { return label("field." + r.k); }],
+        ["v", "col.value", function (r) {
+          if (r.k === "total_effective_dose_msv" && s.nm_part_missing) return label("note.nm_part_missing");
+          if (r.k === "patient_sex" && r.v) return label("sex." + r.v);
+          if (r.k === "warnings" && Array.isArray(r.v)) {  // a plausibility warning is shown as a warning
+            var list = document.createElement("span");
+            r.v.forEach(function (w, i) {
+              if (i) list.appendChild(document.createTextNode("; "));
+              list.appendChild(/^plausibility: /.test(String(w)) ? warning(String(w)) : document.createTextNode(fmt(w)));
+            });
+            return list;
+          }
+          if (Array.isArray(r.v)) return r.v.map(fmt).join("; ");
+          return fmt(r.v);
+        }]]);
+      table("events-table", s.ct_events, [["ordinal", "col.ordinal"], ["acquisition_protocol", "col.protocol"],
+        ["target_region", "col.region"], ["acquisition_type", "col.acq_type", function (r) {
+          return r.acquisition_type && I18N.en["acq." + r.acquisition_type] ? label("acq." + r.acquisition_type)
+            : fmt(r.acquisition_type);
+        }], ["ctdivol_mgy", "col.ctdivol"], ["ssde_mgy", "col.ssde", function (r) {
+          return withTitle(fmt(r.ssde_mgy), r.ssde_method ? t("ssde.method") + ": " + r.ssde_method : "");
+        }], ["ssde_size_mm", "col.ssde_size", function (r) {
+          if (r.ssde_size_mm === null || r.ssde_size_mm === undefined) return "";
+          var span = withTitle(fmt(r.ssde_size_mm), r.ssde_method ? t("ssde.method") + ": " + r.ssde_method : "");
+          if (r.ssde_size_kind) {
+            span.appendChild(document.createTextNode(" ("));
+            span.appendChild(codeLabel("size.", r.ssde_size_kind));
+            span.appendChild(document.createTextNode(")"));
+          }
+          return span;
+        }], ["dlp_mgycm", "col.dlp"], ["phantom", "col.phantom", function (r) {
+          return r.phantom && I18N.en["phantom." + r.phantom] ? label("phantom." + r.phantom) : fmt(r.phantom);
+        }], ["kvp", "col.kvp"], ["effective_dose_msv", "col.e"]]);
+      var fromKind = {rrdsr: "radiopharmaceutical_rdsr", pet_image: "pet_image", nm_image: "nm_image"};
+      // agents and nuclides as people write them (web/names.py), DICOM's text one hover away
+      table("admin-table", s.radiopharmaceuticals, [["ordinal", "col.ordinal"], ["agent", "col.agent", function (r) {
+          return withTitle(fmt(r.agent), r.agent_code_meaning || "");
+        }], ["radionuclide", "col.radionuclide", function (r) {
+          return withTitle(fmt(r.radionuclide), r.radionuclide_code_meaning || "");
+        }], ["activity_mbq", "col.activity"],
+        ["net_activity_mbq", "col.net_activity", function (r) {
+          return withTitle(fmt(r.net_activity_mbq), r.net_activity_note || "");
+        }], ["administered_activity_rule", "col.activity_rule", function (r) {
+          return codeLabel("rule.", r.administered_activity_rule);
+        }], ["start_datetime", "col.start"],
+        ["start_datetime_source", "col.start_source", function (r) { return startSource(r.start_datetime_source); }],
+        ["pre_measured_datetime", "col.pre_measured"], ["post_measured_datetime", "col.post_measured"],
+        ["activity_per_kg_mbq", "col.per_kg"], ["effective_dose_msv", "col.e"], ["source", "col.admin_source",
+          function (r) { return fromKind[r.source] ? label("objkind." + fromKind[r.source]) : fmt(r.source); }],
+        ["plausibility", "col.plausibility", function (r) {
+          if (!r.plausibility) return "";
+          var span = document.createElement("span");
+          span.appendChild(warning(label("warn.plausibility")));
+          span.lastChild.setAttribute("data-warning", "plausibility");
+          span.appendChild(document.createTextNode(": " + r.plausibility));
+          return span;
+        }]]);
       var sources = (s.derived || {}).sources || {};
       var ctSource = (s.derived || {}).age_band_years === null || (s.derived || {}).age_band_years === undefined
         ? sources.ct_k_adult : sources.ct_k_child;
@@ -570,7 +1034,8 @@
          src: s.ct_effective_dose_msv === null ? "" : ctSource || ""},
         {part: label("part.nm_total"), e: s.nm_effective_dose_msv, coef: "",
          src: s.nm_effective_dose_msv === null ? "" : sources.nm || ""},
-        {part: label("part.total"), e: s.total_effective_dose_msv, coef: "", src: ""}];
+        {part: label("part.total"), e: s.total_effective_dose_msv, coef: "",
+         src: s.nm_part_missing ? label("note.nm_part_missing") : ""}];
       s.ct_events.forEach(function (ev) {
         var part = document.createElement("span");
         part.appendChild(label("part.event"));
@@ -589,9 +1054,14 @@
         eff.push({part: label("part.notes"), e: null, coef: "", src: n});
       });
       table("study-effective-table", eff, [["part", "col.part", function (r) { return r.part; }],
-        ["e", "col.e"], ["coef", "col.coefficient"], ["src", "col.coef_source"]]);
-      table("objects-table", s.objects, [["sop_instance_uid", "SOP Instance UID"], ["kind", "Kind"],
-        ["modality", "Modality"], ["status", "Status"], ["warnings", "Warnings"]]);
+        ["e", "col.e"], ["coef", "col.coefficient"], ["src", "col.coef_source", function (r) { return r.src; }]]);
+      table("objects-table", s.objects, [["sop_instance_uid", "col.sop"], ["kind", "col.kind", function (r) {
+        return I18N.en["objkind." + r.kind] ? label("objkind." + r.kind) : fmt(r.kind);
+      }], ["modality", "col.modality"], ["status", "col.status", function (r) {
+        return I18N.en["objstatus." + r.status] ? label("objstatus." + r.status) : fmt(r.status);
+      }], ["warnings", "col.warnings", function (r) {
+        return Array.isArray(r.warnings) ? r.warnings.map(fmt).join("; ") : fmt(r.warnings);
+      }]]);
       if (s.orthanc_study_id) {
         var a = document.getElementById("orthanc-link");
         a.href = orthancRoot + "app/explorer.html#study?uuid=" + encodeURIComponent(s.orthanc_study_id);
@@ -607,6 +1077,7 @@
   });
   var form = document.getElementById("filters");
   if (form) form.addEventListener("submit", function (ev) { ev.preventDefault(); dose(); });
+  outlierControls();
   applyLang();
   var page = body.getAttribute("data-page");
   if (page === "research") research();
