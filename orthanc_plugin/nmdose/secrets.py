@@ -4,10 +4,16 @@ No secret is ever written to a committed file. The local stack generates its own
 PostgreSQL role (`PostgresSettings.ROLE_SECRETS`: the bootstrap superuser, owner, worker, web, Orthanc's index),
 into `var/secrets.env` (mode 0600) the first time it starts; that file is the only one under var/ holding them
 (Orthanc gets its index password in its environment, not in its generated configuration).
+
+`NMDOSE_PSEUDONYM_KEY` keys the patient pseudonyms of the dose records (docs/dose.md "Patient pseudonym"):
+generated locally like the passwords, required in prod (at least 32 characters; a missing or short key is
+refused with one line naming where it was looked for).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets as _random
 from pathlib import Path
@@ -127,3 +133,46 @@ def secret_store(cfg: Config) -> SecretStore:
     raise ConfigError(
         f"{cfg.config_dir / '.env'}: NMDOSE_SECRETS_BACKEND: expected env or vault, got {backend!r}"
     )
+
+
+PSEUDONYM_KEY = "NMDOSE_PSEUDONYM_KEY"
+PSEUDONYM_KEY_MIN_CHARS = 32  # token_urlsafe(24), what the local store generates, has 32
+# the prefix names the key generation: a rotated key gets p2, so old and new pseudonyms never mix
+PSEUDONYM_VERSION = "p1"
+
+
+def pseudonym_key(cfg: Config) -> str:
+    """The key of the patient pseudonyms: generated once into var/secrets.env by the local store, read from the
+    store (Vault) otherwise. Prod refuses a missing key or one shorter than 32 characters (ConfigError, one line
+    naming the store, the key and what is expected)."""
+    store = cfg.secrets
+    ensure = getattr(store, "ensure", None)
+    try:
+        value = ensure(PSEUDONYM_KEY) if ensure and cfg.running_mode != "prod" else store.get(PSEUDONYM_KEY)
+    except SecretError:
+        if cfg.running_mode != "prod":
+            raise
+        value = ""
+    if cfg.running_mode == "prod" and len(value) < PSEUDONYM_KEY_MIN_CHARS:
+        got = f"{len(value)} characters" if value else "missing"
+        raise ConfigError(
+            f"{_store_name(cfg, store)}: {PSEUDONYM_KEY}: expected a random secret of at least "
+            f"{PSEUDONYM_KEY_MIN_CHARS} characters in prod running mode, got {got}"
+        )
+    return value
+
+
+def _store_name(cfg: Config, store: object) -> str:
+    if isinstance(store, VaultSecretStore):
+        return f"Vault {store.addr} {store.mount}/{store.path}"
+    return str(cfg.config_dir / ".env")
+
+
+def patient_pseudonym(key: str, patient_id: str | None) -> str | None:
+    """``p1:`` + the first 32 hex digits of HMAC-SHA256(key, PatientID); None for an empty PatientID (DICOM's
+    trailing padding and NULs are stripped first, so every copy of one PatientID gives one pseudonym)."""
+    pid = (patient_id or "").replace("\x00", "").strip()
+    if not pid:
+        return None
+    digest = hmac.new(key.encode("utf-8"), pid.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{PSEUDONYM_VERSION}:{digest[:32]}"

@@ -426,3 +426,67 @@ def test_ssde_net_activity_rules_and_plausibility_are_stored_in_their_columns(st
         cur.execute("SELECT net_activity_mbq, plausibility FROM dose.radiopharmaceutical "
                     "WHERE study_instance_uid = %s", (uid,))  # fmt: skip
         assert len(cur.fetchall()) == 1
+
+
+def _study_of(folder: Path, patient_id: str) -> tuple[str, list[Path]]:
+    """A PET-CT study's dose objects (CT RDSR, RRDSR, PET header) of the patient ``patient_id``."""
+    import datetime as dt
+
+    folder.mkdir(parents=True)
+    study = R.DoseStudyInfo(patient_id=patient_id, study_description="PET-CT pseudonym-test")
+    admin = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
+    files = [
+        R.save(R.ct_radiation_dose_sr(study, [R.CtAcquisition(dlp_mgycm=300.0)], series_uid=generate_uid(),
+                                      sop_uid=generate_uid()), folder / "ct.dcm"),
+        R.save(R.radiopharmaceutical_dose_sr(study, admin, series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "rrdsr.dcm"),
+        R.save(R.pet_nm_image_header(study, admin, modality="PT", series_uid=generate_uid(), sop_uid=generate_uid()),
+               folder / "pet.dcm"),
+    ]  # fmt: skip
+    return study.study_instance_uid, files
+
+
+def test_each_study_gets_a_keyed_pseudonym_and_no_dose_column_holds_the_patient_id(stack, tmp):
+    """Issue 16 item 4: the same PatientID gives the same pseudonym, another one another; an empty PatientID
+    gives none; the plain PatientID is in no column of any table of schema dose."""
+    from psycopg2 import sql
+
+    from nmdose.secrets import patient_pseudonym, pseudonym_key
+
+    tag = generate_uid()[-10:]
+    same, other = f"NMDPSEU{tag}A", f"NMDPSEU{tag}B"
+    studies = [
+        _study_of(tmp / name, pid) for name, pid in (("a", same), ("b", same), ("c", other), ("d", ""))
+    ]
+    outcomes = ingest_files(stack.cfg, [f for _uid, files in studies for f in files])
+    assert {o["status"] for o in outcomes} == {"ingested"}
+    uids = [uid for uid, _files in studies]
+    pseudonyms = dict(_query(stack.cfg, "SELECT study_instance_uid, patient_pseudonym FROM dose.study "
+                                        "WHERE study_instance_uid = ANY(%s)", (uids,)))  # fmt: skip
+    a, b, c, d = (pseudonyms[uid] for uid in uids)
+    assert a == b and a.startswith("p1:") and len(a) == 35
+    assert c.startswith("p1:") and c != a
+    assert d is None  # no PatientID: no patient key
+    assert a == patient_pseudonym(pseudonym_key(stack.cfg), same)
+    with closing(connect(stack.cfg)) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT table_name, column_name FROM information_schema.columns
+                        WHERE table_schema = 'dose' AND data_type IN ('text', 'character varying', 'jsonb', 'json')
+                        ORDER BY table_name, column_name""")  # fmt: skip
+        columns = cur.fetchall()
+        assert ("study", "patient_pseudonym") in columns and ("object", "parsed") in columns
+
+        def holding(value: str) -> list[tuple[str, str]]:
+            found = []
+            for table, column in columns:
+                cur.execute(
+                    sql.SQL("SELECT count(*) FROM dose.{} WHERE strpos({}::text, %s) > 0").format(
+                        sql.Identifier(table), sql.Identifier(column)
+                    ),
+                    (value,),
+                )
+                if cur.fetchone()[0]:
+                    found.append((table, column))
+            return found
+
+        assert ("study", "study_description") in holding("pseudonym-test")  # the scan finds what is there
+        assert holding(f"NMDPSEU{tag}") == []

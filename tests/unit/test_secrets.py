@@ -106,3 +106,48 @@ def test_env_store_generates_a_local_secret_once(tmp_path):
     first = store.ensure("NMDOSE_DB_PASSWORD")
     assert len(first) >= 24 and store.ensure("NMDOSE_DB_PASSWORD") == first
     assert (tmp_path / "var" / "secrets.env").stat().st_mode & 0o077 == 0
+
+
+# ---------------------------------------------------------------------------------- the patient pseudonym key
+def test_the_pseudonym_is_keyed_versioned_and_empty_for_no_patient_id():
+    from nmdose.secrets import patient_pseudonym
+
+    key = "k" * 32
+    first = patient_pseudonym(key, "PID123")
+    assert first is not None and first.startswith("p1:") and len(first) == 3 + 32
+    assert patient_pseudonym(key, "PID123 ") == first  # DICOM padding
+    assert patient_pseudonym(key, "PID124") != first
+    assert patient_pseudonym("x" * 32, "PID123") != first  # another key, another pseudonym
+    assert patient_pseudonym(key, "") is None and patient_pseudonym(key, None) is None
+    assert "PID123" not in first
+
+
+def test_the_local_store_generates_the_pseudonym_key_once(tmp_path):
+    from nmdose.secrets import PSEUDONYM_KEY, pseudonym_key
+
+    cfg = load(make_config_dir(tmp_path, free_ports=False))
+    key = pseudonym_key(cfg)
+    assert len(key) >= 32
+    assert pseudonym_key(cfg) == key
+    assert f"{PSEUDONYM_KEY}={key}" in (cfg.var_dir / "secrets.env").read_text()
+
+
+@pytest.mark.parametrize("data, got", [({}, "missing"), ({"NMDOSE_PSEUDONYM_KEY": "short"}, "5 characters")])
+def test_prod_refuses_a_missing_or_short_pseudonym_key(tmp_path, vault, monkeypatch, data, got):
+    from nmdose.secrets import pseudonym_key
+
+    monkeypatch.setattr(_Vault, "data", data)
+    cfg = load(make_prod_config_dir(tmp_path))
+    # the test Vault speaks plain http, which prod's configuration check refuses: the store is set afterwards
+    cfg.__dict__["secrets"] = VaultSecretStore(vault, _Vault.token, "secret", "nmdose")
+    with pytest.raises(ConfigError) as err:
+        pseudonym_key(cfg)
+    line = str(err.value)
+    assert "\n" not in line
+    assert line == (
+        f"Vault {vault} secret/nmdose: NMDOSE_PSEUDONYM_KEY: expected a random secret of at least 32 characters "
+        f"in prod running mode, got {got}"
+    )
+    monkeypatch.setattr(_Vault, "data", {"NMDOSE_PSEUDONYM_KEY": "s" * 32})
+    cfg.secrets._cache = None
+    assert pseudonym_key(cfg) == "s" * 32

@@ -5,6 +5,9 @@ object, its merged rows (``dose.study``, ``ct_event``, ``radiopharmaceutical``, 
 with :func:`merge_study` over *all* of its stored objects, in the same transaction, under a per-study advisory
 lock: a cumulative or continued RDSR never double-counts and never loses events, and two workers never race.
 A file that cannot be parsed or stored goes to ``dose.dead_letter`` with its error and never blocks the others.
+
+The PatientID a parse result carries is replaced by its keyed pseudonym (``patient_pseudonym``,
+:func:`nmdose.secrets.patient_pseudonym`) before anything is stored: the plain PatientID never reaches ``dose``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from psycopg2.extras import Json, execute_values
 from nmdose.dose.derived import derive_study
 from nmdose.dose.merge import merge_study
 from nmdose.dose.parse import NOT_DOSE, parse_file
+from nmdose.secrets import patient_pseudonym
+from nmdose.secrets import pseudonym_key as _secret_key
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,35 @@ def _timestamp(value: str | None) -> _dt.datetime | None:
         return None
 
 
+def _pseudonymised(parsed: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """The parse result without its PatientID, with the keyed pseudonym instead (None: empty PatientID, or no
+    key because the caller gave a bare connection and no ``pseudonym_key``)."""
+    out = {k: v for k, v in parsed.items() if k != "patient_id"}
+    out["patient_pseudonym"] = patient_pseudonym(key, parsed.get("patient_id")) if key else None
+    return out
+
+
+def _key_for(cfg_or_conn, given: str | None) -> str | None:
+    """The pseudonym key: given, else from the configuration (a Config, or the one nmdose.db.connect attached
+    to its connection); prod refuses a missing or short key (nmdose.secrets.pseudonym_key)."""
+    if given:
+        return given
+    cfg = cfg_or_conn if not hasattr(cfg_or_conn, "cursor") else getattr(cfg_or_conn, "nmdose_cfg", None)
+    if cfg is None:
+        log.warning("dose ingest without a configuration: studies get no patient pseudonym")
+        return None
+    return _secret_key(cfg)
+
+
+def _study_pseudonym(objects: list[dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """The study's pseudonym (its first object's that has one) and a warning when its objects name several."""
+    found = list(dict.fromkeys(o["patient_pseudonym"] for o in objects if o.get("patient_pseudonym")))
+    if len(found) > 1:
+        return found[0], [f"patient: the objects of this study carry {len(found)} different PatientIDs; the "
+                          "first object's is used"]  # fmt: skip
+    return (found[0] if found else None), []
+
+
 def _object_key(parsed: dict[str, Any], sha: str) -> str:
     return parsed.get("sop_instance_uid") or f"sha256:{sha}"
 
@@ -120,6 +154,7 @@ def study_rows(
     first = next((o for o in objects if o.get("manufacturer")), objects[0] if objects else {})
     ct = merged["ct"]
     patient = merged["patient"]
+    pseudonym, pseudonym_warnings = _study_pseudonym(objects)
     study = {
         "study_instance_uid": uid,
         "study_date": study_date,
@@ -129,6 +164,7 @@ def study_rows(
         "manufacturer": first.get("manufacturer"),
         "model_name": first.get("model_name"),
         "station_name": first.get("station_name"),
+        "patient_pseudonym": pseudonym,
         "patient_age_years": patient.get("age_years"),
         "patient_sex": patient.get("sex"),
         "patient_weight_kg": patient.get("weight_kg"),
@@ -145,7 +181,9 @@ def study_rows(
         "derived": Json({k: derived[k] for k in ("age_band_years", "sources", "notes")}),
         "sources": Json(merged["sources"]),
         "warnings": Json(
-            merged["warnings"] + [n for n in derived["notes"] if n.startswith("plausibility: ")]
+            merged["warnings"]
+            + [n for n in derived["notes"] if n.startswith("plausibility: ")]
+            + pseudonym_warnings
         ),
         "object_count": len(objects),
     }
@@ -366,9 +404,11 @@ def _worse(parsed: dict[str, Any], stored_status: str, stored_events: int) -> st
     return None
 
 
-def ingest_parsed(conn, parsed: dict[str, Any], *, sha256: str | None = None, source: str = "cli") -> dict:
+def ingest_parsed(conn, parsed: dict[str, Any], *, sha256: str | None = None, source: str = "cli",
+                  pseudonym_key: str | None = None) -> dict:  # fmt: skip
     """Store one ``parse_file`` result and rebuild its study, in one transaction; errors go to the dead letters."""
-    return _ingest_group(conn, [(_clean(parsed), sha256)], source)[0]
+    key = _key_for(conn, pseudonym_key)
+    return _ingest_group(conn, [(_pseudonymised(_clean(parsed), key), sha256)], source)[0]
 
 
 def _outcome(parsed: dict[str, Any], status: str, error: str | None = None) -> dict[str, Any]:
@@ -452,14 +492,17 @@ def _seen_again(conn, hashes: set[str]) -> dict[str, dict[str, Any]]:
 
 def ingest_files(cfg_or_conn, paths: Iterable[str | os.PathLike], *, source: str = "cli",
                  parsed: dict[str, dict[str, Any]] | None = None,
-                 opener: Callable[[str], BinaryIO] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+                 opener: Callable[[str], BinaryIO] | None = None,
+                 pseudonym_key: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Parse and store files (folders are walked); one transaction per study; never stops on a bad file.
 
     ``cfg_or_conn`` is a :class:`Config` (a connection is opened and closed here) or an open connection.
     ``opener(path)``: how each file is opened (the spool worker's refuses symbolic links); with it, paths are
     files only (no folder is walked). Returns one outcome per file:
-    ``ingested|revised|unchanged|not_dose|dead_letter`` with the error, if any.
+    ``ingested|revised|unchanged|not_dose|dead_letter`` with the error, if any. ``pseudonym_key``: the key of
+    the patient pseudonyms (default: the secret store's, from the Config or the connection's configuration).
     """
+    key = _key_for(cfg_or_conn, pseudonym_key)
     own = not hasattr(cfg_or_conn, "cursor")
     if own:
         from nmdose.db import connect
@@ -480,14 +523,14 @@ def ingest_files(cfg_or_conn, paths: Iterable[str | os.PathLike], *, source: str
                 outcomes.append({**known[sha], "file": file, "status": "unchanged", "error": None})
                 continue
             result = (parsed or {}).get(file) or parse_file(file, opener=opener)
-            result = _clean(result)
-            key = result.get("study_instance_uid") or f"file:{file}"
-            if key not in groups:
-                groups[key] = []
-                order.append(key)
-            groups[key].append((result, sha))
-        for key in order:
-            outcomes.extend(_ingest_group(conn, groups[key], source))
+            result = _pseudonymised(_clean(result), key)
+            group = result.get("study_instance_uid") or f"file:{file}"
+            if group not in groups:
+                groups[group] = []
+                order.append(group)
+            groups[group].append((result, sha))
+        for group in order:
+            outcomes.extend(_ingest_group(conn, groups[group], source))
         return outcomes
     finally:
         if own:

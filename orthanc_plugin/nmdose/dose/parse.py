@@ -151,7 +151,7 @@ def _charset_of(value: Any) -> str:
 _HEADER_KEYWORDS = (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Manufacturer",
     "ManufacturerModelName", "StationName", "DeviceSerialNumber", "StudyDate", "StudyDescription", "AccessionNumber",
-    "PatientAge", "PatientSex", "PatientWeight", "PatientSize",
+    "PatientAge", "PatientSex", "PatientWeight", "PatientSize", "PatientID",
 )  # fmt: skip
 
 
@@ -162,7 +162,7 @@ def _header(ds: Dataset, result: dict[str, Any], report: Report, values: Any = N
     """The header part of the contract; ``values``: ``get_values(ds, _HEADER_KEYWORDS)`` when read already."""
     text = report.text
     (sop_class, sop_instance, study_uid, series_uid, modality, manufacturer, model, station, serial, study_date,
-     study_description, accession, age, sex, weight, size) = (
+     study_description, accession, age, sex, weight, size, patient_id) = (
         get_values(ds, _HEADER_KEYWORDS) if values is None else values
     )  # fmt: skip
     result["sop_class_uid"] = text(sop_class, "SOP Class UID")
@@ -178,6 +178,8 @@ def _header(ds: Dataset, result: dict[str, Any], report: Report, values: Any = N
     result["study_description"] = text(study_description, "Study Description (0008,1030)")
     result["accession_number"] = text(accession, "Accession Number")
     result["protocol"] = read_protocol(ds, report)
+    # only for the ingest's keyed pseudonym: it never stores this value (docs/dose.md "Patient pseudonym")
+    result["patient_id"] = (str(patient_id).replace("\x00", "").strip() or None) if patient_id else None
     patient = result["patient"]
     patient["age_years"] = _age_years(age, report)
     sex = str(sex or "").strip().upper()

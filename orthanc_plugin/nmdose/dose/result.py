@@ -55,6 +55,7 @@ def empty_result(file: str) -> dict[str, Any]:
         "study_date": None,
         "study_description": None,
         "accession_number": None,
+        "patient_id": None,  # PatientID, for the ingest's pseudonym only: never stored in `dose`
         "patient": {"age_years": None, "sex": None, "weight_kg": None, "height_m": None},
         "protocol": {
             "protocol_name": None,

@@ -12,13 +12,18 @@ import contextlib
 
 from nmdose.auth import browser_login, register_session_routes
 from nmdose.db import connect
-from nmdose.web import routes_dose, routes_pages, routes_research
+from nmdose.web import routes_dose, routes_pages, routes_patients, routes_research
 from nmdose.web.routes import Context, RouteSpec, register
 from nmdose.web.shell import orthanc_explorer_js
 
 __all__ = ["ROUTES", "orthanc_explorer_js", "register_routes"]
 
-ROUTES: tuple[RouteSpec, ...] = (*routes_research.ROUTES, *routes_dose.ROUTES, *routes_pages.ROUTES)
+ROUTES: tuple[RouteSpec, ...] = (
+    *routes_research.ROUTES,
+    *routes_dose.ROUTES,
+    *routes_patients.ROUTES,
+    *routes_pages.ROUTES,
+)
 
 
 def register_routes(router, plugin) -> None:
