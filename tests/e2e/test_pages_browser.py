@@ -714,7 +714,7 @@ def test_study_page_shows_ssde_the_net_activity_the_plausibility_warning_and_age
         assert column("admin-table", "순 투여 방사능 (MBq)") == "1987.50"
         assert column("admin-table", "사용한 방사능") == "선량 보고서(RRDSR)의 투여 방사능"
         assert browser.find_element("css selector", "#admin-table [data-warning=plausibility]").text == (
-            "⚠ 비정상 방사능"
+            "⚠ 비정상 투여 방사능"
         )
         browser.save_screenshot(str(ARTIFACTS / "study-ssde-warning-ko.png"))
         browser.find_element("id", "lang-toggle").click()
@@ -783,10 +783,132 @@ def test_dose_page_shows_agents_as_people_write_them_ssde_and_the_plausibility_w
         browser.find_element("id", "lang-toggle").click()
         assert browser.find_element(
             "css selector", "#activity-table th[data-i18n='col.plausibility_warnings']"
-        ).text == ("비정상 방사능 (경고)")
+        ).text == ("비정상 투여 방사능 (경고)")
         browser.find_element("id", "lang-toggle").click()
         assert errors(browser) == []
     finally:
         with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
             cur.execute("DELETE FROM dose.study WHERE study_instance_uid = %s", (uid,))
             conn.commit()
+
+
+def test_text_filters_match_part_of_the_text_in_any_case_suggest_values_and_hint_when_nothing_matches(
+    filled, browser
+):
+    """Issue 19: 'e2e HEAD' found nothing (exact, case-sensitive), no suggestions, no manufacturer or model field,
+    and a filter that matched nothing showed a bare 'no data'."""
+    browser.get(base(filled) + "/ui/dose")
+    browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")
+    browser.get(base(filled) + "/ui/dose")
+    assert browser.find_elements("css selector", "#filters input[name=manufacturer]")
+    assert browser.find_elements("css selector", "#filters input[name=model]")
+    apply_filters(browser, marker="ct-table", protocol="e2e HEAD")
+    rows = browser.find_elements("css selector", "#ct-table tbody tr")
+    assert [r.find_elements("css selector", "td")[0].text for r in rows] == ["E2E head"]
+    field = browser.find_element("css selector", "#filters input[name=protocol]")
+    field.clear()
+    field.click()  # focused: its suggestions are asked (the other filters applied; none here)
+    wait(browser, "return document.getElementById('choices-protocol').getAttribute('data-options')")
+    values = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#choices-protocol option')).map(o => o.value)"
+    )
+    assert {"E2E head", "E2E chest", XSS} <= set(values)
+    browser.find_element("css selector", "#filters input[name=description]").click()
+    wait(browser, "return document.getElementById('choices-description').getAttribute('data-options')")
+    assert "CT Head e2e" in browser.execute_script(
+        "return Array.from(document.querySelectorAll('#choices-description option')).map(o => o.value)"
+    )
+    apply_filters(browser, marker="ct-table", protocol="no such protocol e2e")
+    cell = browser.find_element("css selector", "#ct-table tbody td")
+    assert cell.text == "no exam matches; filters match part of the text, any case"
+    assert errors(browser) == []
+
+
+# Texts that are the same in both languages: units, abbreviations, symbols and names.
+SAME_IN_BOTH = {
+    "nmdose", "#", "N", "CTDIvol (mGy)", "DLP (mGy·cm)", "kVp", "MBq/kg", "mSv/(mGy·cm)", "mSv/MBq", "Orthanc",
+    "", "–", "…",
+}  # fmt: skip
+
+
+def _labels(browser) -> tuple[dict, list[str]]:
+    """Every element with a data-i18n key (its key, placeholders and text) and every table header's text."""
+    labelled = browser.execute_script(
+        "return Array.from(document.querySelectorAll('[data-i18n]')).map(function (el, i) {"
+        " return [i, el.getAttribute('data-i18n'), el.getAttribute('data-i18n-vars') || '', el.textContent]; })"
+    )
+    headers = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main th')).map(function (th) { return th.textContent; })"
+    )
+    return {(i, k, v): text for i, k, v, text in labelled}, headers
+
+
+def test_korean_translates_every_label_and_table_header_of_the_dose_study_and_research_pages(filled, browser):
+    """Issue 19: in Korean many table headers, chart labels, the study and research tables and the sex choices
+    stayed English."""
+    url = base(filled)
+    pages = {
+        "/ui/research": ("yearly-table", "new-table", "failed-table"),
+        "/ui/dose": ("ct-table", "ct-desc-table", "activity-table", "effective-table", "outlier-table",
+                     "levels-table", "dead-letter-table"),
+        f"/ui/study/{OUTLIER}": ("study-table", "events-table", "objects-table"),
+        f"/ui/study/{PREFIX}100": ("study-table", "admin-table"),
+    }  # fmt: skip
+    try:
+        for path, tables in pages.items():
+            browser.get(url + path)
+            browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")
+            browser.get(url + path)
+            for table in tables:
+                wait(browser, f"return document.getElementById('{table}').getAttribute('data-rows')")
+            en, en_headers = _labels(browser)
+            browser.find_element("id", "lang-toggle").click()
+            ko, ko_headers = _labels(browser)
+            assert browser.execute_script("return document.documentElement.lang") == "ko"
+            english = {
+                key: text
+                for key, text in en.items()
+                if ko.get(key) == text and text.strip() not in SAME_IN_BOTH
+            }
+            assert english == {}, path
+            assert len(ko_headers) == len(en_headers) > 0, path
+            untranslated = [
+                e
+                for e, k in zip(en_headers, ko_headers, strict=True)
+                if e == k and e.strip() not in SAME_IN_BOTH
+            ]
+            assert untranslated == [], path
+            sexes = browser.execute_script(
+                "return Array.from(document.querySelectorAll('select[name=sex] option')).map(o => o.text)"
+            )
+            assert not sexes or sexes == ["전체", "남", "여", "기타"], sexes
+            browser.save_screenshot(str(ARTIFACTS / f"ko-{path.strip('/').replace('/', '-')}.png"))
+            browser.find_element("id", "lang-toggle").click()
+        assert errors(browser) == []
+    finally:
+        browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")
+
+
+def test_an_official_level_is_labelled_with_its_country_and_a_server_error_has_a_translated_prefix(
+    filled, browser
+):
+    """Issue 19: UK and German levels were labelled '공식 진단참고수준' as if official in Korea; server errors stayed
+    English without a Korean word."""
+    browser.get(base(filled) + "/ui/dose")
+    try:
+        wait(browser, "return document.getElementById('levels-table').getAttribute('data-rows')")
+        statuses = {td.text for td in browser.find_elements("css selector", "#levels-table td:nth-child(6)")}
+        assert "UK official DRL" in statuses and "German official DRL" in statuses, statuses
+        assert "official DRL" not in statuses
+        browser.find_element("id", "lang-toggle").click()
+        statuses = {td.text for td in browser.find_elements("css selector", "#levels-table td:nth-child(6)")}
+        assert {"영국 공식 진단참고수준", "독일 공식 진단참고수준"} <= statuses, statuses
+        assert "공식 진단참고수준" not in statuses
+        for name, value in (("age_min", 50), ("age_max", 40)):  # min not below max: 400
+            browser.find_element("css selector", f"#filters [name={name}]").send_keys(str(value))
+        browser.find_element("css selector", "#filters button[type=submit]").click()
+        wait(browser, "return !document.getElementById('filter-error').hidden")
+        text = browser.find_element("id", "filter-error").text
+        assert text.startswith("서버 오류: ") and "age_min" in text, text
+    finally:
+        browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")

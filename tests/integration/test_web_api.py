@@ -1192,3 +1192,70 @@ def test_monthly_dlp_is_the_median_per_study_per_month_and_description_over_ever
     empty = [r for r in rows if r["description"] is None]
     assert empty and all(r["n"] == 0 and r["dlp_median"] is None for r in empty)
     assert {r["month"] for r in empty} == set(months) - {k[0] for k in groups}
+
+
+def test_text_filters_match_part_of_the_text_in_any_case_with_wildcards_literal(data):
+    """Issue 19: 'chest', 'head', 'ct', 'fdg', 'pt' find what 'CT Chest', 'Head routine', 'CT1'/'CT2',
+    `Fluorodeoxyglucose F^18^` and a PT series are; `%` and `_` are no wildcards."""
+    head = api(data, "/api/dose/ct-protocols", protocol=PROTOCOLS[0])
+    assert head and api(data, "/api/dose/ct-protocols", protocol="HEAD rout") == head
+    chest = {s["uid"] for s in data.studies if s["desc"] == "CT Chest"}
+    (row,) = api(data, "/api/dose/ct-protocols", group="description", description="chest")
+    assert (row["description"], row["n"]) == ("CT Chest", len(chest))
+    every = api(data, "/api/dose/ct-protocols", group="description")
+    assert api(data, "/api/dose/ct-protocols", group="description", station="ct") == every
+    assert api(data, "/api/dose/activity", agent="fdg") == api(data, "/api/dose/activity", agent=AGENTS[0])
+    for wildcard in ("%", "_", "\\"):
+        assert api(data, "/api/dose/ct-protocols", protocol=wildcard) == []
+    with contextlib.closing(connect(data.cfg)) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO dose.series_protocol (study_instance_uid, series_instance_uid, modality)"
+            " VALUES ('1.2.826.0.1.1', '1.2.826.0.1.1.1', 'PT'), ('1.2.826.0.1.2', '1.2.826.0.1.2.1', 'CT')"
+        )
+    try:
+        (pet,) = api(data, "/api/dose/effective-dose", modality="pt")
+        assert (pet["description"], pet["studies"]) == ("PET-CT WB", 1)
+        assert api(data, "/api/dose/choices", field="modality") == [
+            {"value": "CT", "n": 1}, {"value": "PT", "n": 1}
+        ]  # fmt: skip
+    finally:
+        with contextlib.closing(connect(data.cfg)) as conn, conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM dose.series_protocol WHERE study_instance_uid LIKE '1.2.826.0.1.%'")
+
+
+def test_choices_are_the_values_of_a_filter_with_their_counts_under_the_other_filters(data):
+    protocols = api(data, "/api/dose/choices", field="protocol")
+    counts = {p: sum(1 for e in data.events if e["protocol"] == p) for p in PROTOCOLS}
+    assert {r["value"]: r["n"] for r in protocols} == counts
+    assert [r["n"] for r in protocols] == sorted(counts.values(), reverse=True)
+    # the field's own filter is left out, the others apply
+    ct2 = [e for e in data.events if data.studies[int(e["uid"].rsplit(".", 1)[1])]["station"] == "CT2"]
+    got = api(data, "/api/dose/choices", field="protocol", protocol="head", station="CT2")
+    assert {r["value"]: r["n"] for r in got} == {
+        p: n for p in PROTOCOLS if (n := sum(1 for e in ct2 if e["protocol"] == p))
+    }
+    descriptions = api(data, "/api/dose/choices", field="description")
+    assert {r["value"] for r in descriptions} == {s["desc"] for s in data.studies}
+    agents = api(data, "/api/dose/choices", field="agent")
+    assert {(r["value"], r["agent_code_meaning"]) for r in agents} == {
+        ("¹⁸F-FDG", AGENTS[0]), ("⁹⁹ᵐTc-MDP", AGENTS[1])
+    }  # fmt: skip
+    resp = data.router.dispatch(Request("GET", "/api/dose/choices", query={}))
+    assert resp.status == 400 and b"field" in resp.body
+    resp = data.router.dispatch(Request("GET", "/api/dose/choices", query={"field": "sex"}))
+    assert resp.status == 400
+
+
+def test_exports_are_named_by_their_filters_and_state_the_site_time(data, monkeypatch):
+    """Issue 19: every export had the same file name whatever the filter, and its time in UTC."""
+    monkeypatch.setenv("TZ", "Asia/Seoul")
+    period = {"from": "2022-01-01", "to": "2022-12-31"}
+    csv_resp = api(data, "/api/dose/ct-events", description="chest", format="csv", **period)
+    assert csv_resp.headers["Content-Disposition"] == (
+        'attachment; filename="ct-events_2022-01-01_2022-12-31_chest.csv"'
+    )
+    xlsx_resp = api(data, "/api/dose/activity-points", agent="¹⁸F-FDG", format="xlsx")
+    assert xlsx_resp.headers["Content-Disposition"] == 'attachment; filename="activity-weight_18f-fdg.xlsx"'
+    summary = openpyxl.load_workbook(io.BytesIO(xlsx_resp.body))["Summary"]
+    cells = {r[0]: r[1] for r in summary.iter_rows(values_only=True) if r and r[0]}
+    assert cells["exported"].endswith(" KST (UTC+09:00)") and "exported (UTC)" not in cells

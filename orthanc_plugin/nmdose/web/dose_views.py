@@ -52,14 +52,15 @@ def compute_dose_rows(conn, cfg: Any, route: str, f: dict[str, Any]) -> Any:
 # Routes whose answer depends on the configured reference levels (part of their cache key).
 LEVEL_ROUTES = frozenset({"box", "outliers"})
 # Part of every key: raised when the columns of an answer change (issue 16: SSDE, plausibility warnings, display
-# names), so an answer kept before an upgrade is not served until the next dose write.
-ANSWER_COLUMNS_VERSION = 2
+# names), so an answer kept before an upgrade is not served until the next dose write. 3: the text filters match
+# part of the text, any case (issue 19), so an answer kept for a filter under the exact match is not served.
+ANSWER_COLUMNS_VERSION = 3
 
 
 def dose_key(cfg: Any, route: str, f: dict[str, Any]) -> str:
     extra: tuple[Any, ...] = (ANSWER_COLUMNS_VERSION,)
     if route in LEVEL_ROUTES:
-        extra = (sql_levels.levels_json(cfg.reference_levels.levels),)
+        extra += (sql_levels.levels_json(cfg.reference_levels.levels),)
     if route == "outliers":
         extra += (cfg.reference_levels.outliers.model_dump(),)
     return cache.cache_key(route, f, *extra)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -39,6 +41,42 @@ def to_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> 
     return buf.getvalue()
 
 
+# The filters an export's file name carries, in this order (`ct-events_2024-01-01_2024-12-31_chest.csv`), so two
+# exports of different filters never share a name.
+FILENAME_FILTERS = (
+    "from", "to", "protocol", "description", "station", "manufacturer", "model", "modality", "agent", "sex",
+    "age_min", "age_max", "weight_min", "weight_max",
+)  # fmt: skip
+_NOT_IN_NAME = re.compile(r"[^a-z0-9.]+")
+
+
+def _name_part(value: Any) -> str:
+    """A value as a safe file-name part: ASCII letters, digits, dots and dashes (`¹⁸F-FDG` → `18f-fdg`)."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode().lower()
+    return _NOT_IN_NAME.sub("-", text).strip("-.")[:40].strip("-.")
+
+
+def export_filename(base: str, f: dict[str, Any]) -> str:
+    """`base` and the filters of `f` that are set (FILENAME_FILTERS): the dates as they are (`from-…` / `to-…`
+    when only one is set), the text filters sanitised (a value with nothing left, e.g. all Korean, as `x`), the
+    others as `name-value`; at most 150 characters."""
+    parts = [base]
+    if "from" in f and "to" in f:
+        parts += [str(f["from"]), str(f["to"])]
+    elif "from" in f or "to" in f:
+        key = "from" if "from" in f else "to"
+        parts.append(f"{key}-{f[key]}")
+    for key in FILENAME_FILTERS[2:]:
+        if key not in f:
+            continue
+        part = _name_part(f[key]) or "x"
+        parts.append(part if key in ("protocol", "description", "station", "manufacturer", "model", "agent")
+                     else f"{key}-{part}")  # fmt: skip
+    return "_".join(parts)[:150].rstrip("_-.")
+
+
 def answer(
     rows: list[dict[str, Any]],
     f: dict[str, Any],
@@ -50,8 +88,10 @@ def answer(
     extra: dict[str, Any] | None = None,
 ) -> Response:
     """JSON `{"rows", "count", **extra}`, or the same rows as CSV or XLSX (`format` of the validated parameters
-    `f`), downloaded as `filename`.csv / .xlsx. For XLSX, `group_by` names the column whose values get a sheet
+    `f`), downloaded as `filename` with the filters (export_filename) .csv / .xlsx. For XLSX, `group_by` names the column whose values get a sheet
     each, `summary()` gives the rows of the summary sheet and the other parameters are listed on it."""
+    if f.get("format") in ("csv", "xlsx"):
+        filename = export_filename(filename, f)
     if f.get("format") == "csv":
         resp = Response(200, to_csv(rows).encode("utf-8-sig"), "text/csv; charset=utf-8")
         resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'

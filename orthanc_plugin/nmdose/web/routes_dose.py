@@ -8,7 +8,7 @@ route is an export and needs `dose:export` (the router checks it before the hand
 
 from __future__ import annotations
 
-from nmdose.web import names, sql_dose, sql_levels
+from nmdose.web import cache, names, sql_dose, sql_levels
 from nmdose.web.dose_views import box_groups, cached_dose_rows
 from nmdose.web.export import answer
 from nmdose.web.params import DOSE_FILTERS, FORMAT, MAX_LIMIT, Choice, Int, limit
@@ -16,6 +16,24 @@ from nmdose.web.router import HttpError, Request, Response, check_uid
 from nmdose.web.routes import Context, RouteSpec
 
 BAD_PARAMETER = {400: "a query parameter is unknown or malformed"}
+
+# The text filters match part of the text, any case (web/sql_common.py TEXT_FILTERS): described so here.
+_TEXT_FILTERS = ("manufacturer", "model", "station", "modality", "description", "protocol")
+FILTERS = {
+    **DOSE_FILTERS,
+    **{
+        k: DOSE_FILTERS[k].but(
+            description=DOSE_FILTERS[k].description.replace("(exact)", "(part of the text, any case)")
+        )
+        for k in _TEXT_FILTERS
+    },
+    "agent": DOSE_FILTERS["agent"].but(
+        description="radiopharmaceutical: the stored text, its display name or part of either, any case"
+    ),
+}
+CHOICE_FIELD = Choice(*sql_dose.CHOICE_FIELDS, description="the filter whose values are asked").but(
+    required=True
+)
 
 
 def ct_protocols(request: Request, ctx: Context) -> Response:
@@ -126,6 +144,25 @@ def dead_letter(request: Request, ctx: Context) -> Response:
     return answer(rows, f, "dose-dead-letter", extra=counts)
 
 
+def choices(request: Request, ctx: Context) -> Response:
+    """The values one text filter may take (`field`) with their counts, most frequent first, under the other
+    filters: the page's suggestions. Agents as people write them (the stored text in `agent_code_meaning`)."""
+    f = request.args
+    with ctx.db() as conn:
+
+        def compute():
+            return sql_dose.choices(conn, sql_dose.resolve_agent(conn, f), f["field"])
+
+        exported = f.get("format", "json") != "json"  # exports are always computed (dose_views)
+        got = compute() if exported else cache.cached_rows(conn, cache.cache_key("choices", f), compute)
+    if f["field"] == "agent":
+        got = [
+            {"value": names.agent_name(r["value"]), "agent_code_meaning": r["value"], "n": r["n"]}
+            for r in got
+        ]
+    return answer(got, f, f"choices-{f['field']}")
+
+
 def dose_study(request: Request, ctx: Context) -> Response:
     uid = check_uid(request.params["uid"])
     with ctx.db() as conn:
@@ -160,31 +197,31 @@ ROUTES = (
         "/api/dose/ct-protocols",
         ct_protocols,
         "CTDIvol and DLP statistics per acquisition protocol (per event) or study description (per study)",
-        {**DOSE_FILTERS, "group": GROUP_CT, **FORMAT},
+        {**FILTERS, "group": GROUP_CT, **FORMAT},
     ),
     _dose_route(
         "/api/dose/ct-monthly",
         ct_monthly,
         "Median DLP per study per month and study description, every month of the range present",
-        {**DOSE_FILTERS, **FORMAT},
+        {**FILTERS, **FORMAT},
     ),
     _dose_route(
         "/api/dose/ct-events",
         ct_events,
         "The filtered CT irradiation events with their study's fields (XLSX: one sheet per protocol)",
-        {**DOSE_FILTERS, **limit(MAX_LIMIT), **FORMAT},
+        {**FILTERS, **limit(MAX_LIMIT), **FORMAT},
     ),
     _dose_route(
         "/api/dose/activity",
         activity,
         "Administered activity and activity per kg per radiopharmaceutical or study description",
-        {**DOSE_FILTERS, "group": GROUP_NM, **FORMAT},
+        {**FILTERS, "group": GROUP_NM, **FORMAT},
     ),
     _dose_route(
         "/api/dose/activity-points",
         activity_points,
         "Activity against patient weight, one point per administration (XLSX: one sheet per agent)",
-        {**DOSE_FILTERS, **limit(5000), **FORMAT},
+        {**FILTERS, **limit(5000), **FORMAT},
     ),
     _dose_route(
         "/api/dose/reference-levels",
@@ -197,7 +234,7 @@ ROUTES = (
         outliers,
         "Values above factor x an applicable reference level or above their group's 95th percentile, paged",
         {
-            **DOSE_FILTERS,
+            **FILTERS,
             "reason": Choice("reference_level", "p95", description="only the hits of this reason"),
             "levels": Choice(
                 "official",
@@ -214,7 +251,7 @@ ROUTES = (
         box,
         "Box-plot statistics of one measure per group, with the reference levels that apply",
         {
-            **DOSE_FILTERS,
+            **FILTERS,
             "measure": Choice(*sql_dose.BOX_MEASURES, description="the measure (required)"),
             "group": Choice(
                 "protocol",
@@ -230,7 +267,7 @@ ROUTES = (
         "/api/dose/effective-dose",
         effective_dose,
         "Effective dose per study description: CT, radiopharmaceutical and total",
-        {**DOSE_FILTERS, **FORMAT},
+        {**FILTERS, **FORMAT},
     ),
     _dose_route(
         "/api/dose/dead-letter",
@@ -241,6 +278,13 @@ ROUTES = (
             **limit(500, 10_000),
             **FORMAT,
         },
+    ),
+    _dose_route(
+        "/api/dose/choices",
+        choices,
+        "The values a text filter may take (field) with their counts, most frequent first (at most 200)",
+        {**FILTERS, "field": CHOICE_FIELD, **FORMAT},
+        {400: "a query parameter is unknown or malformed, or 'field' is missing"},
     ),
     RouteSpec(
         "GET",

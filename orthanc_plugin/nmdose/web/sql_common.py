@@ -73,21 +73,33 @@ ADMINISTRATIONS = Records("a", agent_here=True)  # dose.radiopharmaceutical a
 COLUMN_FILTERS: dict[str, tuple[str, str]] = {
     "from": ("study_date", ">="),
     "to": ("study_date", "<="),
-    "manufacturer": ("manufacturer", "="),
-    "model": ("model_name", "="),
-    "station": ("station_name", "="),
-    "description": ("study_description", "="),
     "sex": ("patient_sex", "="),
     "age_min": ("patient_age_years", ">="),
     "age_max": ("patient_age_years", "<"),
     "weight_min": ("patient_weight_kg", ">="),
     "weight_max": ("patient_weight_kg", "<"),
 }
-# Filters on what a study holds: any of its series, CT events or administrations.
+# Text filters -> column of the study's fields: part of the text, any case (ILIKE with the value's `%`, `_` and `\`
+# escaped, bound: like_pattern), so 'chest' finds 'CT Chest' and '%' finds only a '%'.
+TEXT_FILTERS: dict[str, str] = {
+    "manufacturer": "manufacturer",
+    "model": "model_name",
+    "station": "station_name",
+    "description": "study_description",
+}
+
+
+def like_pattern(value: str) -> str:
+    """An ILIKE pattern finding `value` anywhere in a text; its wildcards (`%`, `_`) and backslash literal."""
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# Filters on what a study holds: any of its series (the modality: part of it, any case, so 'pt' finds 'PT' and a
+# multi-valued 'PT\CT'), CT events (the protocol) or administrations (the agent, exact: sql_dose.resolve_agent).
 _ANY_SERIES = """EXISTS (SELECT 1 FROM dose.series_protocol sp
-                 WHERE sp.study_instance_uid = {r}.study_instance_uid AND sp.modality = %s)"""
+                 WHERE sp.study_instance_uid = {r}.study_instance_uid AND sp.modality ILIKE %s)"""
 _ANY_EVENT = """EXISTS (SELECT 1 FROM dose.ct_event pe
-                 WHERE pe.study_instance_uid = {r}.study_instance_uid AND pe.acquisition_protocol = %s)"""
+                 WHERE pe.study_instance_uid = {r}.study_instance_uid AND pe.acquisition_protocol ILIKE %s)"""
 _ANY_ADMINISTRATION = """EXISTS (SELECT 1 FROM dose.radiopharmaceutical ra
                  WHERE ra.study_instance_uid = {r}.study_instance_uid AND ra.agent = ANY(%s))"""
 
@@ -95,17 +107,20 @@ _ANY_ADMINISTRATION = """EXISTS (SELECT 1 FROM dose.radiopharmaceutical ra
 def dose_where(f: dict[str, Any], records: Records) -> Where:
     """The validated dose filters `f` (web/params.py DOSE_FILTERS) on `records`: the study's fields, the modality
     (any series of the study), the protocol (the event itself, else any event of the study) and the agent (the
-    administration itself, else any administration of the study)."""
+    administration itself, else any administration of the study). Text filters match part of the text, any case."""
     r = sql.Identifier(records.alias)
     w = Where()
     for key, (column, op) in COLUMN_FILTERS.items():
         if key in f:
             w.add(sql.SQL("{} " + op + " %s").format(sql.Identifier(records.alias, column)), f[key])
+    for key, column in TEXT_FILTERS.items():
+        if key in f:
+            w.add(sql.SQL("{} ILIKE %s").format(sql.Identifier(records.alias, column)), like_pattern(f[key]))
     if "modality" in f:
-        w.add(sql.SQL(_ANY_SERIES).format(r=r), f["modality"])
+        w.add(sql.SQL(_ANY_SERIES).format(r=r), like_pattern(f["modality"]))
     if "protocol" in f:
-        clause = "{r}.acquisition_protocol = %s" if records.protocol_here else _ANY_EVENT
-        w.add(sql.SQL(clause).format(r=r), f["protocol"])
+        clause = "{r}.acquisition_protocol ILIKE %s" if records.protocol_here else _ANY_EVENT
+        w.add(sql.SQL(clause).format(r=r), like_pattern(f["protocol"]))
     if "agent" in f:  # one text, or the stored texts it names (sql_dose.resolve_agent: raw or display name)
         agents = list(f["agent"]) if isinstance(f["agent"], (list, tuple)) else [f["agent"]]
         clause = "{r}.agent = ANY(%s)" if records.agent_here else _ANY_ADMINISTRATION

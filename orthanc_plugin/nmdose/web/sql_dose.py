@@ -137,12 +137,19 @@ STORED_AGENTS = "SELECT DISTINCT agent FROM dose.radiopharmaceutical WHERE agent
 
 def resolve_agent(conn, f: dict[str, Any]) -> dict[str, Any]:
     """The filters with `agent` as the stored agent texts it names: the text itself, and every stored text whose
-    display name (web/names.py: `¹⁸F-FDG` for `Fluorodeoxyglucose F^18^`) it is, case-insensitively. The page
-    shows display names; a filter typed as shown or as DICOM wrote it finds the same rows."""
+    display name (web/names.py: `¹⁸F-FDG` for `Fluorodeoxyglucose F^18^`) it is, and every one holding it as a
+    part of either name, any case (`fdg`). The page shows display names; a filter typed as shown or as DICOM wrote it finds the same rows."""
     if "agent" not in f or isinstance(f["agent"], (list, tuple)):
         return f
     wanted = f["agent"]
-    stored = [r["agent"] for r in rows(conn, STORED_AGENTS) if names.agent_matches(wanted, r["agent"])]
+    part = wanted.casefold()  # also part of either name, any case: 'fdg' finds Fluorodeoxyglucose F^18^
+    stored = [
+        r["agent"]
+        for r in rows(conn, STORED_AGENTS)
+        if names.agent_matches(wanted, r["agent"])
+        or part in r["agent"].casefold()
+        or part in (names.agent_name(r["agent"]) or "").casefold()
+    ]
     return {**f, "agent": tuple(dict.fromkeys([wanted, *stored]))}
 
 
@@ -200,6 +207,46 @@ def effective_dose(conn, f: dict[str, Any]) -> Rows:
     w = dose_where(f, STUDIES)
     query = sql.SQL(EFFECTIVE_DOSE).format(where=w.sql(), nm_part_missing=sql.SQL(NM_PART_MISSING))
     return rows(conn, query, w.params)
+
+
+# ----- choices: the values a text filter may take (the page's suggestions) -----------------------------------
+
+CHOICES_LIMIT = 200  # values per field, most frequent first
+# field -> (records, the value's column, what is counted); the field's own filter is left out (sql_dose.choices)
+CHOICE_FIELDS: dict[str, tuple[str, str]] = {
+    "protocol": ("events", "e.acquisition_protocol"),
+    "description": ("studies", "s.study_description"),
+    "station": ("studies", "s.station_name"),
+    "manufacturer": ("studies", "s.manufacturer"),
+    "model": ("studies", "s.model_name"),
+    "modality": ("series", "sp.modality"),
+    "agent": ("administrations", "a.agent"),
+}
+_CHOICE_FROM = {
+    "events": ("dose.ct_event e", EVENTS, "count(*)"),
+    "studies": ("dose.study s", STUDIES, "count(*)"),
+    "series": (
+        "dose.study s JOIN dose.series_protocol sp ON sp.study_instance_uid = s.study_instance_uid",
+        STUDIES,
+        "count(DISTINCT s.study_instance_uid)",
+    ),
+    "administrations": ("dose.radiopharmaceutical a", ADMINISTRATIONS, "count(*)"),
+}
+CHOICES = """SELECT {value} AS value, {count} AS n FROM {source} {where}
+              GROUP BY 1 ORDER BY n DESC, value LIMIT %s"""
+
+
+def choices(conn, f: dict[str, Any], field: str) -> Rows:
+    """The distinct values of one text filter (`field`) with how many events (protocol), administrations (agent)
+    or studies (the others) have each, most frequent first (CHOICES_LIMIT), under the other filters `f`."""
+    kind, column = CHOICE_FIELDS[field]
+    source, records, count = _CHOICE_FROM[kind]
+    others = {k: v for k, v in f.items() if k != field}
+    w = dose_where(others, records).add(sql.SQL("{} IS NOT NULL").format(sql.SQL(column)))
+    query = sql.SQL(CHOICES).format(
+        value=sql.SQL(column), count=sql.SQL(count), source=sql.SQL(source), where=w.sql()
+    )
+    return rows(conn, query, [*w.params, CHOICES_LIMIT])
 
 
 # ----- box plots -------------------------------------------------------------------------------------------

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -43,6 +45,14 @@ def sheet_names(keys: Iterable[str | None], reserved: Sequence[str] = (SUMMARY,)
         used.add(name.lower())
         out[key] = name
     return out
+
+
+def _zone(at: dt.datetime) -> str:
+    """`KST (UTC+09:00)`: the zone's abbreviation and offset (the offset alone when the zone has no name)."""
+    offset = at.strftime("%z")
+    offset = f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
+    name = at.tzname() or ""
+    return f"{name} ({offset})" if name and not name.startswith(("+", "-", "UTC")) else offset
 
 
 def _cell(ws, value: Any, *, bold: bool = False) -> Any:
@@ -97,7 +107,8 @@ def workbook(
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(SUMMARY)
     ws.append([_cell(ws, title, bold=True)])
-    ws.append([_cell(ws, "exported (UTC)"), _cell(ws, dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"))])
+    now = site_now()  # the site's time zone (KST in Korea), named
+    ws.append([_cell(ws, "exported"), _cell(ws, now.strftime("%Y-%m-%d %H:%M:%S ") + _zone(now))])
     ws.append([_cell(ws, "rows"), _cell(ws, len(rows))])
     for key, value in parameters.items():
         ws.append([_cell(ws, f"parameter {key}"), _cell(ws, str(value))])
@@ -115,3 +126,15 @@ def workbook(
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def site_now() -> dt.datetime:
+    """Now in the site's time zone: the configured one (the `TZ` environment, as docker-compose.yml sets it,
+    Asia/Seoul by default), else the machine's local zone."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return dt.datetime.now(ZoneInfo(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return dt.datetime.now().astimezone()

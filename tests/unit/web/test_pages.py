@@ -169,6 +169,9 @@ def test_every_i18n_key_used_in_the_pages_and_script_has_english_and_korean():
                                        "header_start_time_StudyDate", "minus_1day")}  # fmt: skip
     used |= {f"size.{kind}" for _code, kind in SSDE_METHODS.values()}
     used |= {"size.lateral_dimension", "size.ap_dimension"}
+    # issue 19: an official level named with its country, the filters' hints, the server-error prefix
+    used |= {f"status.official_{c}" for c in ("uk", "de", "kr", "eu")}
+    used |= {"empty", "empty.filtered", "error.server", "choices.n", "f.hint", "f.any"}
     assert used - en == set() and used - ko == set()
     assert len(en) > 100 and en == ko
 

@@ -17,6 +17,7 @@ from nmdose.web.dose_views import DEFAULT_VIEWS, opening_views, view_path
 from nmdose.web.params import DOSE_FILTERS
 from nmdose.web.router import Request, Router
 from nmdose.web.routes_pages import STATIC_DIR
+from nmdose.web.sql_common import like_pattern
 from tests.support import load, make_config_dir
 
 NASTY = '<x a="1">\'&%s{}$x'
@@ -66,7 +67,8 @@ def test_the_pages_load_no_inline_script():
 
 
 def test_every_route_has_a_summary_and_every_api_route_a_query_spec():
-    assert len(pages.ROUTES) == len({(r.method, r.pattern) for r in pages.ROUTES}) == 25
+    # 30: with the 3 patient API routes and the patients page (web/routes_patients.py)
+    assert len(pages.ROUTES) == len({(r.method, r.pattern) for r in pages.ROUTES}) == 30
     for r in pages.ROUTES:
         assert r.summary and "\n" not in r.summary and len(r.summary) < 120, r.pattern
         assert r.permission, r.pattern
@@ -101,7 +103,7 @@ def test_the_router_gets_the_tables_rows():
 def test_a_page_ignores_the_query_the_oidc_login_returns_with():
     router = Router()
     pages.register_routes(router, SimpleNamespace(cfg=None))
-    for path in ("/ui/index", "/ui/research", "/ui/dose", "/ui/study/1.2"):
+    for path in ("/ui/index", "/ui/research", "/ui/dose", "/ui/study/1.2", "/ui/patients"):
         resp = router.dispatch(Request("GET", path, query={"code": "abc", "state": "xyz"}))
         assert resp.status == 200, path
 
@@ -218,6 +220,8 @@ def calls(levels):
             yield f"box {measure} {group}", lambda c, m=measure, g=group: sql_dose.box(c, f, levels, m, g)
     yield "outliers", lambda c: sql_levels.outliers(c, f, levels, 10)
     yield "outliers p95", lambda c: sql_levels.outliers(c, {**f, "reason": "p95 ' %s"}, levels, 10)
+    for field in sql_dose.CHOICE_FIELDS:
+        yield f"choices {field}", lambda c, fd=field: sql_dose.choices(c, f, fd)
     yield "dose_study", lambda c: sql_dose.dose_study(c, "1.2'3")
     yield "dead_letters", lambda c: sql_dose.dead_letters(c, "open", 10)
     yield "research_yearly", lambda c: sql_research.research_yearly(c, {"from_year": 2020, "to_year": 2024})
@@ -241,26 +245,58 @@ def test_the_sql_modules_put_every_value_in_a_bound_parameter(levels):
     conn = FakeConnection()
     sql_dose.ct_events(conn, f, 10)
     (query, params) = conn.executed[-1]
+    text = ("manufacturer", "model", "station", "description", "modality", "protocol")
     assert params == [
-        f[k]
+        like_pattern(f[k]) if k in text else f[k]
         for k in (
             "from",
             "to",
-            "manufacturer",
-            "model",
-            "station",
-            "description",
             "sex",
             "age_min",
             "age_max",
             "weight_min",
             "weight_max",
+            "manufacturer",
+            "model",
+            "station",
+            "description",
             "modality",
             "protocol",
         )
     ] + [[f["agent"]], 10]  # fmt: skip  (the agent: the stored texts it names, one array)
 
 
+def test_a_text_filter_is_a_pattern_of_part_of_the_text_with_its_wildcards_literal():
+    assert like_pattern("Chest") == "%Chest%"
+    assert like_pattern("5%_a\\b") == "%5\\%\\_a\\\\b%"
+
+
 def test_only_the_fixed_match_ctes_exist():
     with pytest.raises(ValueError, match="no such matched attribute"):
         sql_levels.match_ctes(protocol="SELECT 1", region2="SELECT 2")
+
+
+def test_the_patients_page_is_a_shell_with_its_own_script_and_both_languages():
+    """Issue 16 item 4: no inline script, DOM text only, every label of the page in English and Korean."""
+    router = Router()
+    pages.register_routes(router, SimpleNamespace(cfg=None))
+    resp = router.dispatch(Request("GET", "/ui/patients"))
+    text = resp.body.decode()
+    assert resp.status == 200 and resp.content_type == "text/html; charset=utf-8"
+    assert re.findall(r"<script[^>]*>", text) == [
+        '<script src="../static/nmdose-auth.js">', '<script src="../static/patients.js">'
+    ]  # fmt: skip
+    assert re.search(r"<[^>]*\son\w+=", text) is None
+    js = (STATIC_DIR / "patients.js").read_text()
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js
+    en, ko = (
+        set(re.findall(r'"([\w.]+)":', block))
+        for block in re.search(r"en: \{(.*?)\n    \},\s*ko: \{(.*?)\n    \}", js, re.S).groups()
+    )
+    used = set(re.findall(r'data-t="([\w.]+)"', text))
+    used |= {
+        "c." + c for c in re.findall(r'"(\w+)"', "".join(re.findall(r"_COLUMNS = \[(.*?)\];", js, re.S)))
+    }
+    assert used and used <= en and used <= ko and en == ko
+    shell_page = router.dispatch(Request("GET", "/ui/dose")).body.decode()
+    assert 'href="../ui/patients"' in shell_page  # the nav link of every page

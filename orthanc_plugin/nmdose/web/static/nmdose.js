@@ -104,7 +104,7 @@
       "col.coefficient": "Coefficient", "col.coef_source": "Coefficient source / note",
       "col.ctdivol_p95": "CTDIvol p95", "col.dlp_p95": "DLP p95",
       "reason.reference_level": "above {factor} × the level", "reason.p95": "above p95 of its group",
-      "status.official": "official DRL", "status.proposed": "proposed, not an adopted DRL",
+      "status.official": "official DRL (country: see the source)", "status.proposed": "proposed, not an adopted DRL",
       "status.example": "example, not an official DRL", "kind.ct_event": "CT event", "kind.ct_study": "CT exam",
       "kind.administration": "administration", "part.ct_total": "CT total", "part.nm_total": "NM total",
       "part.total": "Total (CT + NM)", "part.event": "CT event", "part.admin": "Administration",
@@ -133,7 +133,26 @@
       "startsrc.header_start_time_AcquisitionDate": "header time + acquisition date",
       "startsrc.header_start_time_StudyDate": "header time + study date",
       "startsrc.minus_1day": "previous day (injected before midnight)",
-      "warn.plausibility": "Implausible activity"
+      "warn.plausibility": "Implausible activity",
+      "f.manufacturer": "Manufacturer", "f.model": "Scanner model", "f.any": "any",
+      "f.hint": "Filters match part of the text, any case; suggestions appear as you type.",
+      "empty.filtered": "no exam matches; filters match part of the text, any case",
+      "error.server": "error from the server", "choices.n": "{n} ×",
+      "col.modalities": "Modalities", "col.state": "State", "col.first": "First", "col.last": "Last",
+      "col.found": "Found", "col.corrected": "Corrected", "col.uid": "StudyInstanceUID", "col.log": "Log",
+      "col.stuck": "Stuck", "col.selected": "Selected", "col.forwarded": "Forwarded", "col.missing": "Missing",
+      "col.ctdivol_median": "CTDIvol median (mGy)", "col.ctdivol_q1": "CTDIvol Q1",
+      "col.ctdivol_q3": "CTDIvol Q3", "col.ctdivol_mean": "CTDIvol mean", "col.ctdivol_p75": "CTDIvol p75",
+      "col.dlp_median": "DLP median (mGy·cm)", "col.dlp_q1": "DLP Q1", "col.dlp_q3": "DLP Q3",
+      "col.dlp_mean": "DLP mean", "col.dlp_p75": "DLP p75",
+      "col.activity_median": "Activity median (MBq)", "col.activity_q1": "Activity Q1 (MBq)",
+      "col.activity_q3": "Activity Q3 (MBq)", "col.activity_mean": "Activity mean (MBq)",
+      "col.activity_p95": "Activity p95 (MBq)", "col.per_kg_median": "Activity per kg median (MBq/kg)",
+      "col.per_kg_mean": "Activity per kg mean (MBq/kg)", "col.per_kg_p95": "Activity per kg p95 (MBq/kg)",
+      "col.e_mean": "Effective dose mean (mSv)",
+      "chart.scatter": "Administered activity vs patient weight", "chart.weight": "Patient weight (kg)",
+      "status.official_uk": "UK official DRL", "status.official_de": "German official DRL",
+      "status.official_kr": "Korean official DRL", "status.official_eu": "European official DRL"
     },
     ko: {
       "lang.toggle": "English", "nav.home": "홈", "nav.research": "연구 PACS", "nav.dose": "선량",
@@ -147,9 +166,9 @@
       "research.imports": "가져온 폴더 (드롭 폴더)", "col.import_started": "시작",
       "col.import_folder": "폴더 (해시)", "col.import_outcome": "결과", "col.import_files": "파일",
       "col.import_stored": "저장", "col.import_skipped": "건너뜀", "col.import_bad": "잘못된 파일",
-      "col.import_studies": "검사", "col.import_mb": "MB", "col.import_seconds": "초",
+      "col.import_studies": "검사", "col.import_mb": "크기 (MB)", "col.import_seconds": "초",
       "col.import_error": "오류",
-      "dose.title": "프로토콜별 선량", "dose.ct_protocol": "CT: 촬영 프로토콜별 CTDIvol 및 DLP",
+      "dose.title": "프로토콜별 선량", "dose.ct_protocol": "CT: 촬영 프로토콜별 체적 CT 선량지수(CTDIvol) 및 선량길이곱(DLP)",
       "dose.ct_description": "CT: 검사명별 (검사 단위)", "dose.monthly": "월별 검사당 DLP 중앙값",
       "dose.activity": "방사성의약품별 투여 방사능",
       "f.from": "시작일", "f.to": "종료일", "f.protocol": "프로토콜", "f.description": "검사명",
@@ -157,17 +176,17 @@
       "f.apply": "적용", "f.csv": "CSV (이벤트)",
       "study.title": "검사 선량", "study.open": "Orthanc 탐색기에서 열기", "study.ct": "CT 조사 이벤트",
       "study.nm": "방사성의약품 투여", "study.objects": "원본 객체",
-      "state.retrieved": "가져옴", "state.pending": "대기", "state.failed": "실패",
+      "state.retrieved": "가져오기 완료", "state.pending": "대기", "state.failed": "실패",
       "state.not_target": "대상 아님", "empty": "데이터 없음", "error": "오류",
       "f.age": "나이 (세)", "f.weight": "체중 (kg)", "f.min": "최소 (포함)", "f.max": "최대 (미포함)",
-      "f.xlsx": "XLSX (이벤트, 프로토콜별 시트)", "f.xlsx_activity": "XLSX (방사능, 의약품별 시트)",
+      "f.xlsx": "XLSX (이벤트, 프로토콜별 시트)", "f.xlsx_activity": "XLSX (투여 방사능, 의약품별 시트)",
       "dose.box_hint": "상자: 사분위수; 선: 중앙값; 수염: 1.5 IQR 이내의 최댓값·최솟값. " +
-        "빨간 점선: 참고수준 (주황: 제안값 또는 예시).",
+        "빨간 점선: 진단참고수준 (주황: 제안값 또는 예시).",
       "dose.effective": "검사별 유효선량 (검사 단위)", "dose.outliers": "이상값",
-      "dose.outliers_hint": "표시 기준: 해당 검사에 적용되는 공식 참고수준의 {factor}배 초과 (참고수준은 " +
+      "dose.outliers_hint": "표시 기준: 해당 검사에 적용되는 공식 진단참고수준의 {factor}배 초과 (참고수준은 " +
         "환자 개인이 아니라 기관의 중앙값에 대한 값), 또는 필터된 자료에서 값이 {n}개 이상인 프로토콜·의약품 " +
         "그룹의 95 백분위수 초과.",
-      "dose.outliers_hint_all": "표시 기준: 해당 검사에 적용되는 참고수준(공식, 제안, 예시: 각각 표시)의 " +
+      "dose.outliers_hint_all": "표시 기준: 해당 검사에 적용되는 진단참고수준(공식, 제안, 예시: 각각 표시)의 " +
         "{factor}배 초과, 또는 필터된 자료에서 값이 {n}개 이상인 프로토콜·의약품 그룹의 95 백분위수 초과.",
       "field.study_date": "검사일", "field.accession_number": "검사 번호",
       "field.study_description": "검사명", "field.manufacturer": "제조사",
@@ -180,7 +199,7 @@
       "field.nm_total_activity_mbq": "총 투여 방사능 (MBq)",
       "field.nm_effective_dose_msv": "방사성의약품 유효선량 (mSv)",
       "field.total_effective_dose_msv": "총 유효선량, CT + 핵의학 (mSv)", "field.warnings": "경고",
-      "col.field": "항목", "study.accession": "검사 번호", "study.uid": "StudyInstanceUID",
+      "col.field": "항목", "study.accession": "검사 번호", "study.uid": "검사 UID (StudyInstanceUID)",
       "note.nm_part_missing": "합계 없음: 핵의학 부분 없음 (이 PET/핵의학 검사의 방사성의약품 투여 기록을 " +
         "찾지 못함)",
       "study.dlp_more": "조사 이벤트의 합({sum} mGy·cm)이 장비가 보고한 총 DLP({reported} mGy·cm)보다 " +
@@ -190,8 +209,8 @@
         "큽니다: 일부 이벤트가 받은 보고서에 없습니다. 통계에는 합을 사용합니다.",
       "col.ordinal": "#", "col.region": "촬영 부위", "col.acq_type": "촬영 방식",
       "col.ctdivol": "CTDIvol (mGy)", "col.dlp": "DLP (mGy·cm)", "col.phantom": "팬텀", "col.kvp": "kVp",
-      "col.radionuclide": "방사성핵종", "col.activity": "방사능 (MBq)", "col.start": "투여 시각",
-      "col.per_kg": "MBq/kg", "col.sop": "SOP Instance UID", "col.kind": "객체 종류", "col.warnings": "경고",
+      "col.radionuclide": "방사성핵종", "col.activity": "투여 방사능 (MBq)", "col.start": "투여 시각",
+      "col.per_kg": "MBq/kg", "col.sop": "객체 UID (SOP Instance UID)", "col.kind": "객체 종류", "col.warnings": "경고",
       "col.admin_source": "읽은 곳",
       "objkind.ct_rdsr": "CT 선량 보고서 (RDSR)", "objkind.ct_esr": "CT 선량 보고서 (Enhanced SR)",
       "objkind.radiopharmaceutical_rdsr": "방사성의약품 선량 보고서 (RRDSR)",
@@ -208,45 +227,45 @@
         "검사명별; 검사가 없는 달은 빈칸.",
       "chart.month": "월", "chart.monthly_y": "검사당 DLP 중앙값 (mGy·cm)", "monthly.none": "(검사명 없음)",
       "col.nm_missing_n": "합계에서 제외: 핵의학 부분 없음",
-      "f.reason": "사유", "f.all": "전체", "f.levels": "참고수준", "levels.official": "공식만",
-      "levels.all": "제안값·예시 포함", "page.prev": "이전", "page.next": "다음",
+      "f.reason": "사유", "f.all": "전체", "f.levels": "진단참고수준", "levels.official": "공식 진단참고수준만",
+      "levels.all": "제안값·예시 진단참고수준 포함", "page.prev": "이전", "page.next": "다음",
       "page.of": "{from}–{to} / 전체 {total}", "col.threshold": "표시 기준값",
-      "dose.levels": "진단참고수준", "dose.dead_letter": "처리 실패한 선량 파일",
+      "dose.levels": "진단참고수준 (DRL)", "dose.dead_letter": "처리 실패한 선량 파일",
       "study.effective": "유효선량: 값, 환산계수와 출처",
       "msg.dose_record": "이 검사의 선량 기록",
-      "chart.ctdivol": "CTDIvol (mGy)", "chart.dlp": "DLP (mGy·cm)", "chart.dlp_study": "검사당 DLP (mGy·cm)",
-      "chart.ctdivol_study": "검사당 평균 CTDIvol (mGy)", "chart.activity": "방사능 (MBq)",
-      "chart.per_kg": "체중당 방사능 (MBq/kg)", "chart.level": "참고수준",
+      "chart.ctdivol": "CTDIvol (mGy)", "chart.dlp": "DLP (mGy·cm)", "chart.dlp_study": "검사당 선량길이곱 DLP (mGy·cm)",
+      "chart.ctdivol_study": "검사당 평균 CTDIvol (mGy)", "chart.activity": "투여 방사능 (MBq)",
+      "chart.per_kg": "체중당 투여 방사능 (MBq/kg)", "chart.level": "진단참고수준 (DRL)",
       "col.protocol": "프로토콜", "col.description": "검사명", "col.agent": "방사성의약품",
-      "col.n": "N", "col.studies": "검사 수", "col.date": "날짜", "col.study": "검사", "col.group": "프로토콜 / 의약품",
-      "col.quantity": "양", "col.value": "값", "col.level": "기준값", "col.ratio": "× 기준",
-      "col.reason": "사유", "col.level_name": "기준", "col.orthanc": "Orthanc", "col.name": "이름",
-      "col.modality": "모달리티", "col.per": "단위", "col.status": "상태", "col.source": "출처",
+      "col.n": "건수 (N)", "col.studies": "검사 수", "col.date": "날짜", "col.study": "검사", "col.group": "프로토콜 / 의약품",
+      "col.quantity": "선량 지표", "col.value": "값", "col.level": "진단참고수준 (DRL)", "col.ratio": "DRL 대비 배수",
+      "col.reason": "사유", "col.level_name": "적용한 진단참고수준", "col.orthanc": "Orthanc 링크", "col.name": "이름",
+      "col.modality": "모달리티", "col.per": "적용 단위", "col.status": "상태", "col.source": "출처",
       "col.year": "연도", "col.match": "적용 대상", "col.age": "연령대", "col.file": "파일",
       "col.error": "오류", "col.first_seen": "처음", "col.last_seen": "마지막",
-      "col.attempts": "시도", "col.origin": "출처", "col.ct_n": "N (CT 유효선량)",
+      "col.attempts": "시도", "col.origin": "출처", "col.ct_n": "검사 수 (CT 유효선량)",
       "col.ct_median": "CT 유효선량 중앙값 (mSv)", "col.ct_mean": "CT 유효선량 평균 (mSv)",
-      "col.nm_n": "N (핵의학 유효선량)", "col.nm_median": "핵의학 유효선량 중앙값 (mSv)",
-      "col.nm_mean": "핵의학 유효선량 평균 (mSv)", "col.total_n": "N (합계)",
+      "col.nm_n": "검사 수 (핵의학 유효선량)", "col.nm_median": "핵의학 유효선량 중앙값 (mSv)",
+      "col.nm_mean": "핵의학 유효선량 평균 (mSv)", "col.total_n": "검사 수 (총 유효선량)",
       "col.total_median": "총 유효선량 중앙값 (mSv)", "col.total_mean": "총 유효선량 평균 (mSv)",
       "col.coef_sources": "환산계수 출처", "col.part": "구분", "col.e": "유효선량 (mSv)",
       "col.coefficient": "환산계수", "col.coef_source": "환산계수 출처 / 비고",
       "col.ctdivol_p95": "CTDIvol 95 백분위수", "col.dlp_p95": "DLP 95 백분위수",
-      "reason.reference_level": "기준의 {factor}배 초과", "reason.p95": "그룹 95 백분위수 초과",
-      "status.official": "공식 진단참고수준", "status.proposed": "제안값, 채택된 진단참고수준 아님",
+      "reason.reference_level": "진단참고수준의 {factor}배 초과", "reason.p95": "그룹 95 백분위수 초과",
+      "status.official": "공식 진단참고수준 (국가는 출처 참조)", "status.proposed": "제안값, 채택된 진단참고수준 아님",
       "status.example": "예시, 공식 진단참고수준 아님", "kind.ct_event": "CT 이벤트", "kind.ct_study": "CT 검사",
       "kind.administration": "투여", "part.ct_total": "CT 합계", "part.nm_total": "핵의학 합계",
       "part.total": "합계 (CT + 핵의학)", "part.event": "CT 이벤트", "part.admin": "투여",
       "part.notes": "비고", "unit.k": "mSv/(mGy·cm)", "unit.e": "mSv/MBq", "open": "Orthanc에서 열기",
-      "q.ctdivol_mgy": "CTDIvol", "q.dlp_mgycm": "DLP", "q.activity_mbq": "방사능",
-      "q.activity_mbq_per_kg": "체중당 방사능", "per.event": "조사 이벤트",
+      "q.ctdivol_mgy": "체적 CT 선량지수 (CTDIvol)", "q.dlp_mgycm": "선량길이곱 (DLP)",
+      "q.activity_mbq": "투여 방사능", "q.activity_mbq_per_kg": "체중당 투여 방사능", "per.event": "조사 이벤트",
       "per.study": "검사 (합계)", "per.administration": "투여",
-      "col.ssde": "SSDE (mGy)", "col.ssde_size": "SSDE 환자 크기 (mm)",
-      "col.ssde_median": "SSDE 중앙값 (mGy)", "col.ssde_n": "SSDE 있는 N",
+      "col.ssde": "크기 보정 선량 SSDE (mGy)", "col.ssde_size": "SSDE 환자 크기 (mm)",
+      "col.ssde_median": "SSDE 중앙값 (mGy)", "col.ssde_n": "SSDE 있는 건수",
       "col.net_activity": "순 투여 방사능 (MBq)", "col.activity_rule": "사용한 방사능",
       "col.start_source": "투여 시각 출처", "col.pre_measured": "투여 전 측정 시각",
       "col.post_measured": "잔류 측정 시각", "col.plausibility": "타당성",
-      "col.plausibility_warnings": "비정상 방사능 (경고)",
+      "col.plausibility_warnings": "비정상 투여 방사능 (경고)",
       "size.water_equivalent_diameter": "물 등가 직경", "size.effective_diameter": "유효 직경",
       "size.lateral_dimension": "좌우 폭", "size.ap_dimension": "전후 두께",
       "size.lateral_plus_ap": "좌우 폭 + 전후 두께", "ssde.method": "방법",
@@ -262,7 +281,30 @@
       "startsrc.header_start_time_AcquisitionDate": "헤더 시각 + 획득 날짜",
       "startsrc.header_start_time_StudyDate": "헤더 시각 + 검사 날짜",
       "startsrc.minus_1day": "전날 (자정 전 투여)",
-      "warn.plausibility": "비정상 방사능"
+      "warn.plausibility": "비정상 투여 방사능",
+      "f.manufacturer": "제조사", "f.model": "장비 모델", "f.any": "전체",
+      "f.hint": "필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다. 입력하면 추천 값이 나타납니다.",
+      "empty.filtered": "일치하는 검사 없음: 필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다",
+      "error.server": "서버 오류", "choices.n": "{n}건",
+      "col.modalities": "모달리티", "col.state": "상태", "col.first": "최초 검사일", "col.last": "최근 검사일",
+      "col.found": "확인된 모달리티", "col.corrected": "수정된 모달리티", "col.uid": "검사 UID (StudyInstanceUID)",
+      "col.log": "로그", "col.stuck": "정체", "col.selected": "선택", "col.forwarded": "전송 완료",
+      "col.missing": "누락",
+      "col.ctdivol_median": "CTDIvol 중앙값 (mGy)", "col.ctdivol_q1": "CTDIvol 1사분위수",
+      "col.ctdivol_q3": "CTDIvol 3사분위수", "col.ctdivol_mean": "CTDIvol 평균",
+      "col.ctdivol_p75": "CTDIvol 75 백분위수",
+      "col.dlp_median": "DLP 중앙값 (mGy·cm)", "col.dlp_q1": "DLP 1사분위수", "col.dlp_q3": "DLP 3사분위수",
+      "col.dlp_mean": "DLP 평균", "col.dlp_p75": "DLP 75 백분위수",
+      "col.activity_median": "투여 방사능 중앙값 (MBq)", "col.activity_q1": "투여 방사능 1사분위수 (MBq)",
+      "col.activity_q3": "투여 방사능 3사분위수 (MBq)", "col.activity_mean": "투여 방사능 평균 (MBq)",
+      "col.activity_p95": "투여 방사능 95 백분위수 (MBq)",
+      "col.per_kg_median": "체중당 투여 방사능 중앙값 (MBq/kg)",
+      "col.per_kg_mean": "체중당 투여 방사능 평균 (MBq/kg)",
+      "col.per_kg_p95": "체중당 투여 방사능 95 백분위수 (MBq/kg)",
+      "col.e_mean": "유효선량 평균 (mSv)",
+      "chart.scatter": "환자 체중 대비 투여 방사능", "chart.weight": "환자 체중 (kg)",
+      "status.official_uk": "영국 공식 진단참고수준", "status.official_de": "독일 공식 진단참고수준",
+      "status.official_kr": "국내 공식 진단참고수준", "status.official_eu": "유럽 공식 진단참고수준"
     }
   };
   var STATES = ["retrieved", "pending", "failed", "not_target"];
@@ -325,8 +367,11 @@
     if (!rows.length) {
       var td = tb.insertRow().insertCell();
       td.colSpan = columns.length;
-      td.setAttribute("data-i18n", "empty");
-      td.textContent = t("empty");
+      // a filter that gives no rows says how filters match, instead of a bare "no data"
+      var key = Object.keys(doseFilters).length && el.matches(FILTERED) ? "empty.filtered" : "empty";
+      td.setAttribute("data-i18n", key);
+      td.textContent = t(key);
+      td.className = key === "empty.filtered" ? "hint" : "";
     }
     rows.forEach(function (row) {
       var tr = tb.insertRow();
@@ -363,9 +408,17 @@
     el.textContent = tv(key, vars);
   }
 
+  // A server error: a translated prefix (follows the language toggle) and the server's own message.
+  function errorText(err) {
+    var span = document.createElement("span");
+    span.appendChild(label("error.server"));
+    span.appendChild(document.createTextNode(": " + err.message));
+    return span;
+  }
+
   function showError(id, err) {
     var el = document.getElementById(id);
-    if (el) { el.replaceChildren(); el.insertRow().insertCell().textContent = t("error") + ": " + err.message; }
+    if (el) { el.replaceChildren(); el.insertRow().insertCell().appendChild(errorText(err)); }
   }
 
   function chart(id, config) {
@@ -493,9 +546,9 @@
   function research() {
     api("research/yearly").then(function (d) {
       var rows = d.rows;
-      table("yearly-table", rows, [["year", "Year"], ["description", "Description"],
-        ["modalities", "Modalities"], ["state", "State", function (r) { return t("state." + r.state); }],
-        ["studies", "N"]]);
+      table("yearly-table", rows, [["year", "col.year"], ["description", "col.description"],
+        ["modalities", "col.modalities"], ["state", "col.state", function (r) { return label("state." + r.state); }],
+        ["studies", "col.studies"]]);
       var years = Array.from(new Set(rows.map(function (r) { return r.year; }))).sort();
       var c = chart("yearly-chart", {
         type: "bar",
@@ -513,22 +566,22 @@
       };
     }).catch(function (e) { showError("yearly-table", e); });
     api("research/descriptions/new").then(function (d) {
-      table("new-table", d.rows, [["description", "Description"], ["studies", "N"],
-        ["modality_sets", "Modalities"], ["first_date", "First"], ["last_date", "Last"]]);
+      table("new-table", d.rows, [["description", "col.description"], ["studies", "col.studies"],
+        ["modality_sets", "col.modalities"], ["first_date", "col.first"], ["last_date", "col.last"]]);
     }).catch(function (e) { showError("new-table", e); });
     api("research/corrections").then(function (d) {
-      table("corrections-table", d.rows, [["description", "Description"], ["modalities_found", "Found"],
-        ["modalities_corrected", "Corrected"], ["correction_reason", "Reason"], ["studies", "N"]]);
+      table("corrections-table", d.rows, [["description", "col.description"], ["modalities_found", "col.found"],
+        ["modalities_corrected", "col.corrected"], ["correction_reason", "col.reason"], ["studies", "col.studies"]]);
     }).catch(function (e) { showError("corrections-table", e); });
     api("research/failed").then(function (d) {
-      table("failed-table", d.rows, [["study_instance_uid", "StudyInstanceUID"], ["study_date", "Date"],
-        ["description", "Description"], ["state", "State"], ["attempts", "Attempts"],
-        ["last_error", "Error"], ["log_path", "Log"]]);
+      table("failed-table", d.rows, [["study_instance_uid", "col.uid"], ["study_date", "col.date"],
+        ["description", "col.description"], ["state", "col.state"], ["attempts", "col.attempts"],
+        ["last_error", "col.error"], ["log_path", "col.log"]]);
     }).catch(function (e) { showError("failed-table", e); });
     api("research/forward-incomplete").then(function (d) {
-      table("forward-table", d.rows, [["study_instance_uid", "StudyInstanceUID"], ["state", "State"],
-        ["stuck", "Stuck"], ["selected", "Selected"], ["forwarded", "Forwarded"], ["missing", "Missing"],
-        ["reason", "Reason"]]);
+      table("forward-table", d.rows, [["study_instance_uid", "col.uid"], ["state", "col.state"],
+        ["stuck", "col.stuck"], ["selected", "col.selected"], ["forwarded", "col.forwarded"],
+        ["missing", "col.missing"], ["reason", "col.reason"]]);
     }).catch(function (e) { showError("forward-table", e); });
     api("research/imports").then(function (d) {
       table("imports-table", d.rows, [["started_at", "col.import_started"], ["folder", "col.import_folder"],
@@ -567,14 +620,26 @@
     return out;
   }
 
-  var STAT_COLUMNS = [["n", "N"], ["ctdivol_median", "CTDIvol median (mGy)"],
-    ["ctdivol_q1", "CTDIvol Q1"], ["ctdivol_q3", "CTDIvol Q3"], ["ctdivol_mean", "CTDIvol mean"],
-    ["ctdivol_p75", "CTDIvol p75"], ["ctdivol_p95", "col.ctdivol_p95"], ["dlp_median", "DLP median (mGy·cm)"],
-    ["dlp_q1", "DLP Q1"], ["dlp_q3", "DLP Q3"], ["dlp_mean", "DLP mean"], ["dlp_p75", "DLP p75"],
+  var STAT_COLUMNS = [["n", "col.n"], ["ctdivol_median", "col.ctdivol_median"],
+    ["ctdivol_q1", "col.ctdivol_q1"], ["ctdivol_q3", "col.ctdivol_q3"], ["ctdivol_mean", "col.ctdivol_mean"],
+    ["ctdivol_p75", "col.ctdivol_p75"], ["ctdivol_p95", "col.ctdivol_p95"], ["dlp_median", "col.dlp_median"],
+    ["dlp_q1", "col.dlp_q1"], ["dlp_q3", "col.dlp_q3"], ["dlp_mean", "col.dlp_mean"], ["dlp_p75", "col.dlp_p75"],
     ["dlp_p95", "col.dlp_p95"]];
   var UNITS = {ctdivol_mgy: "mGy", dlp_mgycm: "mGy·cm", activity_mbq: "MBq", activity_mbq_per_kg: "MBq/kg"};
 
-  function statusLabel(status) { return status ? label("status." + status) : ""; }
+  // An official level is labelled with the country that adopted it (from its source): a UK or German DRL is
+  // not an official level in Korea.
+  var COUNTRIES = [[/UKHSA|ARSAC|\bUK\b|United Kingdom|IR\(ME\)R/i, "uk"], [/\bBfS\b|German|Deutschland/i, "de"],
+                   [/KDCA|Korea|질병관리청|식품의약품안전처/i, "kr"], [/European|\bEU\b|EUCLID/i, "eu"]];
+
+  function statusLabel(status, source) {
+    if (!status) return "";
+    if (status === "official") {
+      var found = COUNTRIES.filter(function (c) { return c[0].test(source || ""); })[0];
+      if (found) return label("status." + status + "_" + found[1]);  // status.official_uk, ...
+    }
+    return label("status." + status);
+  }
 
   // A label of a coded value (`prefix` + value) when both dictionaries have one, else the value as it is.
   function codeLabel(prefix, v) {
@@ -652,9 +717,10 @@
       table("activity-table", d.rows, [["agent", "col.agent", function (r) {
           return withTitle(fmt(r.agent), r.agent_code_meaning || "");
         }], ["n", "col.n"],
-        ["activity_median", "Activity median (MBq)"], ["activity_q1", "Q1"], ["activity_q3", "Q3"],
-        ["activity_mean", "Mean"], ["activity_p95", "p95"], ["per_kg_median", "MBq/kg median"],
-        ["per_kg_mean", "MBq/kg mean"], ["per_kg_p95", "MBq/kg p95"], ["effective_dose_mean", "E mean (mSv)"],
+        ["activity_median", "col.activity_median"], ["activity_q1", "col.activity_q1"],
+        ["activity_q3", "col.activity_q3"], ["activity_mean", "col.activity_mean"],
+        ["activity_p95", "col.activity_p95"], ["per_kg_median", "col.per_kg_median"],
+        ["per_kg_mean", "col.per_kg_mean"], ["per_kg_p95", "col.per_kg_p95"], ["effective_dose_mean", "col.e_mean"],
         ["plausibility_warnings", "col.plausibility_warnings", function (r) {
           return r.plausibility_warnings > 0 ? warning(String(r.plausibility_warnings)) : fmt(r.plausibility_warnings);
         }]]);
@@ -666,9 +732,16 @@
         {key: "chart.per_kg", unit: "MBq/kg", rows: perKg.rows, color: COLORS[7]}]);
     }},
     {answers: ["dose/activity-points?"], fill: function (d) {
-      chart("scatter-chart", {type: "scatter", data: {datasets: [{label: "MBq vs kg", backgroundColor: COLORS[5],
-        data: d.rows.map(function (r) { return {x: r.weight_kg, y: r.activity_mbq}; })}]},
-        options: {scales: {x: {title: {display: true, text: "kg"}}, y: {title: {display: true, text: "MBq"}}}}});
+      var c = chart("scatter-chart", {type: "scatter", data: {datasets: [{label: t("chart.scatter"),
+        backgroundColor: COLORS[5], data: d.rows.map(function (r) { return {x: r.weight_kg, y: r.activity_mbq}; })}]},
+        options: {scales: {x: {title: {display: true, text: t("chart.weight")}},
+                           y: {title: {display: true, text: t("chart.activity")}}}}});
+      c.relabel = function () {
+        c.data.datasets[0].label = t("chart.scatter");
+        c.options.scales.x.title.text = t("chart.weight");
+        c.options.scales.y.title.text = t("chart.activity");
+        c.update();
+      };
     }},
     {answers: ["dose/effective-dose?"], error: "effective-table", fill: function (d) {
       table("effective-table", d.rows, [["description", "col.description"], ["studies", "col.studies"],
@@ -722,7 +795,7 @@
         if (!r.level_name) return "";
         var span = document.createElement("span");
         span.appendChild(document.createTextNode(r.level_name + " ("));
-        span.appendChild(statusLabel(r.level_status));
+        span.appendChild(statusLabel(r.level_status, r.level_source));
         span.appendChild(document.createTextNode(")"));
         return span;
       }],
@@ -865,6 +938,27 @@
   var doseGeneration = 0;
   var STALE = new Error("stale");
 
+  // Suggestions of a text filter (<datalist id="choices-<name>">): the values the data holds under the other
+  // filters applied (GET /api/dose/choices), with their counts; asked when the field is first focused after an
+  // Apply.
+  function fillChoices(input) {
+    var list = document.getElementById(input.getAttribute("list"));
+    if (!list || list.getAttribute("data-generation") === String(doseGeneration)) return;
+    list.setAttribute("data-generation", String(doseGeneration));
+    var gen = doseGeneration;
+    api("dose/choices", Object.assign({}, doseFilters, {field: input.name})).then(function (d) {
+      if (gen !== doseGeneration) return;
+      list.replaceChildren();
+      d.rows.forEach(function (r) {
+        var o = document.createElement("option");
+        o.value = r.value;
+        o.label = r.value + " · " + tv("choices.n", {n: r.n});
+        list.appendChild(o);
+      });
+      list.setAttribute("data-options", String(d.rows.length));
+    }).catch(function () { list.removeAttribute("data-generation"); });  // asked again on the next focus
+  }
+
   function dose() {
     var f = filters();
     var gen = ++doseGeneration;
@@ -888,7 +982,7 @@
         if (e === STALE) return;
         if (!failed) {
           failed = true;
-          errorBox.textContent = t("error") + ": " + e.message;
+          errorBox.replaceChildren(errorText(e));
           errorBox.hidden = false;
           clearStale();  // the earlier filters' numbers must not stay on screen under the error
         }
@@ -924,7 +1018,7 @@
         ["quantity", "col.quantity", function (r) { return label("q." + r.quantity); }],
         ["per", "col.per", function (r) { return label("per." + r.per); }], ["value", "col.value", function (r) {
           return fmt(r.value) + " " + r.unit;
-        }], ["status", "col.status", function (r) { return statusLabel(r.status); }],
+        }], ["status", "col.status", function (r) { return statusLabel(r.status, r.source); }],
         ["match", "col.match", function (r) {
           var parts = [];
           ["protocols", "descriptions", "target_regions", "agents"].forEach(function (k) {
@@ -1076,7 +1170,12 @@
     applyLang();
   });
   var form = document.getElementById("filters");
-  if (form) form.addEventListener("submit", function (ev) { ev.preventDefault(); dose(); });
+  if (form) {
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); dose(); });
+    form.querySelectorAll("input[list]").forEach(function (input) {
+      input.addEventListener("focus", function () { fillChoices(input); });
+    });
+  }
   outlierControls();
   applyLang();
   var page = body.getAttribute("data-page");
