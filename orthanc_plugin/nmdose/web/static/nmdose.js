@@ -5,7 +5,7 @@
 
   var I18N = {
     en: {
-      "lang.toggle": "한국어", "nav.home": "Home", "nav.research": "Research PACS", "nav.dose": "Dose",
+      "lang.toggle": "한국어", "nav.home": "Home", "nav.research": "Research PACS", "nav.dose": "Dose", "nav.patients": "Patients",
       "nav.orthanc": "Orthanc Explorer", "index.title": "nmdose",
       "research.title": "Research PACS: studies per year", "research.progress": "Progress",
       "research.census": "Census", "research.retrieve": "Retrieval",
@@ -155,7 +155,7 @@
       "status.official_kr": "Korean official DRL", "status.official_eu": "European official DRL"
     },
     ko: {
-      "lang.toggle": "English", "nav.home": "홈", "nav.research": "연구 PACS", "nav.dose": "선량",
+      "lang.toggle": "English", "nav.home": "홈", "nav.research": "연구 PACS", "nav.dose": "선량", "nav.patients": "환자",
       "nav.orthanc": "Orthanc 탐색기", "index.title": "nmdose",
       "research.title": "연구 PACS: 연도별 검사 수", "research.progress": "진행 상황",
       "research.census": "전수 조사", "research.retrieve": "가져오기",
