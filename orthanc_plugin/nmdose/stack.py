@@ -2,7 +2,8 @@
 
 `nmdose stack up` initialises and starts them on the configured ports; `stack down` stops exactly the processes
 it started (their pid files, checked against the process command line) and is safe to repeat. Every DCMTK-based
-process gets TCP_NODELAY=1 (docs/MEASURED: a factor of six in DICOM throughput on loopback).
+process gets TCP_NODELAY=1 (DCMTK leaves Nagle's algorithm on without it: a factor of 6-7 in DICOM throughput on
+loopback, docs/architecture.md "Why `TCP_NODELAY=1` everywhere").
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import requests
 from nmdose.config import Config, Node
 from nmdose.errors import StackError
 from nmdose.pacs.dcmtk import dicom_env
-from nmdose.secrets import EnvSecretStore
+from nmdose.secrets import PSEUDONYM_KEY, EnvSecretStore
 from nmdose.security import profile, tls
 from nmdose.web.explorer2 import explorer2_settings
 
@@ -35,6 +36,7 @@ PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
 # The dose-PACS stand-in's Orthanc Python script (nmdose.dose.standin_hook: dose objects into the dose spool).
 DOSE_STANDIN_SCRIPT = REPO_ROOT / "orthanc_plugin" / "dose_standin_entry.py"
 DOSE_WORKER = "dose-worker"
+IMPORT_WATCH = "import-watch"  # `nmdose import watch` (docs/import.md), when import.yaml enables it
 # Every process the stack starts (Orthanc, the dose worker, PostgreSQL's pg_ctl) creates private files: storage,
 # logs, the dose spool and generated configuration are never readable by other users of the machine.
 UMASK = 0o077
@@ -164,6 +166,8 @@ class Stack:
     # ----- public operations
     def up(self) -> list[ProcessStatus]:
         self.secure_var()
+        if isinstance(self.cfg.secrets, EnvSecretStore):  # generated before any process reads it: no race
+            self.cfg.secrets.ensure(PSEUDONYM_KEY)
         if self.cfg.postgresql.local:
             self.postgres_up()
             from nmdose.db import connect
@@ -177,10 +181,14 @@ class Stack:
             self.orthanc_up(name)
         if self._runs_dose_worker():
             self.dose_worker_up()
+        if self._runs_import_watch():
+            self.import_watch_up()
         return self.status()
 
     def down(self) -> list[str]:
-        stopped = [DOSE_WORKER] if self.dose_worker_down() else []  # first: it writes to PostgreSQL
+        # first the services: they write to PostgreSQL (the importer also C-STOREs into the research PACS)
+        stopped = [IMPORT_WATCH] if self.import_watch_down() else []
+        stopped += [DOSE_WORKER] if self.dose_worker_down() else []
         for name in reversed(list(self.local_orthanc_nodes())):
             if self.orthanc_down(name):
                 stopped.append(name)
@@ -222,6 +230,8 @@ class Stack:
             )
         if self._runs_dose_worker():  # the same condition under which `up` starts it
             result.append(self.dose_worker_status())
+        if self._runs_import_watch():
+            result.append(self.import_watch_status())
         return result
 
     # ----- file modes
@@ -559,39 +569,47 @@ class Stack:
         """Start `nmdose dose worker` in the background (pid file, log), unless it already runs."""
         if self.dose_worker_status().state == "running":
             return
-        dead = _children.pop(self._read_pid(DOSE_WORKER) or 0, None)
-        if dead is not None:  # a worker of ours that exited: reap it before starting the next
+        self._service_up(DOSE_WORKER, ["dose", "worker"])
+
+    def dose_worker_down(self, timeout_s: float = 30) -> bool:
+        """Stop the worker this stack started (pid file + command line check)."""
+        return self._service_down(DOSE_WORKER, self._is_our_worker, timeout_s)
+
+    def _service_up(self, name: str, command: list[str]) -> None:
+        """Start `nmdose <command>` for this stack in the background: its own session, a private log, a pid
+        file; StackError with the log's tail when it exits at once."""
+        dead = _children.pop(self._read_pid(name) or 0, None)
+        if dead is not None:  # a process of ours that exited: reap it before starting the next
             dead.poll()
-        log = self.log_file(DOSE_WORKER)
+        log = self.log_file(name)
         argv = [sys.executable, "-m", "nmdose.cli", "--config-dir", str(self.cfg.config_dir),
-                "--var-dir", str(self.var), "dose", "worker"]  # fmt: skip
+                "--var-dir", str(self.var), *command]  # fmt: skip
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT / "orthanc_plugin"), env.get("PYTHONPATH", "")) if p
         )
         with _open_private_log(log) as out:
             out.write(
-                f"\n===== nmdose stack: starting {DOSE_WORKER} {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
+                f"\n===== nmdose stack: starting {name} {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
             )
             out.flush()
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, start_new_session=True, umask=UMASK)  # fmt: skip
-        _write_private(self.pid_file(DOSE_WORKER), f"{proc.pid}\n")
+        _write_private(self.pid_file(name), f"{proc.pid}\n")
         _children[proc.pid] = proc
         time.sleep(0.3)
         if proc.poll() is not None:
-            self.pid_file(DOSE_WORKER).unlink(missing_ok=True)
-            raise StackError(
-                f"{DOSE_WORKER}: exited with code {proc.returncode} at start; log: {log}\n{_tail(log)}"
-            )
+            self.pid_file(name).unlink(missing_ok=True)
+            raise StackError(f"{name}: exited with code {proc.returncode} at start; log: {log}\n{_tail(log)}")
 
-    def dose_worker_down(self, timeout_s: float = 30) -> bool:
-        """Stop the worker this stack started (pid file + command line check)."""
-        pid = self._read_pid(DOSE_WORKER)
+    def _service_down(self, name: str, is_ours, timeout_s: float) -> bool:
+        """Stop the service `name` this stack started (pid file + `is_ours(pid)` command-line check): SIGTERM,
+        SIGKILL after `timeout_s`; reap it; remove the pid file. True when a process was stopped."""
+        pid = self._read_pid(name)
         if not pid:
             return False
         stopped = False
-        if self._is_our_worker(pid):
+        if is_ours(pid):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
             while _pid_alive(pid) and time.monotonic() < deadline:
@@ -602,8 +620,38 @@ class Stack:
         child = _children.pop(pid, None)
         if child is not None:
             child.wait()
-        self.pid_file(DOSE_WORKER).unlink(missing_ok=True)
+        self.pid_file(name).unlink(missing_ok=True)
         return stopped
+
+    # ----- the watch-folder importer (docs/import.md): `nmdose import watch`, when import.yaml enables it
+    def _runs_import_watch(self) -> bool:
+        return self.cfg.imports.enabled and self.cfg.imports.watch
+
+    def _is_our_import_watch(self, pid: int | None) -> bool:
+        if not pid or not _pid_alive(pid):
+            return False
+        cmdline = _cmdline(pid)
+        return str(self.var) in cmdline and "import" in cmdline and "watch" in cmdline
+
+    def import_watch_status(self) -> ProcessStatus:
+        """The `import-watch` row of `stack status`: state, pid, the drop folder it watches, its log."""
+        pid = self._read_pid(IMPORT_WATCH)
+        alive = self._is_our_import_watch(pid)
+        state = "running" if alive else ("stale" if pid else "stopped")
+        drop = self.cfg.imports.folder("drop", self.var)
+        return ProcessStatus(IMPORT_WATCH, "worker", state, pid if alive else None, f"drop {drop}", None,
+                             str(self.log_file(IMPORT_WATCH)))  # fmt: skip
+
+    def import_watch_up(self) -> None:
+        """Start `nmdose import watch` in the background (pid file, log), unless it already runs."""
+        if self.import_watch_status().state == "running":
+            return
+        self._service_up(IMPORT_WATCH, ["import", "watch"])
+
+    def import_watch_down(self, timeout_s: float = 30) -> bool:
+        """Stop the watcher this stack started (SIGTERM: it ends the folder it imports; SIGKILL after
+        `timeout_s` is safe too, docs/import.md "Lossless")."""
+        return self._service_down(IMPORT_WATCH, self._is_our_import_watch, timeout_s)
 
     def orthanc_up(self, name: str) -> None:
         node = self.cfg.nodes[name]
