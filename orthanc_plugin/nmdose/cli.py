@@ -22,6 +22,7 @@ from nmdose.db import cli as db_cli
 from nmdose.dose import cli as dose_cli
 from nmdose.errors import NmdoseError
 from nmdose.forward import cli as forward_cli
+from nmdose.importer import cli as import_cli
 from nmdose.retrieve import cli as retrieve_cli
 from nmdose.security import cli as security_cli
 from nmdose.simulate import cli as simulate_cli
@@ -49,6 +50,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     forward_cli.register,
     _dose,
     audit_cli.register,
+    import_cli.register,
 )
 
 

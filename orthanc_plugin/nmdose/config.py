@@ -60,6 +60,9 @@ class Node(_Strict):
     tls: bool = False
     find_limit: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=30, gt=0, le=3600)
+    # Retrieval: the most associations nmdose opens to this node at once (C-MOVE and the verification's C-FIND),
+    # when the PACS allows fewer than retrieve_options.yaml's `concurrency`; null: `concurrency`.
+    max_associations: int | None = Field(default=None, ge=1, le=64)
     local: bool = False
     # Census: "filter" (default) queries without ModalitiesInStudy and filters in nmdose, which never loses a
     # study; "check" tries the PACS's own ModalitiesInStudy matching on one range and uses it when it agrees
@@ -396,8 +399,18 @@ class ReferenceLevel(_Strict):
         return LEVEL_QUANTITIES[self.quantity]
 
 
+class OutlierRules(_Strict):
+    """How the dose page's outlier list flags one exam (web/sql_levels.py outliers): above `factor` × the reference
+    level that applies (DRLs are for a facility's median, not for one patient), and above its group's 95th
+    percentile only in groups of at least `p95_min_values` values."""
+
+    factor: float = Field(default=2.0, ge=1, le=100)
+    p95_min_values: int = Field(default=20, ge=3, le=1_000_000)
+
+
 class ReferenceLevelsFile(_Strict):
     levels: list[ReferenceLevel] = []
+    outliers: OutlierRules = OutlierRules()
 
 
 class AuditSyslog(_Strict):
@@ -425,6 +438,53 @@ class AuditSettings(_Strict):
     syslog: AuditSyslog | None = None
 
 
+DEFAULT_PATIENT_PATTERN = r"^#([0-9]+)-(.+)$"
+
+
+class ImportSettings(_Strict):
+    """config/import.yaml (optional): the watch-folder importer into the research PACS (docs/import.md).
+    Folders: absolute, or relative to the var folder; null: <var>/import/{drop,archive,failed}."""
+
+    enabled: bool = (
+        False  # `stack up` starts `nmdose import watch` (unless watch: false); prod checks the folders
+    )
+    watch: bool = True
+    drop_folder: str | None = None
+    archive_folder: str | None = None
+    failed_folder: str | None = None
+    debounce_s: float = Field(default=180, ge=0, le=86400)
+    # PatientID / PatientName from the folder name: group 1 and group 2; null or "" leaves the files unchanged.
+    patient_pattern: str | None = DEFAULT_PATIENT_PATTERN
+    workers: int = Field(default=1, ge=1, le=16)  # storescu associations to the research PACS at once
+    # The importer's calling AE title: the research PACS admits it (C-STORE only) from `host` when `enabled`.
+    aet: str = "NMDOSE_IMPORT"
+    host: str | None = None  # the address the importer connects from; null: dicom_network_entities local_host
+
+    @field_validator("aet")
+    @classmethod
+    def _aet(cls, value: str) -> str:
+        return Node._aet(value)
+
+    @field_validator("patient_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"a valid regular expression ({exc})") from None
+        if compiled.groups < 2:
+            raise ValueError("a regular expression with two groups: (PatientID) and (PatientName)")
+        return value
+
+    def folder(self, kind: Literal["drop", "archive", "failed"], var_dir: Path) -> Path:
+        """The drop, archive or failed folder: as configured (relative: to the var folder), else <var>/import/<kind>."""
+        value = getattr(self, f"{kind}_folder")
+        path = Path(value) if value else Path("import") / kind
+        return path if path.is_absolute() else var_dir / path
+
+
 @dataclass(frozen=True)
 class Config:
     """The effective configuration: files + .env + command-line modes."""
@@ -442,6 +502,7 @@ class Config:
     schemas: SchemaDefinitions
     reference_levels: ReferenceLevelsFile = field(default_factory=ReferenceLevelsFile)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
     env: dict[str, str] = field(default_factory=dict, repr=False)
     local_host: str = "127.0.0.1"
     tls: TlsSettings = field(default_factory=TlsSettings)
@@ -680,6 +741,12 @@ def load_config(
         else AuditSettings()
     )
 
+    # Optional: the watch-folder importer (docs/import.md).
+    imp_path = config_dir / "import.yaml"
+    imports = (
+        _validate(ImportSettings, _load_yaml(imp_path), imp_path) if imp_path.is_file() else ImportSettings()
+    )
+
     if var_dir is None:
         var_dir = Path(merged.get("NMDOSE_VAR_DIR") or config_dir.parent / "var")
     cfg = Config(
@@ -696,6 +763,7 @@ def load_config(
         schemas=schemas,
         reference_levels=reference_levels,
         audit=audit,
+        imports=imports,
         env=merged,
         local_host=network.local_host,
         tls=network.tls,

@@ -252,3 +252,25 @@ def test_a_3000_level_sr_from_an_unknown_sender_is_refused_and_the_research_pacs
     assert "Received Store Response (Unknown Status: 0x124)" in proc.stderr, proc.stderr[-500:]
     assert requests.get(f"{research.http_url}/system", timeout=10).json() == before  # the same Orthanc, up
     assert not held(research, sop)
+
+
+def test_a_site_peer_at_an_ip_address_is_admitted_and_orthanc_starts(tmp_path):
+    """`allow:` names its Orthanc modality after the AE title and host: the dots of an IP address made Orthanc
+    1.10 refuse to start ("Only alphanumeric, dash characters and underscores are allowed in the names of
+    modalities"). The peer stores from its address; the same AE title from another address does not."""
+    grant = {"aet": "CT_SCANNER1", "host": "127.0.0.1", "services": ["store"]}
+    running = RunningStack(nodes={"dosePACS": {"allow": [grant]}})
+    try:
+        dose = running.cfg.dose_node
+        names = running.stack.orthanc_config("dosePACS")["DicomModalities"]
+        assert "allow-CT_SCANNER1-127_0_0_1" in names
+        uid = generate_uid()
+        rdsr = forged_rdsr(tmp_path, uid)
+        assert request(dose, "CT_SCANNER1", "store", dataset=rdsr) == "ok"
+        assert held(dose, rdsr.SOPInstanceUID)
+        other = forged_rdsr(tmp_path, uid)
+        assert request(dose, "CT_SCANNER1", "store", dataset=other, host=OTHER_HOST) != "ok"
+        time.sleep(1)
+        assert not held(dose, other.SOPInstanceUID)
+    finally:
+        running.close()

@@ -77,3 +77,14 @@ def test_compose_serves_the_research_pacs_through_the_https_proxy():
         or '"RemoteAccessAllowed": false' in (REPO / "orthanc.json").read_text()
     )
     assert "ports" not in research  # host networking; Orthanc's HTTP stays on loopback behind the proxy
+
+
+def test_compose_runs_the_importer_as_the_native_stack_does_and_only_when_asked():
+    from nmdose.stack import IMPORT_WATCH  # noqa: F401 - the native stack's service of the same command
+
+    svc = compose()["services"]["importer"]
+    assert svc["command"][-2:] == ["import", "watch"] and svc["command"][:2] == ["--running-mode", "prod"]
+    assert svc["profiles"] == ["import"]  # off by default, as `enabled: false` in config/import.yaml
+    assert svc["network_mode"] == "host" and "./config:/opt/nmdose/config:ro" in svc["volumes"]
+    assert svc["environment"]["NMDOSE_SECRETS_BACKEND"] == "vault"
+    assert load(REPO / "config").imports.enabled is False

@@ -160,6 +160,57 @@ def test_selective_transfer_lets_the_source_store_into_the_dose_pacs(tmp_path):
     )  # a destination only
 
 
+def _enable_import(cfg_dir: Path, **values) -> None:
+    settings = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "import.yaml").read_text())
+    settings.update({"enabled": True, **values})
+    (cfg_dir / "import.yaml").write_text(yaml.safe_dump(settings))
+
+
+def test_the_research_pacs_admits_the_importer_only_when_it_is_enabled(tmp_path):
+    cfg_dir = make_config_dir(tmp_path, free_ports=False)
+    cfg = load(cfg_dir)
+    assert cfg.imports.aet == "NMDOSE_IMPORT"
+    assert not any(p.name == profile.IMPORT_NAME for n in cfg.active_nodes() for p in profile.peers(cfg, n))
+    assert "NMDOSE_IMPORT" not in profile.store_senders(cfg, "researchPACS")
+
+    _enable_import(cfg_dir)
+    cfg = load(cfg_dir)
+    [peer] = [p for p in profile.peers(cfg, "researchPACS") if p.name == profile.IMPORT_NAME]
+    assert (peer.aet, peer.host, peer.services, peer.port) == (
+        "NMDOSE_IMPORT",
+        cfg.local_host,
+        ("store",),
+        None,
+    )
+    assert peer.why == "watch-folder import: C-STOREs dropped folders"
+    # the plugin's C-STORE filter takes its dose candidates (a CD may hold RDSRs): it is a store sender
+    assert profile.store_senders(cfg, "researchPACS")["NMDOSE_IMPORT"] == {cfg.local_host}
+    entry = profile.orthanc_modalities(cfg, "researchPACS")[profile.IMPORT_NAME]
+    assert entry["AET"] == "NMDOSE_IMPORT" and entry["AllowStore"]
+    assert not any(entry[k] for k in ("AllowFind", "AllowMove", "AllowGet"))
+    for other in ("simulationPACS", "dosePACS"):  # nowhere else
+        assert "NMDOSE_IMPORT" not in {p.aet for p in profile.peers(cfg, other)}
+
+    _enable_import(cfg_dir, aet="CD_IMPORT", host="10.1.2.3")
+    cfg = load(cfg_dir)
+    assert profile.store_senders(cfg, "researchPACS")["CD_IMPORT"] == {"10.1.2.3"}
+
+    _enable_import(cfg_dir, aet="A\\B")
+    with pytest.raises(ConfigError, match=r"import.yaml: aet"):
+        load(cfg_dir)
+
+
+def test_docs_security_lists_the_importer_row(tmp_path):
+    cfg_dir = make_config_dir(tmp_path, free_ports=False)
+    _enable_import(cfg_dir)
+    cfg = load(cfg_dir)
+    [row] = [r for r in profile.table(cfg) if r["peer"] == profile.IMPORT_NAME]
+    line = (f"| {row['node']} | {row['peer']} ({row['aet']} @ {row['host']}) | {row['services']} | {row['tls']} "
+            f"| {row['where']} | {row['why']} |")  # fmt: skip
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    assert line in docs, f"docs/security.md: add the importer's row {line}"
+
+
 def test_docs_table_matches_the_profile(tmp_path, capsys):
     cfg_dir = make_config_dir(tmp_path, free_ports=False)
     assert main(["--config-dir", str(cfg_dir), "security", "profile", "--markdown"]) == 0

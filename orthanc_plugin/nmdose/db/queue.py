@@ -1,6 +1,8 @@
 """The durable work queue (`jobs.queue`): callbacks enqueue, workers claim with FOR UPDATE SKIP LOCKED.
 
-Every stage (census, retrieve, forward, ingest) goes through it, so a crash at any point resumes. A claimed job
+The census (kind `census`, one job), the retrievals (`retrieve`, one job per study), the forwarding (`forward` per
+study, `forward_reconcile`, `forward_purge`) go through it, so a crash at any point resumes. The dose ingest does
+not: the dose-PACS hooks hand objects over through the file spool (`nmdose.dose.spool`). A claimed job
 holds a **lease** (`lease_until`, with `locked_at` the last heartbeat): the worker's pool renews it while the job
 runs (:func:`heartbeat`); a lease that expired because its holder died (kill -9, a lost host) is taken back by
 any running pool (:func:`reclaim_expired`), which counts the attempt: a job that crashes its process ends

@@ -1,5 +1,14 @@
 """Orthanc's REST API over HTTP (from the CLI, and from plugin worker threads over loopback, which releases
-the GIL while waiting instead of holding it as `orthanc.RestApi*` does on plugin 4.0)."""
+the GIL while waiting instead of holding it as `orthanc.RestApi*` does on plugin 4.0).
+
+Hand-written on `requests` rather than pyorthanc: nmdose calls about a dozen routes (`/system`, `/tools/find`,
+`/studies`, `/modalities/{id}/query|echo`, `/queries/...`, `/jobs/...`, `/instances/...`) and needs what a
+generated client does not give in one place: each node's own timeout on every call, the internal credential
+header of the research PACS's gate (`for_node`), every failure as nmdose's `PacsError`/`PacsTimeout` carrying
+Orthanc's own `Details`, and C-FIND with `"Normalize": false` whose query is deleted afterwards. pyorthanc
+would add httpx and a client generated for the whole API (over a thousand routes) to the interpreter Orthanc
+embeds, for those dozen calls; `requests` is there already.
+"""
 
 from __future__ import annotations
 

@@ -9,13 +9,17 @@ Refused in prod:
   or host check off, its own ``DicomModalities``, modalities in the database, TLS off on a TLS node);
 - ``tls.remote_certificate_required: false``;
 - ``ENABLE_SIMULATION=1``;
-- http (not https) URLs for the Keycloak issuer and JWKS, and for Vault.
+- http (not https) URLs for the Keycloak issuer and JWKS, and for Vault;
+- with the importer enabled (import.yaml), a drop, archive or failed folder that is missing, writable by every
+  user, or on another filesystem than the drop folder (the archive step is a rename).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +89,34 @@ def _tls_findings(cfg: Config) -> list[Finding]:
     return list(found.values())
 
 
+def _import_findings(cfg: Config) -> list[Finding]:
+    """The importer's folders hold patient data: they exist, not every user may write them, one filesystem."""
+    if not cfg.imports.enabled:
+        return []
+    imp = str(cfg.config_dir / "import.yaml")
+    result: list[Finding] = []
+    drop_dev = None
+    for kind in ("drop", "archive", "failed"):
+        path = cfg.imports.folder(kind, cfg.var_dir)  # type: ignore[arg-type]
+        key = f"{kind}_folder"
+        try:
+            st = os.stat(path)
+        except OSError:
+            result.append(Finding(imp, key, "an existing folder", str(path)))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            result.append(Finding(imp, key, "a folder", str(path)))
+        elif st.st_mode & stat.S_IWOTH:
+            result.append(Finding(imp, key, "a folder not writable by every user (chmod o-w)",
+                                  f"{path} mode {stat.S_IMODE(st.st_mode):o}"))  # fmt: skip
+        elif kind == "drop":
+            drop_dev = st.st_dev
+        elif drop_dev is not None and st.st_dev != drop_dev:
+            result.append(Finding(imp, key, "a folder on the drop folder's filesystem (the archive step is a "
+                                  "rename)", str(path)))  # fmt: skip
+    return result
+
+
 def findings(cfg: Config) -> list[Finding]:
     """Everything prod refuses in this configuration (empty: nothing open, nothing plaintext)."""
     net = str(cfg.config_dir / "dicom_network_entities.yaml")
@@ -130,6 +162,7 @@ def findings(cfg: Config) -> list[Finding]:
     if not is_loopback(pg.host) and pg.sslmode != "verify-full":
         result.append(Finding(str(cfg.config_dir / "postgresql.yaml"), "sslmode",
                               f"verify-full (database host {pg.host} is not loopback)", pg.sslmode))  # fmt: skip
+    result += _import_findings(cfg)
     return result
 
 

@@ -12,6 +12,9 @@ nothing else from anyone it does not know. Each registered peer gets exactly wha
 - with ``transfer.selective_destination: dosePACS`` (the default; the selective transfer moves dose objects
   straight from the source), the source PACS may C-STORE into the dose PACS, which it knows as a C-MOVE
   destination;
+- with ``import.yaml: enabled``, the watch-folder importer (``import.yaml: aet``, from ``host`` or
+  ``local_host``) may C-STORE into the research PACS (a dropped CD may hold dose reports: the plugin's C-STORE
+  filter lets it store them);
 - a peer that is only a C-MOVE destination (or only called) is registered with no service at all;
 - ``allow:`` entries of a node add the peers a site needs beyond the pipeline (a scanner sending RDSRs).
 
@@ -20,13 +23,17 @@ docs/security.md prints this as a table (``nmdose security profile`` prints the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from nmdose import sop_classes
 
 if TYPE_CHECKING:
     from nmdose.config import Config
 
 SCU_NAME = "nmdose"  # the DicomModalities name of nmdose's own DCMTK tools (AE title: local_aet)
+IMPORT_NAME = "nmdose-import"  # the watch-folder importer's (AE title: import.yaml aet), when it is enabled
 SERVICES = ("find", "move", "get", "store")
 _ORTHANC_ALLOW = {"find": "AllowFind", "move": "AllowMove", "get": "AllowGet", "store": "AllowStore"}
 # What the security profile fixes in every Orthanc it generates (node `orthanc_settings` may not loosen these in
@@ -70,25 +77,9 @@ def header_facts(data: bytes) -> tuple[str, str] | None:
 
 # What the dose hooks hand to the dose parser (the same rule as dose/standin_hook.py and
 # conquest/lua/nmdose_import.lua): every SR, PET, NM and secondary capture. Such objects from a peer that may not
-# C-STORE into the node are refused by the plugin's and the hooks' own filters.
-_DOSE_CANDIDATE_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
-_DOSE_CANDIDATE_CLASSES = frozenset(
-    {
-        "1.2.840.10008.5.1.4.1.1.128",  # PET Image Storage
-        "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET Image Storage
-        "1.2.840.10008.5.1.4.1.1.128.1",  # Legacy Converted Enhanced PET
-        "1.2.840.10008.5.1.4.1.1.20",  # NM Image Storage
-        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture (dose screens)
-    }
-)
-
-
-def is_dose_candidate(sop_class_uid: str, modality: str = "") -> bool:
-    return (
-        sop_class_uid.startswith(_DOSE_CANDIDATE_SR_PREFIX)
-        or sop_class_uid in _DOSE_CANDIDATE_CLASSES
-        or modality in ("PT", "NM", "SR")
-    )
+# C-STORE into the node are refused by the plugin's and the hooks' own filters. The classes and the rule live in
+# nmdose.sop_classes (DOSE_CANDIDATE_CLASSES, is_dose_candidate); re-exported here for the plugin and the hooks.
+is_dose_candidate = sop_classes.is_dose_candidate
 
 
 @dataclass(frozen=True)
@@ -129,6 +120,9 @@ def peers(cfg: Config, name: str) -> list[Peer]:
     if name == research:
         add(source, ("store",), "source PACS: C-STOREs the studies we C-MOVE; we C-FIND/C-MOVE on it")
         add(dose, (), "dose PACS: we C-STORE dose objects and samples and C-FIND what it holds")
+        if cfg.imports.enabled:
+            result.append(Peer(IMPORT_NAME, cfg.imports.aet, cfg.imports.host or cfg.local_host, None, False,
+                               ("store",), "watch-folder import: C-STOREs dropped folders"))  # fmt: skip
     elif name == source:
         add(
             research,
@@ -153,10 +147,17 @@ def peers(cfg: Config, name: str) -> list[Peer]:
     node = cfg.nodes[name]
     for grant in node.allow:
         result.append(
-            Peer(f"allow-{grant.aet}-{grant.host}", grant.aet, grant.host, grant.port, grant.tls,
+            Peer(modality_name(f"allow-{grant.aet}-{grant.host}"), grant.aet, grant.host, grant.port, grant.tls,
                  tuple(s for s in SERVICES if s in grant.services), "site peer (allow: in the node's config)")
         )  # fmt: skip
     return result
+
+
+def modality_name(text: str) -> str:
+    """`text` as an Orthanc modality name: Orthanc 1.10 refuses to start on any other character than letters,
+    digits, '-' and '_' ("Only alphanumeric, dash characters and underscores are allowed in the names of
+    modalities"), so the dots of an IP address (`allow-CT1-10.0.0.5`) and of host names become '_'."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
 def store_senders(cfg: Config, name: str) -> dict[str, set[str]]:
