@@ -1,17 +1,25 @@
-"""Retrieval speed, the same studies moved into an emptied research PACS, alternating rounds in one run:
+"""Retrieval speed: the same studies moved into an emptied research PACS, alternating rounds in one run.
 
-- default: by `nmdose retrieve` (queue, verify, records) and by raw DCMTK `movescu` per study (the user's
-  current shell loop; through a TLS tunnel if the source node has tls) on one stack;
-  retrieve_vs_movescu = (instances/s of nmdose) / (instances/s of movescu), goal >= 0.95.
-- `--tls`: by `nmdose retrieve` on two stacks, one plaintext and one with DICOM TLS on every node (the same
-  studies uploaded into both simulation PACSs; which stack goes first alternates per round);
+- default: two study sizes in one run, `small` (30 synthetic studies of a few instances: static NM, thyroid,
+  bone) and `large` (3 PET-CT studies of realistic size), each moved per round by three contenders, their
+  order turning each round:
+  `movescu` (the user's current shell loop: one DCMTK `movescu` per study, through a TLS tunnel if the source
+  has tls), `nmdose` (`nmdose retrieve run`: queue, adaptive concurrency, verification, records) and `cmove`
+  (the simulated source PACS's own C-MOVE rate: one bare synchronous C-MOVE per study through the research
+  PACS, nothing queued, verified or recorded; the limit any retrieval through that PACS is bound by).
+  retrieve_vs_movescu_<size> = median over rounds of (movescu time / nmdose time in that round), goal >= 1.0;
+  overhead_ms_per_study_<size> = (median nmdose time - median cmove time) / studies: what nmdose adds per study
+  over the bare C-MOVEs (negative: its concurrency more than pays for its verification and records).
+- `--tls`: by `nmdose retrieve` on two stacks, one plaintext and one with DICOM TLS on every node (the small
+  set uploaded into both simulation PACSs; which stack goes first alternates per round);
   retrieve_tls_vs_plain = (median plain time) / (median TLS time), > 1 means TLS faster.
 
-Prints key=value lines: studies, instances, megabytes, rounds, backend, concurrency, tcp_nodelay,
-<contender>_instances_per_s and <contender>_mb_per_s (movescu and nmdose, or plain and tls), then the ratio.
-TCP_NODELAY=1 on every DCMTK process and Orthanc in both paths.
-Usage: .venv/bin/python bench/retrieve.py [--studies N] [--rounds R] [--realistic-size] [--backend orthanc|dcmtk]
-       [--tls]
+Prints key=value lines: per size the studies, instances, megabytes and rounds, per contender and size
+<contender>_<size>_instances_per_s and the spread of its round times (min-max, % of the median), then the
+ratios; the spread of the per-round ratios says how far one run is from another. TCP_NODELAY=1 on every DCMTK
+process and Orthanc in all paths.
+Usage: .venv/bin/python bench/retrieve.py [--studies N] [--rounds R] [--large-studies N] [--large-rounds R]
+       [--sizes small,large] [--backend orthanc|dcmtk] [--tls]
 """
 
 from __future__ import annotations
@@ -97,25 +105,53 @@ def nmdose_all(cfg, studies, backend: str) -> float:
     return time.monotonic() - started
 
 
-def timed_round(running: RunningStack, move, manifest) -> float:
+def cmove_all(cfg, studies) -> float:
+    """The bare C-MOVE rate: one synchronous C-MOVE per study through the research PACS, nothing else."""
+    rest = OrthancHttp(cfg.research_node.http_url, timeout_s=3600)
+    started = time.monotonic()
+    for s in studies:
+        rest.post(
+            f"/modalities/{cfg.source_node.name}/move",
+            {
+                "Level": "Study",
+                "Resources": [{"StudyInstanceUID": s.study_uid}],
+                "TargetAet": cfg.research_node.aet,
+            },
+        )
+    return time.monotonic() - started
+
+
+def timed_round(running: RunningStack, move, studies, instances: int) -> float:
     """Empty the stack's research PACS, `move(cfg, studies)` the studies into it, check it holds every
     instance; the seconds the move took."""
     cfg = running.cfg
     rest = OrthancHttp(cfg.research_node.http_url, timeout_s=600)
     empty(rest, cfg)
-    seconds = move(cfg, manifest.studies)
-    assert rest.get("/statistics")["CountInstances"] == manifest.instance_count
+    seconds = move(cfg, studies)
+    held = rest.get("/statistics")["CountInstances"]
+    if held != instances:
+        raise SystemExit(f"research PACS holds {held} instances after the round, expected {instances}")
     return seconds
+
+
+def spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    return f"{min(values):.3f}-{max(values):.3f} ({100 * (max(values) - min(values)) / med:.1f} % of median)"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--studies", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--realistic-size", action="store_true")
+    ap.add_argument("--studies", type=int, default=30, help="small studies")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of the small set")
+    ap.add_argument("--large-studies", type=int, default=3, help="PET-CT studies of realistic size")
+    ap.add_argument("--large-rounds", type=int, default=3)
+    ap.add_argument("--sizes", default="small,large", help="small, large or both (comma separated)")
     ap.add_argument("--backend", choices=["orthanc", "dcmtk"], default="orthanc")
     ap.add_argument("--tls", action="store_true", help="nmdose retrieve on a plaintext stack vs a TLS stack")
     args = ap.parse_args()
+    sizes = [s for s in args.sizes.split(",") if s]
+    if args.tls:
+        sizes = ["small"]
     window = {"weekdays": "00:00-24:00", "weekends": "00:00-24:00"}
     nmdose = functools.partial(nmdose_all, backend=args.backend)
     with contextlib.ExitStack() as cleanup:
@@ -129,36 +165,71 @@ def main() -> int:
             return running
 
         plain = start(tls=False)
-        # (name, stack, move) per contender; the ratio is the first one's median time / the second one's
+        # (name, stack, move) per contender; the ratio is the first one's time / the second one's
         if args.tls:
             contenders = [("plain", plain, nmdose), ("tls", start(tls=True), nmdose)]
             ratio = "retrieve_tls_vs_plain"
         else:
-            contenders = [("movescu", plain, movescu_all), ("nmdose", plain, nmdose)]
+            contenders = [
+                ("movescu", plain, movescu_all),
+                ("nmdose", plain, nmdose),
+                ("cmove", plain, cmove_all),
+            ]
             ratio = "retrieve_vs_movescu"
-        data = Path(tempfile.mkdtemp(prefix="nmdose-bench-", dir=plain.root))
-        manifest = generate(data, studies=args.studies, years=2, seed=3, realistic_size=args.realistic_size)
-        for running in dict.fromkeys(r for _, r, _ in contenders):  # each stack once
-            upload(data, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
-        size_mb = sum(p.stat().st_size for p in data.rglob("*.dcm")) / 1e6
-        times: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
-        for r in range(args.rounds):
-            order = contenders[::-1] if args.tls and r % 2 else contenders  # TLS mode: fair turns
-            for name, running, move in order:
-                times[name].append(timed_round(running, move, manifest))
-        instances = manifest.instance_count
-        print(f"studies={len(manifest.studies)}")
-        print(f"instances={instances}")
-        print(f"megabytes={size_mb:.1f}")
-        print(f"rounds={args.rounds}")
+        sets = {}
+        for size in sizes:
+            data = Path(tempfile.mkdtemp(prefix=f"nmdose-bench-{size}-", dir=plain.root))
+            large = size == "large"
+            manifest = generate(
+                data,
+                studies=args.large_studies if large else args.studies,
+                years=2,
+                seed=5 if large else 3,
+                realistic_size=large,
+            )
+            for running in dict.fromkeys(r for _, r, _ in contenders):  # each stack once
+                upload(data, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
+            size_mb = sum(p.stat().st_size for p in data.rglob("*.dcm")) / 1e6
+            sets[size] = (manifest, size_mb, args.large_rounds if large else args.rounds)
+        times = {(name, size): [] for name, _, _ in contenders for size in sizes}
+        for r in range(max(rounds for _, _, rounds in sets.values())):
+            for size in sizes:
+                manifest, _, rounds = sets[size]
+                if r >= rounds:
+                    continue
+                order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]  # fair turns
+                for name, running, move in order:
+                    times[name, size].append(
+                        timed_round(running, move, manifest.studies, manifest.instance_count)
+                    )
         print(f"backend={args.backend}")
         print(f"concurrency={plain.cfg.retrieve.concurrency}")
         print("tcp_nodelay=1 (all DICOM processes)")
-        medians = [statistics.median(times[name]) for name, _, _ in contenders]
-        for (name, _, _), t in zip(contenders, medians, strict=True):
-            print(f"{name}_instances_per_s={instances / t:.1f}")
-            print(f"{name}_mb_per_s={size_mb / t:.1f}")
-        print(f"{ratio}={medians[0] / medians[1]:.3f}")
+        first, second = contenders[0][0], contenders[1][0]
+        for size in sizes:
+            manifest, size_mb, rounds = sets[size]
+            n, instances = len(manifest.studies), manifest.instance_count
+            print(f"studies_{size}={n}")
+            print(f"instances_{size}={instances}")
+            print(f"megabytes_{size}={size_mb:.1f}")
+            print(f"rounds_{size}={rounds}")
+            for name, _, _ in contenders:
+                t = statistics.median(times[name, size])
+                print(f"{name}_{size}_instances_per_s={instances / t:.1f}")
+                print(f"{name}_{size}_mb_per_s={size_mb / t:.1f}")
+                print(f"{name}_{size}_seconds={spread(times[name, size])}")
+            ratios = [a / b for a, b in zip(times[first, size], times[second, size], strict=True)]
+            print(f"{ratio}_{size}={statistics.median(ratios):.3f}")
+            print(f"{ratio}_{size}_rounds={spread(ratios)}")
+            if not args.tls:
+                extra = statistics.median(times["nmdose", size]) - statistics.median(times["cmove", size])
+                print(f"overhead_ms_per_study_{size}={1000 * extra / n:.1f}")
+                cmove = statistics.median(times["movescu", size]) / statistics.median(times["cmove", size])
+                print(f"source_cmove_vs_movescu_{size}={cmove:.3f}")
+        if not args.tls and "small" in sizes:
+            manifest = sets["small"][0]
+            extra = statistics.median(times["nmdose", "small"]) - statistics.median(times["cmove", "small"])
+            print(f"overhead_ms_per_study={1000 * extra / len(manifest.studies):.1f}")
     return 0
 
 

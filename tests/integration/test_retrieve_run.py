@@ -199,3 +199,59 @@ def test_retrieve_csv_cli_queues_and_retrieves(env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"no_match": [{"line": 3, "value": "NOPE"}]' in out and '"line": 4' in out
     assert main([*running.cli_args(), "retrieve", "status", "--json"]) == 0
+
+
+def test_pipelined_run_keeps_to_the_sources_max_associations_and_records_every_step(env, tmp_path):
+    """More workers than associations (the next study is claimed and checked while one moves): never more
+    C-MOVEs at once than the node's `max_associations`, every study complete in the research PACS, each with its
+    move, verify and done events (written in fewer transactions, none left out)."""
+    import dataclasses
+
+    from nmdose.retrieve import mover as mover_module
+
+    running, _, rest = env
+    out = tmp_path / "sim"
+    extra = generate(out, studies=8, years=1, seed=22, today=date(2026, 6, 30))
+    upload(out, running.cfg.nodes["simulationPACS"], cfg=running.cfg)
+    source = running.cfg.nodes["simulationPACS"].model_copy(update={"max_associations": 1})
+    cfg = dataclasses.replace(running.cfg, nodes={**running.cfg.nodes, "simulationPACS": source})
+    assert runner.associations(cfg, "simulationPACS") == 1 and runner.pipeline_threads(cfg) == 4
+    active, peak, lock = [0], [0], threading.Lock()
+    real_move = mover_module.OrthancMover.move
+
+    def counting_move(self, *a, **kw):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            return real_move(self, *a, **kw)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    uids = [s.study_uid for s in extra.studies]
+    queue(cfg, extra.studies)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mover_module.OrthancMover, "move", counting_move)
+        st = wait_done(cfg, uids)
+    assert set(st.values()) == {"done"} and peak[0] == 1
+    for s in extra.studies:
+        assert sum(received_series(rest, s.study_uid).values()) == s.instances
+    with contextlib.closing(connect(cfg)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT study_instance_uid, array_agg(step ORDER BY id) FROM rpacs.retrieval_event
+                WHERE study_instance_uid = ANY(%s) GROUP BY 1""",
+            (uids,),
+        )
+        steps = dict(cur.fetchall())
+        cur.execute(
+            """SELECT count(*) FROM rpacs.retrieval WHERE study_instance_uid = ANY(%s) AND state = 'done'
+                  AND received_instances = expected_instances AND bytes_received > 0 AND finished_at > started_at""",
+            (uids,),
+        )
+        assert cur.fetchone()[0] == len(uids)
+    assert all(v == ["queued", "move", "verify", "done"] for v in steps.values()), steps
+    # running it again moves nothing: every study is found complete and stays done, without a new event
+    assert queue(cfg, extra.studies) == 0
+    runner.run(cfg)
+    assert set(states(cfg, uids).values()) == {"done"}

@@ -1,4 +1,4 @@
-"""`nmdose retrieve run|status|studies|retry|csv`."""
+"""`nmdose retrieve run|status|studies|retry|csv|estimate`."""
 
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ def register(sub) -> None:
     rt.add_argument("--failed", action="store_true", required=True)
     rt.add_argument("--partial", action="store_true")
     rt.set_defaults(func=cmd_retry)
+    e = rsub.add_parser(
+        "estimate", help="how long the pending studies will take, at the throughput measured so far"
+    )
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_estimate)
     c = rsub.add_parser(
         "csv", help="queue studies listed in a CSV (AccessionNumber, PatientID or StudyInstanceUID)"
     )
@@ -94,9 +99,12 @@ def cmd_run(args, ctx) -> int:
 
     record_action(cfg, "retrieve run", params={"backend": args.backend, "limit": args.limit}, rows=r.studies_done, detail={"queued": queued, "instances": r.instances_done, "bytes": r.bytes_done})  # fmt: skip
     elapsed = time.monotonic() - started
+    from nmdose.retrieve.estimate import describe, estimate
+
     with contextlib.closing(connect(cfg)) as conn:
         after = runner.status(conn)
         left = runner.unfinished(conn)
+        est = estimate(conn, cfg)
     unfinished = left["running"] + left["ready"] + left["waiting"]
     summary = {
         "studies_done_this_run": r.studies_done,
@@ -107,6 +115,8 @@ def cmd_run(args, ctx) -> int:
         "by_state": after["by_state"],
         "waiting": left["waiting"],
         "unfinished": {**left, "next_at": left["next_at"].isoformat() if left["next_at"] else None},
+        "estimate": {k: est[k] for k in ("pending_studies", "retrieval_seconds")}
+        | {"ends_at": est["ends_at"].isoformat() if est["ends_at"] else None},
     }
     if args.json:
         print(json.dumps(summary))
@@ -118,6 +128,8 @@ def cmd_run(args, ctx) -> int:
         print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(after["by_state"].items())))
         for line in left_lines(left):
             print(line)
+        if est["pending_studies"]:
+            print(estimate_lines(est, describe)[-2 if est["measured_studies"] else -1])
     if after["by_state"].get("failed"):
         return 1
     return EXIT_UNFINISHED if unfinished and not args.drain else 0
@@ -161,6 +173,53 @@ def cmd_status(args, ctx) -> int:
             )
         )
     return 0
+
+
+def cmd_estimate(args, ctx) -> int:
+    from nmdose.retrieve.estimate import describe, estimate
+
+    with contextlib.closing(connect(ctx.config)) as conn:
+        est = estimate(conn, ctx.config)
+    if args.json:
+        print(json.dumps(est, default=str))
+        return 0
+    for line in estimate_lines(est, describe):
+        print(line)
+    return 0
+
+
+def estimate_lines(est: dict, describe) -> list[str]:
+    lines = [
+        f"{est['pending_studies']} studies pending from {est['source_node']} ({est['pending_instances']} instances"
+        + (f"; {est['failed_studies']} failed, not counted" if est["failed_studies"] else "")
+        + ")"
+    ]
+    for c in est["by_class"]:
+        per = (
+            f"{c['seconds_per_study']:.2f} s/study" if c["seconds_per_study"] is not None else "not measured"
+        )
+        lines.append(
+            f"  {c['size_class']:8} {c['pending_studies']:7} pending, measured on {c['measured_studies']:5} studies,"
+            f" {per}, {describe(c['seconds'])}"
+        )
+    if est["why_unknown"]:
+        lines.append(f"estimate unknown: {est['why_unknown']}")
+        return lines
+    window = est["time_window"]
+    ends = est["ends_at"].astimezone().strftime("%Y-%m-%d %H:%M") if est["ends_at"] else "beyond 3 years"
+    lines.append(
+        f"retrieval time {describe(est['retrieval_seconds'])} at a parallelism of {est['parallelism'] or 1}"
+        + (
+            f", inside the time window (weekdays {window['weekdays']}, weekends {window['weekends']})"
+            if window
+            else ""
+        )
+        + f": ends {ends}"
+    )
+    if est["measured_studies"]:
+        since = est["measured_since"].astimezone().strftime("%Y-%m-%d %H:%M")
+        lines.append(f"(measured on the last {est['measured_studies']} studies moved, since {since})")
+    return lines
 
 
 def cmd_studies(args, ctx) -> int:

@@ -1,9 +1,9 @@
 """C-MOVE of one study (or some of its series/instances) from the source PACS into a destination, two backends:
 
-- :class:`OrthancMover` (default): through the research PACS's REST API, `/modalities/{src}/query` then
-  `/queries/{id}/retrieve` with `"Synchronous": false`, following the `DicomMoveScu` job. Orthanc keeps only
-  `JobsHistorySize` finished jobs, so the outcome is returned (and recorded by the caller) at once. On 1.10 any
-  non-success final status, 0xB000 "completed with failures" included, fails the job.
+- :class:`OrthancMover` (default): through the research PACS's REST API, one synchronous
+  `POST /modalities/{src}/move` (Orthanc's own C-MOVE SCU; it answers when the move's final response came, so
+  nothing is polled). On 1.10 any non-success final status, 0xB000 "completed with failures" included, is an
+  HTTP error naming the DIMSE status.
 - :class:`MovescuMover`: DCMTK `movescu` with the destination AE; stdout/stderr go to one log file per study and
   run (`var/log/retrieve/<date>/<StudyInstanceUID>.log`), as the user's notes ask.
 
@@ -13,7 +13,6 @@ DICOM failure, only for a configuration error.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from nmdose.config import Config, Node
-from nmdose.errors import PacsError
+from nmdose.errors import PacsError, PacsTimeout
 from nmdose.pacs.dcmtk import run_tool
 from nmdose.pacs.orthanc_http import OrthancHttp
 from nmdose.security import tls
@@ -49,46 +48,47 @@ class Mover(Protocol):
 
 
 class OrthancMover:
-    """C-MOVE driven by the research PACS (its own AE is the move destination unless `target_aet` is given)."""
+    """C-MOVE driven by the research PACS (its own AE is the move destination unless `target_aet` is given).
+
+    One synchronous `POST /modalities/{src}/move` per study (all its series in one association when only some
+    are moved): Orthanc answers when the C-MOVE's final response arrived, so there is no C-FIND before it, no
+    job to follow and no polling. Whether the source holds the study at all is asked (study-level C-FIND) only
+    when the move failed, to tell "not found" (permanent) from any other failure."""
 
     name = "orthanc"
 
-    def __init__(
-        self,
-        rest: OrthancHttp,
-        source: Node,
-        target_aet: str,
-        *,
-        timeout_s: float = 3600,
-        poll_s: float = 0.5,
-    ):
+    def __init__(self, rest: OrthancHttp, source: Node, target_aet: str, *, timeout_s: float = 3600):
         self.rest = rest
         self.source = source
         self.target_aet = target_aet
         self.timeout_s = timeout_s
-        self.poll_s = poll_s
 
     def move(self, study_uid: str, *, series_uids: list[str] | None = None) -> MoveResult:
         started = time.monotonic()
-        level = "Series" if series_uids else "Study"
-        query: dict = {"StudyInstanceUID": study_uid}
         if series_uids:
-            query["SeriesInstanceUID"] = "\\".join(series_uids)
+            level = "Series"
+            resources = [{"StudyInstanceUID": study_uid, "SeriesInstanceUID": s} for s in series_uids]
+        else:
+            level, resources = "Study", [{"StudyInstanceUID": study_uid}]
+        body = {
+            "Level": level,
+            "Resources": resources,
+            "TargetAet": self.target_aet,
+            "Timeout": int(max(1, self.source.timeout_s)),  # DICOM timeout of each message of the association
+        }
         try:
-            q = self.rest.post(
-                f"/modalities/{self.source.name}/query", {"Level": level, "Query": query, "Normalize": False}
-            )
-        except PacsError as exc:
+            self.rest.post(f"/modalities/{self.source.name}/move", body, timeout_s=self.timeout_s)
+        except PacsTimeout:
             return MoveResult(
                 study_uid,
                 False,
-                error=f"C-FIND before C-MOVE failed: {exc}",
+                status="timeout",
                 seconds=time.monotonic() - started,
+                error=f"C-MOVE of {study_uid} not finished after {self.timeout_s:.0f} s",
             )
-        query_id = q["ID"]
-        try:
-            answers = self.rest.get(f"/queries/{query_id}/answers")
-            if not answers:
+        except PacsError as exc:
+            status = _hex_in(str(exc))
+            if status is not None and not self._source_has(study_uid):
                 return MoveResult(
                     study_uid,
                     False,
@@ -96,54 +96,17 @@ class OrthancMover:
                     seconds=time.monotonic() - started,
                     error=f"{self.source.name} has no study {study_uid} (C-FIND found nothing)",
                 )
-            job = self.rest.post(
-                f"/queries/{query_id}/retrieve", {"TargetAet": self.target_aet, "Synchronous": False}
+            return MoveResult(
+                study_uid, False, status=status, error=str(exc), seconds=time.monotonic() - started
             )
-            return self._follow(study_uid, job["ID"], started)
-        except PacsError as exc:
-            return MoveResult(study_uid, False, error=str(exc), seconds=time.monotonic() - started)
-        finally:
-            with contextlib.suppress(PacsError):
-                self.rest.delete(f"/queries/{query_id}")
+        return MoveResult(study_uid, True, status="0x0000", seconds=time.monotonic() - started)
 
-    def _follow(self, study_uid: str, job_id: str, started: float) -> MoveResult:
-        deadline = started + self.timeout_s
-        delay = 0.01  # short studies finish in tens of ms: poll fast first, then back off to poll_s
-        while True:
-            job = self.rest.get(f"/jobs/{job_id}")
-            state = job.get("State")
-            if state == "Success":
-                return MoveResult(
-                    study_uid,
-                    True,
-                    status="0x0000",
-                    seconds=time.monotonic() - started,
-                    details={"job": job_id},
-                )
-            if state == "Failure":
-                content = job.get("Content") or {}
-                status = content.get("DimseErrorStatus")
-                detail = job.get("ErrorDetails") or job.get("ErrorDescription") or "C-MOVE failed"
-                return MoveResult(
-                    study_uid,
-                    False,
-                    status=f"0x{status:04x}" if isinstance(status, int) else _hex_in(detail),
-                    error=f"{job.get('ErrorDescription', 'failure')}: {detail}",
-                    seconds=time.monotonic() - started,
-                    details={"job": job_id},
-                )
-            if time.monotonic() > deadline:
-                with contextlib.suppress(PacsError):
-                    self.rest.post(f"/jobs/{job_id}/cancel", {})
-                return MoveResult(
-                    study_uid,
-                    False,
-                    status="timeout",
-                    seconds=time.monotonic() - started,
-                    error=f"C-MOVE job {job_id} still {state} after {self.timeout_s:.0f} s; cancelled",
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, self.poll_s)
+    def _source_has(self, study_uid: str) -> bool:
+        """The source answers a study-level C-FIND for it (True when the C-FIND itself fails: not "not found")."""
+        try:
+            return bool(self.rest.cfind(self.source.name, "Study", {"StudyInstanceUID": study_uid}))
+        except PacsError:
+            return True
 
 
 _STATUS_RE = re.compile(r"0x([0-9A-Fa-f]{4})")

@@ -6,10 +6,24 @@ import contextlib
 
 from nmdose.db import connect
 from nmdose.retrieve import runner
-from nmdose.web.router import HttpError, Request, Response, check_uid
+from nmdose.web.params import Choice, Int
+from nmdose.web.router import UID_RE, HttpError, Request, Response, check_uid
 
 STATES = ("pending", "moving", "verifying", "done", "partial", "failed")
 MAX_STUDIES = 10_000  # one request; the CLI (`nmdose retrieve run`) takes longer lists
+UID_SCHEMA = {"type": "string", "pattern": UID_RE.pattern, "maxLength": 64}
+START_BODY = {
+    "type": "object",
+    "properties": {
+        "census": {"type": "boolean", "description": "queue every study the census selected (default true)"},
+        "studies": {"type": "array", "items": UID_SCHEMA, "minItems": 1, "maxItems": MAX_STUDIES},
+    },
+    "additionalProperties": False,
+}
+STUDIES_QUERY = {
+    "state": Choice(*STATES, description="only studies in this state"),
+    "limit": Int(1, 5000, "at most this many studies (default 500)"),
+}
 
 
 def job_handlers(plugin) -> dict:
@@ -52,7 +66,7 @@ def parse_start(body) -> tuple[bool, list[str]]:
 
 def register_routes(router, plugin) -> None:
     def start(request: Request) -> Response:
-        census, uids = parse_start(request.json())
+        census, uids = parse_start({} if request.data is None else request.data)
         queued = 0
         if census:
             with contextlib.closing(connect(plugin.cfg)) as conn:
@@ -72,17 +86,49 @@ def register_routes(router, plugin) -> None:
         with contextlib.closing(connect(plugin.cfg)) as conn:
             return Response.json(runner.status(conn))
 
-    def studies(request: Request) -> Response:
-        state = request.query.get("state")
-        if state is not None and state not in STATES:
-            raise HttpError(400, f"state must be one of {', '.join(STATES)}")
-        try:
-            limit = int(request.query.get("limit", "500"))
-        except ValueError:
-            raise HttpError(400, "limit must be a number") from None
-        with contextlib.closing(connect(plugin.cfg)) as conn:
-            return Response.json(runner.studies(conn, state, min(max(limit, 1), 5000)))
+    def estimate(request: Request) -> Response:
+        from nmdose.retrieve.estimate import estimate as backfill_estimate
 
-    router.add("POST", "/retrieve", start, permission="retrieve:run")
-    router.add("GET", "/retrieve/status", status, permission="research:read")
-    router.add("GET", "/retrieve/studies", studies, permission="research:read")
+        with contextlib.closing(connect(plugin.cfg)) as conn:
+            return Response.json(backfill_estimate(conn, plugin.cfg))
+
+    def studies(request: Request) -> Response:
+        with contextlib.closing(connect(plugin.cfg)) as conn:
+            return Response.json(
+                runner.studies(conn, request.args.get("state"), request.args.get("limit", 500))
+            )
+
+    router.add(
+        "POST",
+        "/retrieve",
+        start,
+        permission="retrieve:run",
+        body=START_BODY,
+        summary="Queue retrievals: the census's selected studies and/or the listed StudyInstanceUIDs",
+        answers={202: "queued (how many)"},
+    )
+    router.add(
+        "GET",
+        "/retrieve/status",
+        status,
+        permission="research:read",
+        query={},
+        summary="Retrieval counts per state",
+    )
+    router.add(
+        "GET",
+        "/retrieve/studies",
+        studies,
+        permission="research:read",
+        query=STUDIES_QUERY,
+        summary="Retrievals, newest first, with their state and counts",
+    )
+    router.add(
+        "GET",
+        "/retrieve/estimate",
+        estimate,
+        permission="research:read",
+        query={},
+        summary="Backfill estimate: the pending studies per size class at the throughput measured so far, "
+        "and when they are done through the time window",
+    )

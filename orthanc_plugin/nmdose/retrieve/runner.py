@@ -32,6 +32,7 @@ from nmdose.errors import PacsError
 from nmdose.logfiles import attach_log_file
 from nmdose.pacs.orthanc_http import OrthancHttp
 from nmdose.retrieve.mover import Mover, MovescuMover, OrthancMover, Verification, verify
+from nmdose.retrieve.pace import AdaptiveSlots
 from nmdose.retrieve.window import in_window, next_open
 from nmdose.workers import Deferred, WorkerPool
 
@@ -160,24 +161,44 @@ def _json(value: Any):
     return Json(value)
 
 
-def _event(conn, uid: str, step: str, **fields: Any) -> None:
-    cols = ["study_instance_uid", "step", *fields]
+def _record(conn, uid: str, *, events: Iterable[tuple[str, dict[str, Any]]] = (), **fields: Any) -> None:
+    """Some events of a retrieval and one update of its row (`fields`, when any), in one transaction."""
     with conn.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO rpacs.retrieval_event ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
-            [uid, step, *fields.values()],
-        )
+        for step, values in events:
+            cols = ["study_instance_uid", "step", *values]
+            cur.execute(
+                f"INSERT INTO rpacs.retrieval_event ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+                [uid, step, *values.values()],
+            )
+        if fields:
+            sets = ", ".join(f"{k} = %s" for k in fields)
+            cur.execute(
+                f"UPDATE rpacs.retrieval SET {sets}, updated_at = now() WHERE study_instance_uid = %s",
+                [*fields.values(), uid],
+            )
     conn.commit()
+
+
+def _event(conn, uid: str, step: str, **fields: Any) -> None:
+    _record(conn, uid, events=[(step, fields)])
 
 
 def _update(conn, uid: str, **fields: Any) -> None:
-    sets = ", ".join(f"{k} = %s" for k in fields)
-    with conn.cursor() as cur:
-        cur.execute(
-            f"UPDATE rpacs.retrieval SET {sets}, updated_at = now() WHERE study_instance_uid = %s",
-            [*fields.values(), uid],
-        )
-    conn.commit()
+    _record(conn, uid, **fields)
+
+
+def associations(cfg: Config, node: str) -> int:
+    """C-MOVEs at once against `node` from one process: `retrieve_options.yaml: concurrency`, capped by the
+    node's `max_associations` (what that PACS allows us) when set."""
+    cap = cfg.nodes[node].max_associations
+    return min(cfg.retrieve.concurrency, cap) if cap else cfg.retrieve.concurrency
+
+
+def pipeline_threads(cfg: Config) -> int:
+    """Worker threads of `retrieve run`: twice the moves at once, so that while some studies move, others are
+    claimed, checked and recorded (the next study's C-MOVE starts as soon as a move ends, not after the previous
+    study's verification and database writes)."""
+    return 2 * cfg.retrieve.concurrency
 
 
 class Retriever:
@@ -197,7 +218,8 @@ class Retriever:
         self.override = backend  # `nmdose retrieve run --backend`
         self.backend = backend or cfg.retrieve.backend
         self.now = now
-        self.moves = threading.BoundedSemaphore(cfg.retrieve.concurrency)
+        self._slots: dict[str, AdaptiveSlots] = {}
+        self._lock = threading.Lock()
         self._db = ThreadLocalConnection(cfg)
         # how long a write waits out a database outage before the job is put back (no attempt counted)
         self.db_retry_s = db_retry_s
@@ -208,6 +230,23 @@ class Retriever:
         self.studies_done = 0
         self.instances_done = 0
         self.bytes_done = 0
+
+    def slots(self, node: str) -> AdaptiveSlots:
+        """The associations this process holds against `node` at once: adaptive, at most :func:`associations`."""
+        with self._lock:
+            if node not in self._slots:
+                self._slots[node] = AdaptiveSlots(associations(self.cfg, node))
+            return self._slots[node]
+
+    def _count(self, studies: int, instances: int, size: int) -> None:
+        with self._lock:
+            self.studies_done += studies
+            self.instances_done += instances
+            self.bytes_done += size
+
+    def _record(self, uid: str, *, events: Iterable[tuple[str, dict[str, Any]]] = (), **fields: Any) -> None:
+        events = list(events)
+        self._write(lambda c: _record(c, uid, events=events, **fields))
 
     def mover(self, source_name: str, backend: str) -> Mover:
         source = self.cfg.nodes[source_name]
@@ -292,7 +331,7 @@ class Retriever:
             self._done(uid, Verification(uid, expected, present, []), size, skipped=True)
             return
         if present or expected is None:
-            before = verify(self.rest, source, uid, expected_instances=expected)
+            before = self._verify(source, uid, expected)
             if before.expected is None and not before.missing_series and before.received == 0:
                 raise RetrieveError(
                     f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
@@ -301,48 +340,61 @@ class Retriever:
                 self._done(uid, before, size, skipped=True)
                 return
             series = before.missing_series if before.received else None
-        with self.moves:
+        slots = self.slots(source_name)
+        with slots.hold():  # at most `associations()` C-MOVEs against this source at once, adaptive
             result = self.mover(source_name, backend).move(uid, series_uids=series)
-        self._event(
-            uid,
+        moved = (
             "move",
-            attempt=job.attempts,
-            backend=backend,
-            ok=result.ok,
-            dicom_status=result.status,
-            seconds=result.seconds,
-            completed=result.completed,
-            failed=result.failed,
-            detail=result.error or (f"series {len(series)}" if series else "study"),
-            log_path=result.log_path,
+            {
+                "attempt": job.attempts,
+                "backend": backend,
+                "ok": result.ok,
+                "dicom_status": result.status,
+                "seconds": result.seconds,
+                "completed": result.completed,
+                "failed": result.failed,
+                "detail": result.error or (f"series {len(series)}" if series else "study"),
+                "log_path": result.log_path,
+            },
         )
-        self._update(uid, last_status=result.status, log_path=result.log_path)
+        outcome = {"last_status": result.status, "log_path": result.log_path}
         if not result.ok:
-            self._update(uid, last_error=result.error)
+            slots.moved(0)
+            self._record(uid, events=[moved], **outcome, last_error=result.error)
             raise RetrieveError(
                 f"C-MOVE of {uid} from {source_name} failed: {result.error or result.status}",
                 permanent=result.status == "not-found",
             )
-        self._update(uid, state="verifying")
+        # Verification: the research PACS's own count first (a local lookup); the source's series-level
+        # C-FIND only when that count falls short of what the census announced, or nothing was announced.
         received, size = self._research_count(uid)
+        slots.moved(received - present)
         if expected is not None and received >= expected:
             after = Verification(uid, expected, received, [])
-        else:
-            after = verify(self.rest, source, uid, expected_instances=expected)
-            if after.expected is None and not after.missing_series and after.received == 0:
-                raise RetrieveError(
-                    f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
-                )
-        self._event(
-            uid,
+            checked = (
+                "verify",
+                {"attempt": job.attempts, "ok": True, "detail": f"{received}/{expected} instances"},
+            )
+            self._done(uid, after, size, events=[moved, checked], **outcome)  # one transaction
+            return
+        self._record(uid, events=[moved], state="verifying", **outcome)
+        after = self._verify(source, uid, expected)
+        if after.expected is None and not after.missing_series and after.received == 0:
+            raise RetrieveError(
+                f"{source_name} has no study {uid} (deleted after the census?)", permanent=True
+            )
+        checked = (
             "verify",
-            attempt=job.attempts,
-            ok=after.complete,
-            detail=f"{after.received}/{after.expected} instances",
+            {
+                "attempt": job.attempts,
+                "ok": after.complete,
+                "detail": f"{after.received}/{after.expected} instances",
+            },
         )
         if not after.complete:
-            self._update(
+            self._record(
                 uid,
+                events=[checked],
                 state="partial",
                 received_instances=after.received,
                 missing_series=after.missing_series,
@@ -355,13 +407,18 @@ class Retriever:
             )
         if after.received != received:
             size = self._research_count(uid)[1]
-        self._done(uid, after, size)
+        self._done(uid, after, size, events=[checked])
+
+    def _verify(self, source, uid: str, expected: int | None) -> Verification:
+        """Per-series verification against the source (its C-FIND holds one of the source's association slots)."""
+        with self.slots(source.name).hold():
+            return verify(self.rest, source, uid, expected_instances=expected)
 
     def _selective(self, job: queue.Job, uid: str, source) -> None:
         """transfer.strategy = selective: only dose objects + one image per series are moved (.selective)."""
         from nmdose.retrieve.selective import retrieve_selected
 
-        with self.moves:
+        with self.slots(source.name).hold():
             sel = retrieve_selected(self.cfg, self.rest, source, uid)
         self._event(
             uid,
@@ -388,9 +445,7 @@ class Retriever:
             last_error=None,
             finished_at=datetime.now().astimezone(),
         )
-        self.studies_done += 1
-        self.instances_done += sel.selected_instances
-        self.bytes_done += sel.bytes_moved or 0
+        self._count(1, sel.selected_instances, sel.bytes_moved or 0)
 
     def _research_count(self, uid: str) -> tuple[int, int]:
         """(instances, bytes) the research PACS holds for a study: a local index lookup, no DICOM traffic."""
@@ -402,9 +457,24 @@ class Retriever:
             size += int(st.get("DiskSize", 0))
         return count, size
 
-    def _done(self, uid: str, check, size: int | None, *, skipped: bool = False) -> None:
-        self._update(
+    def _done(
+        self,
+        uid: str,
+        check,
+        size: int | None,
+        *,
+        skipped: bool = False,
+        events: Iterable[tuple[str, dict[str, Any]]] = (),
+        **fields: Any,
+    ) -> None:
+        """The study is complete: `events`, its `done` (or `skipped`) event and its row, in one transaction."""
+        done = (
+            "skipped" if skipped else "done",
+            {"detail": "already complete in the research PACS" if skipped else f"{check.received} instances"},
+        )
+        self._record(
             uid,
+            events=[*events, done],
             state="done",
             received_instances=check.received,
             expected_instances=check.expected,
@@ -412,19 +482,12 @@ class Retriever:
             bytes_received=size,
             last_error=None,
             finished_at=datetime.now().astimezone(),
-        )
-        self._event(
-            uid,
-            "skipped" if skipped else "done",
-            detail="already complete in the research PACS" if skipped else f"{check.received} instances",
+            **fields,
         )
         log.info(
             "study %s %s: %d instances", uid, "already complete" if skipped else "retrieved", check.received
         )
-        self.studies_done += 1
-        if not skipped:
-            self.instances_done += check.received
-            self.bytes_done += size or 0
+        self._count(1, 0 if skipped else check.received, 0 if skipped else size or 0)
 
     __call__ = handle
 
@@ -501,7 +564,7 @@ def run(
     pool = WorkerPool(
         lambda: connect(cfg),
         {KIND: handler},
-        threads=cfg.retrieve.concurrency,
+        threads=pipeline_threads(cfg),
         name=worker_name(),
         backoff_s=cfg.retrieve.retry.backoff_s,
         backoff_max_s=cfg.retrieve.retry.backoff_max_s,
