@@ -137,6 +137,14 @@ def test_research_page_draws_the_yearly_chart_and_shows_the_script_description_a
     cells = [td.text for td in browser.find_elements("css selector", "#yearly-table td")]
     assert XSS in cells  # shown as text
     assert browser.execute_script("return window.__xss") is None  # never run
+    # The backfill estimate (GET /retrieve/estimate) replaces its placeholder with what the API answers.
+    estimate = wait(browser, "var t = document.getElementById('retrieve-estimate').textContent;"
+                    " return t !== '…' && t")  # fmt: skip
+    with urllib.request.urlopen(url + "/retrieve/estimate") as r:
+        answer = json.loads(r.read())
+    assert (
+        (str(answer["pending_studies"]) in estimate) if answer["pending_studies"] else "nothing" in estimate
+    )
     browser.save_screenshot(str(ARTIFACTS / "research-en.png"))
     assert errors(browser) == []
 

@@ -13,6 +13,9 @@
       "research.new": "New descriptions waiting for acceptance", "research.corrections": "Modality corrections",
       "research.failed": "Failed retrievals",
       "research.forward": "Forwarding to the dose PACS not complete",
+      "research.estimate": "Backfill estimate", "est.pending": "studies pending",
+      "est.time": "retrieval time", "est.ends": "ends", "est.beyond": "beyond 3 years", "est.failed": "failed",
+      "est.none": "nothing pending",
       "research.imports": "Imported folders (drop folder)", "col.import_started": "Started",
       "col.import_folder": "Folder (hash)", "col.import_outcome": "Outcome", "col.import_files": "Files",
       "col.import_stored": "Stored", "col.import_skipped": "Skipped", "col.import_bad": "Bad files",
@@ -163,6 +166,9 @@
       "research.new": "승인 대기 중인 새 검사명", "research.corrections": "모달리티 수정",
       "research.failed": "가져오기 실패",
       "research.forward": "선량 PACS 전송 미완료",
+      "research.estimate": "백필 예상", "est.pending": "대기 중인 검사",
+      "est.time": "가져오기 소요 시간", "est.ends": "완료 예상", "est.beyond": "3년 이후", "est.failed": "실패",
+      "est.none": "대기 중인 검사 없음",
       "research.imports": "가져온 폴더 (드롭 폴더)", "col.import_started": "시작",
       "col.import_folder": "폴더 (해시)", "col.import_outcome": "결과", "col.import_files": "파일",
       "col.import_stored": "저장", "col.import_skipped": "건너뜀", "col.import_bad": "잘못된 파일",
@@ -591,6 +597,7 @@
         ["seconds", "col.import_seconds"], ["error", "col.import_error"]]);
     }).catch(function (e) { showError("imports-table", e); });
     pollStatus();
+    pollEstimate();
   }
 
   function pollStatus() {
@@ -611,6 +618,26 @@
       }).catch(function () {});
     });
     setTimeout(pollStatus, 5000);
+  }
+
+  // The backfill estimate (GET /retrieve/estimate), refreshed every 30 s while the research page is open.
+  function pollEstimate() {
+    window.nmdoseFetch(root + "retrieve/estimate", {credentials: "same-origin"}).then(function (r) {
+      return r.ok ? r.json() : Promise.reject(r.status);
+    }).then(function (d) {
+      var el = document.getElementById("retrieve-estimate");
+      if (!el) return;
+      if (!d.pending_studies) { el.textContent = t("est.none"); }
+      else if (d.retrieval_seconds === null) { el.textContent = d.pending_studies + " " + t("est.pending") + " · " + (d.why_unknown || ""); }
+      else {
+        var h = d.retrieval_seconds / 3600;
+        el.textContent = d.pending_studies + " " + t("est.pending") + " · " + t("est.time") + " " +
+          (h >= 1 ? h.toFixed(1) + " h" : Math.round(d.retrieval_seconds / 60) + " min") + " · " + t("est.ends") + " " +
+          (d.ends_at ? String(d.ends_at).slice(0, 16).replace("T", " ") : t("est.beyond"));
+      }
+      if (d.failed_studies) el.textContent += " · " + t("est.failed") + " " + d.failed_studies;
+    }).catch(function () {});
+    setTimeout(pollEstimate, 30000);
   }
 
   // ----- dose page
