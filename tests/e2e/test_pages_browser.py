@@ -145,6 +145,14 @@ def test_research_page_draws_the_yearly_chart_and_shows_the_script_description_a
     assert (
         (str(answer["pending_studies"]) in estimate) if answer["pending_studies"] else "nothing" in estimate
     )
+    # Progress as sentences, not the API's key=value dump (issue 19).
+    census = wait(
+        browser, "var t = document.getElementById('census-status').textContent; return t !== '…' && t"
+    )
+    retrieval = wait(browser, "var t = document.getElementById('retrieve-status').textContent;"
+                     " return t !== '…' && t")  # fmt: skip
+    assert "=" not in census and "=" not in retrieval, (census, retrieval)
+    assert "studies" in retrieval
     browser.save_screenshot(str(ARTIFACTS / "research-en.png"))
     assert errors(browser) == []
 

@@ -13,6 +13,13 @@
       "research.new": "New descriptions waiting for acceptance", "research.corrections": "Modality corrections",
       "research.failed": "Failed retrievals",
       "research.forward": "Forwarding to the dose PACS not complete",
+      "prog.never": "not run yet", "prog.run.running": "running", "prog.run.done": "finished",
+      "prog.run.failed": "failed", "prog.run.interrupted": "interrupted (the next run resumes)",
+      "prog.days": "of the date range", "prog.studies": "studies", "prog.targets": "selected for retrieval",
+      "prog.failed_queries": "failed queries", "prog.new_descriptions": "new descriptions",
+      "prog.instances": "instances", "prog.state.done": "done", "prog.state.pending": "waiting",
+      "prog.state.moving": "moving", "prog.state.verifying": "verifying", "prog.state.partial": "partial",
+      "prog.state.failed": "failed",
       "research.estimate": "Backfill estimate", "est.pending": "studies pending",
       "est.time": "retrieval time", "est.ends": "ends", "est.beyond": "beyond 3 years", "est.failed": "failed",
       "est.none": "nothing pending",
@@ -166,6 +173,13 @@
       "research.new": "승인 대기 중인 새 검사명", "research.corrections": "모달리티 수정",
       "research.failed": "가져오기 실패",
       "research.forward": "선량 PACS 전송 미완료",
+      "prog.never": "아직 실행 안 함", "prog.run.running": "실행 중", "prog.run.done": "완료",
+      "prog.run.failed": "실패", "prog.run.interrupted": "중단됨 (다음 실행에서 이어서 진행)",
+      "prog.days": "날짜 범위 진행", "prog.studies": "검사", "prog.targets": "가져오기 대상",
+      "prog.failed_queries": "실패한 조회", "prog.new_descriptions": "새 검사명",
+      "prog.instances": "인스턴스", "prog.state.done": "완료", "prog.state.pending": "대기",
+      "prog.state.moving": "이동 중", "prog.state.verifying": "확인 중", "prog.state.partial": "일부만",
+      "prog.state.failed": "실패",
       "research.estimate": "백필 예상", "est.pending": "대기 중인 검사",
       "est.time": "가져오기 소요 시간", "est.ends": "완료 예상", "est.beyond": "3년 이후", "est.failed": "실패",
       "est.none": "대기 중인 검사 없음",
@@ -600,23 +614,38 @@
     pollEstimate();
   }
 
-  function pollStatus() {
-    [["census/status", "census-status"], ["retrieve/status", "retrieve-status"]].forEach(function (p) {
-      window.nmdoseFetch(root + p[0], {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (d) {
-        var el = document.getElementById(p[1]);
-        var parts = [];
-        Object.keys(d).forEach(function (k) {
-          var v = d[k];
-          if (v !== null && typeof v !== "object") parts.push(k + "=" + v);
-          else if (v && typeof v === "object" && !Array.isArray(v) && k !== "job") {
-            Object.keys(v).forEach(function (k2) {
-              if (typeof v[k2] !== "object") parts.push(k + "." + k2 + "=" + v[k2]);
-            });
-          }
-        });
-        el.textContent = parts.slice(0, 12).join("  ");
-      }).catch(function () {});
+  // The census's and the retrieval's progress as sentences (not the API's key=value), in both languages.
+  function censusText(d) {
+    if (d.state === "never_run") return t("prog.never");
+    var key = "prog.run." + d.state;
+    var parts = [t(key) === key ? d.state : t(key)];
+    if (d.progress !== undefined && d.progress !== null) parts.push(Math.round(d.progress * 100) + " % " + t("prog.days"));
+    parts.push(t("prog.studies") + " " + (d.studies || 0));
+    if (d.targets !== undefined) parts.push(t("prog.targets") + " " + d.targets);
+    if (d.failed_queries) parts.push(t("prog.failed_queries") + " " + d.failed_queries);
+    if (d.new_descriptions) parts.push(t("prog.new_descriptions") + " " + d.new_descriptions);
+    return parts.join(" · ");
+  }
+
+  function retrieveText(d) {
+    var by = d.by_state || {};
+    var parts = [t("prog.studies") + " " + (d.studies || 0)];
+    ["done", "pending", "moving", "verifying", "partial", "failed"].forEach(function (s) {
+      if (by[s]) parts.push(t("prog.state." + s) + " " + by[s]);
     });
+    if (d.instances_received) parts.push(t("prog.instances") + " " + d.instances_received);
+    if (d.bytes_received) parts.push((d.bytes_received / 1e9).toFixed(2) + " GB");
+    return parts.join(" · ");
+  }
+
+  function pollStatus() {
+    [["census/status", "census-status", censusText], ["retrieve/status", "retrieve-status", retrieveText]]
+      .forEach(function (p) {
+        window.nmdoseFetch(root + p[0], {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (d) {
+          var el = document.getElementById(p[1]);
+          el.textContent = p[2](d);
+        }).catch(function () {});
+      });
     setTimeout(pollStatus, 5000);
   }
 
