@@ -928,3 +928,23 @@ def test_an_official_level_is_labelled_with_its_country_and_a_server_error_has_a
         assert text.startswith("서버 오류: ") and "age_min" in text, text
     finally:
         browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")
+
+
+def test_research_yearly_chart_shows_an_empty_year_as_a_gap(filled, browser):
+    """Issue 19: the per-year chart dropped empty years (a category axis of the years found)."""
+    uid = "1.2.826.0.1.9999.2019"
+    with contextlib.closing(connect(filled.cfg)) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO rpacs.study (study_uid, source_node, study_date, description, modalities_found, patient_id,
+               is_target) VALUES (%s, 'simulationPACS', '2019-06-01', 'E2E gap', %s, 'GAP', false)""",
+            (uid, ["CT"]),
+        )
+    try:
+        browser.get(base(filled) + "/ui/research")
+        wait(browser, "return document.getElementById('yearly-table').getAttribute('data-rows')")
+        labels = browser.execute_script("return Chart.getChart('yearly-chart').data.labels")
+        years = [int(y) for y in labels]
+        assert years == list(range(2019, max(years) + 1)) and 2020 in years and 2021 in years
+    finally:
+        with contextlib.closing(connect(filled.cfg)) as conn, conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM rpacs.study WHERE study_uid = %s", (uid,))

@@ -569,7 +569,10 @@
       table("yearly-table", rows, [["year", "col.year"], ["description", "col.description"],
         ["modalities", "col.modalities"], ["state", "col.state", function (r) { return label("state." + r.state); }],
         ["studies", "col.studies"]]);
-      var years = Array.from(new Set(rows.map(function (r) { return r.year; }))).sort();
+      // Every year from the first to the last, an empty one too (a gap in the archive must show as a gap).
+      var found = rows.map(function (r) { return r.year; }).filter(function (y) { return y !== null; });
+      var years = [];
+      for (var y = Math.min.apply(null, found); found.length && y <= Math.max.apply(null, found); y++) years.push(y);
       var c = chart("yearly-chart", {
         type: "bar",
         data: {labels: years.map(String), datasets: STATES.map(function (s, i) {
