@@ -948,3 +948,41 @@ def test_research_yearly_chart_shows_an_empty_year_as_a_gap(filled, browser):
     finally:
         with contextlib.closing(connect(filled.cfg)) as conn, conn, conn.cursor() as cur:
             cur.execute("DELETE FROM rpacs.study WHERE study_uid = %s", (uid,))
+
+
+def _printed_pages(browser) -> int:
+    """Pages of the current page printed to A4 by Chromium (DevTools Page.printToPDF)."""
+    import base64
+    import re
+
+    pdf = base64.b64decode(
+        browser.execute_cdp_cmd("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69})["data"]
+    )
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+
+
+def test_dose_page_fits_1366_px_and_prints_without_navigation_or_inputs(filled, browser):
+    """Issue 19: at 1366 px the dose page was 1,490 px wide; printing gave the navigation and the form inputs."""
+    try:
+        browser.set_window_size(1366, 768)
+        browser.get(base(filled) + "/ui/dose")
+        wait(browser, "return document.getElementById('outlier-table').getAttribute('data-rows')")
+        wait(browser, "return document.getElementById('ct-table').getAttribute('data-rows')")
+        width = browser.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert width[0] <= width[1], width  # no horizontal scroll of the page
+        browser.execute_script("window.__printNav = null; var m = window.matchMedia('print');")
+        pages = _printed_pages(browser)
+        print(f"dose page printed: {pages} A4 pages")
+        assert 1 <= pages <= 12, pages
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+        hidden = browser.execute_script(
+            "return [document.querySelector('header'), document.querySelector('form#filters input'),"
+            " document.querySelector('form#filters button')].map(function (e) {"
+            " return getComputedStyle(e).display; })"
+        )
+        assert hidden == ["none", "none", "none"], hidden
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+        browser.set_window_size(1400, 1800)  # the default of tests/e2e/chromium.py
