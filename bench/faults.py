@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--outage-s", type=float, default=60, help="the dose PACS outage of the scenarios")
     parser.add_argument("--keep", action="store_true", help="keep the stacks' folders (logs) for a look")
     args = parser.parse_args(argv)
+    # The clean and the faulty run are two stacks: each would generate its own pseudonym key (var/secrets.env)
+    # and the patients' pseudonyms would differ. One key for both, so the pseudonyms are compared too.
+    os.environ.setdefault("NMDOSE_PSEUDONYM_KEY", "faults-bench-" + "k" * 40)
     if args.only_scenarios:
         from fault_scenarios import run_all
 
