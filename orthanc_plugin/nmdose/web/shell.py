@@ -26,6 +26,10 @@ TITLES = {
 }
 
 
+# Pages with a script of their own (static/<file>, loaded after nmdose.js; it calls `window.nmdose.register`).
+PAGE_SCRIPTS: dict[str, str] = {}
+
+
 class Html(str):
     """Text that is already HTML (a rendered template): put in as it is, never escaped again."""
 
@@ -67,6 +71,11 @@ def shell(
         page=name,
         page_data=json.dumps(data or {}, ensure_ascii=False),
         body=body,
+        page_script=Html(
+            f'\n<script src="{escape("../" * depth)}static/{escape(PAGE_SCRIPTS[name])}"></script>'
+            if name in PAGE_SCRIPTS
+            else ""
+        ),
     )
     return page + "\n"
 

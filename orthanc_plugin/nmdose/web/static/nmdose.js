@@ -1241,4 +1241,18 @@
   if (page === "research") research();
   else if (page === "dose") dose();
   else if (page === "study") study();
+
+  // The other pages' scripts (shell.PAGE_SCRIPTS, loaded after this file) use the same helpers and language:
+  // nmdose.register(page, {en: {...}, ko: {...}}, run) adds the page's labels (both languages, the unit test of
+  // the dictionaries reads them too) and runs `run` when this is that page.
+  window.nmdose = {
+    root: root, orthancRoot: orthancRoot, t: t, tv: tv, api: api, fmt: fmt, table: table, link: link,
+    label: label, setLabel: setLabel, errorText: errorText, showError: showError, chart: chart,
+    boxChart: boxChart, studyLink: studyLink, colors: COLORS,
+    lang: function () { return lang; },
+    register: function (name, labels, run) {
+      ["en", "ko"].forEach(function (l) { Object.assign(I18N[l], (labels || {})[l] || {}); });
+      if (name === page) { applyLang(); if (run) run(); }
+    }
+  };
 })();
