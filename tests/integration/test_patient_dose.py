@@ -206,11 +206,11 @@ def test_the_patients_page_lists_a_patient_and_shows_the_timeline_in_both_langua
         assert cells[4] == "2"  # studies in the window: the two studies of one day, each once
         title = browser.find_element("id", "timeline-title").text
         assert pseudonym in title
-        browser.find_element("id", "patients-lang").click()
+        browser.find_element("id", "lang-toggle").click()
         assert browser.find_element("css selector", "h1").text == "환자 누적 선량"
         assert "이력" in browser.find_element("id", "timeline-title").text
         browser.save_screenshot(str(chromium.ARTIFACTS / "patients-ko.png"))
-        browser.find_element("id", "patients-lang").click()
+        browser.find_element("id", "lang-toggle").click()
         assert chromium.errors(browser) == []
     finally:
         browser.execute_script("localStorage.removeItem('nmdose.lang')")

@@ -9,16 +9,14 @@ records every call with the studies it named (the answer's `study_instance_uid` 
 
 from __future__ import annotations
 
-import json
 import re
 
 from nmdose.secrets import patient_pseudonym, pseudonym_key
-from nmdose.web import sql_patients
+from nmdose.web import shell, sql_patients
 from nmdose.web.export import answer
 from nmdose.web.params import FORMAT, TEXT, Int, Number, limit
 from nmdose.web.router import PUBLIC, HttpError, Request, Response
 from nmdose.web.routes import HTML, Context, RouteSpec
-from nmdose.web.shell import Html, render
 
 PSEUDONYM_RE = re.compile(r"^p[0-9]{1,3}:[0-9a-f]{32}$")
 DEFAULT_WINDOW_YEARS = 1
@@ -90,8 +88,7 @@ def identity(request: Request, ctx: Context) -> Response:
 
 def page(request: Request, ctx: Context) -> Response:
     """The page shell (templates/patients.html, filled by static/patients.js): no data, public like the others."""
-    login = Html("\n" + render("oidc-meta.html", oidc=json.dumps(ctx.oidc))) if ctx.oidc else ""
-    return Response.html(render("patients.html", login=login) + "\n")
+    return Response.html(shell.page("patients", oidc=ctx.oidc))
 
 
 PSEUDONYM_ANSWERS = {

@@ -22,12 +22,15 @@ TITLES = {
     "research": "Research PACS",
     "dose": "Dose",
     "study": "Study dose",
+    "patients": "Patient cumulative dose",
     "message": "nmdose",
 }
 
 
 # Pages with a script of their own (static/<file>, loaded after nmdose.js; it calls `window.nmdose.register`).
-PAGE_SCRIPTS: dict[str, str] = {}
+PAGE_SCRIPTS: dict[str, str] = {
+    "patients": "patients.js",
+}
 
 
 class Html(str):

@@ -371,8 +371,9 @@
     return String(v);
   }
 
-  // Fill <table id=...> with rows; `columns` is a list of [key, header] or [key, header, fn(row) -> Node|text].
-  function table(id, rows, columns) {
+  // Fill <table id=...> with rows; `columns` is a list of [key, header] or [key, header, fn(row) -> Node|text];
+  // `emptyKey`: the label of a table without rows (default: "no data", or how filters match on the dose page).
+  function table(id, rows, columns, emptyKey) {
     var el = document.getElementById(id);
     if (!el) return;
     el.replaceChildren();
@@ -388,7 +389,7 @@
       var td = tb.insertRow().insertCell();
       td.colSpan = columns.length;
       // a filter that gives no rows says how filters match, instead of a bare "no data"
-      var key = Object.keys(doseFilters).length && el.matches(FILTERED) ? "empty.filtered" : "empty";
+      var key = emptyKey || (Object.keys(doseFilters).length && el.matches(FILTERED) ? "empty.filtered" : "empty");
       td.setAttribute("data-i18n", key);
       td.textContent = t(key);
       td.className = key === "empty.filtered" ? "hint" : "";
