@@ -26,10 +26,10 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from nmdose import agent_names
 from nmdose.dose import codes as C
 from nmdose.dose.pet_image_header import nuclide_key
 
@@ -255,57 +255,13 @@ NO_COEFFICIENT: dict[str, str] = {
     "mibg131": "131I-MIBG: not in the table",
     "psma617_lu177": "177Lu therapy: ICRP 128 covers diagnostic use only",
 }
-# Agent names as found in headers, matched on the normalised text (lower case, non-alphanumerics as one space).
-# Order matters: the first pattern that matches wins (DOTATATE before octreotide, PSMA-11 before a bare PSMA).
-AGENT_NAME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (key, re.compile(pattern))
-    for key, pattern in (
-        ("psma1007", r"\bpsma ?1007\b"),
-        ("psma11", r"\bpsma ?11\b|\bgozetotide\b|\bhbed\b"),
-        ("dcfpyl", r"\bdcfpyl\b|\bpiflufolastat\b|\bpylarify\b"),
-        ("psma617_lu177", r"\bpsma ?617\b|\bvipivotide\b"),
-        ("psma", r"\bpsma\b"),
-        ("dotatate", r"\bdota ?tate\b|\boxodotreotide\b|\bnetspot\b"),
-        ("dotatoc", r"\bdota ?toc\b|\bedotreotide\b"),
-        ("dotanoc", r"\bdota ?noc\b"),
-        ("pentetreotide", r"\bpentetreotide\b|\boctreoscan\b|\boctreotide\b"),
-        ("fdg", r"\bfdg\b|\bfluoro ?deoxy ?glucose\b|\bfludeoxyglucose\b"),
-        ("fdopa", r"\bf ?dopa\b|\bfluoro ?l? ?dopa\b|\bdopa\b"),
-        ("fet", r"\bfet\b|\bfluoro ?ethyl ?l? ?tyrosine?\b|\bfluorethyltyrosine?\b"),
-        ("fluorocholine", r"\bcholine\b|\bfluorocholine\b|\bfch\b"),
-        ("florbetapir", r"\bflorbetapir\b|\bamyvid\b"),
-        ("flutemetamol", r"\bflutemetamol\b|\bvizamyl\b"),
-        ("florbetaben", r"\bflorbetaben\b|\bneuraceq\b"),
-        ("naf", r"\bnaf\b|\bna ?18 ?f\b|\bsodium fluoride\b|\bfluoride\b"),
-        ("methionine", r"\bmethionine\b"),
-        ("ammonia", r"\bammonia\b|\bnh3\b"),
-        ("rubidium", r"\brubidium\b|\brb ?82\b|\b82 ?rb\b"),
-        ("water", r"\bwater\b|\bh2o\b"),
-        ("mdp", r"\bmdp\b|\bmedronate\b|\bmethylene ?diphosphonate\b"),
-        ("hdp", r"\bhdp\b|\bhmdp\b|\boxidronate\b|\bhydroxy ?methylene ?diphosphonate\b"),
-        ("dpd", r"\bdpd\b|\bteceos\b"),
-        ("sestamibi", r"\bsestamibi\b|\bmibi\b|\bcardiolite\b"),
-        ("tetrofosmin", r"\btetrofosmin\b|\bmyoview\b"),
-        ("maa", r"\bmaa\b|\bmacro ?aggregated albumin\b"),
-        ("pertechnetate", r"\bpertechnetate\b|\btco4\b"),
-        ("mag3", r"\bmag ?3\b|\bmertiatide\b"),
-        ("dtpa", r"\bdtpa\b|\bpentetate\b"),
-        ("dmsa", r"\bdmsa\b|\bsuccimer\b"),
-        ("hmpao", r"\bhm ?pao\b|\bexametazime\b|\bceretec\b"),
-        ("ecd", r"\becd\b|\bbicisate\b|\bneurolite\b"),
-        ("ioflupane", r"\bioflupane\b|\bfp ?cit\b|\bdatscan\b"),
-        ("mibg", r"\bmibg\b|\biobenguane\b|\bmeta ?iodo ?benzyl ?guanidine\b"),
-        ("thallium", r"\bthallium\b|\bthallous\b|\btl 201\b|\b201 ?tl\b"),
-        ("nai131", r"\bsodium iodide\b|\bnai\b|\biodide\b"),
-    )
-)
+# Agent names as found in headers, matched on the normalised text: the loose reading of nmdose.agent_names (the
+# pages show names by the strict one). Order matters: the first pattern that matches wins.
+AGENT_NAME_PATTERNS = agent_names.patterns(loose=True)
 # A name that fits several agents of one substance: the nuclide decides.
 BY_NUCLIDE: dict[str, dict[str, str]] = {"mibg": {"I123": "mibg123", "I131": "mibg131"}}
 NUCLIDE_OF_AGENT: dict[str, str] = {"dpd": "Tc99m", "dotanoc": "Ga68"}
-# Forms with their own ICRP model that a name pattern above would otherwise take for the intravenous agent.
-OTHER_FORM = re.compile(
-    r"\b(aerosol|technegas|inhal\w*|wbc|leu[ck]o\w*|granulocyt\w*|white (blood )?cells?)\b"
-)
+OTHER_FORM = agent_names.OTHER_FORM  # forms with their own ICRP model (aerosol, labelled white cells)
 INHALATION_ROUTE = C.ROUTES["inhalation"].key
 # Words of a myocardial perfusion protocol that name the stress (ICRP: exercise) or rest acquisition.
 STRESS_WORDS = re.compile(r"\b(stress|exercise|treadmill|ergometr\w*|bicycle|belastung)\b")
@@ -353,10 +309,7 @@ def ct_k(target_region_code: str | None, age_years: float | None) -> tuple[float
     return k, f"{region}{via}, {band} y band: {CT_K_SOURCE_CHILD}"
 
 
-def normalise_agent_text(text: str) -> str:
-    """Agent text for name matching: NFKC, lower case, every run of non-alphanumerics one space."""
-    folded = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", folded).split())
+normalise_agent_text = agent_names.normalise
 
 
 def agent_from_text(text: str | None, nuclide: str | None = None) -> str | None:

@@ -18,10 +18,11 @@ cached per data version, grouped and filtered by it) and the routes put the disp
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
+
+from nmdose import agent_names
 
 SUPERSCRIPT = str.maketrans("0123456789m", "⁰¹²³⁴⁵⁶⁷⁸⁹ᵐ")
 
@@ -77,54 +78,10 @@ AGENTS: dict[str, tuple[str, str]] = {
 # A name that fits one substance of several nuclides: the nuclide of the text decides (else the first).
 BY_NUCLIDE: dict[str, dict[str, str]] = {"mibg": {"123I": "¹²³I-MIBG", "131I": "¹³¹I-MIBG"}}
 
-# Substance names on the normalised text (lower case, every run of non-alphanumerics one space); the first match
-# wins (PSMA-1007 before PSMA-11, DOTATATE before octreotide). The same spellings the dose stage's coefficient
-# matching knows (nmdose.dose.derived.AGENT_NAME_PATTERNS), without importing the dose stage into the pages.
-PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (key, re.compile(pattern))
-    for key, pattern in (
-        ("psma1007", r"\bpsma ?1007\b"),
-        ("psma11", r"\bpsma ?11\b|\bgozetotide\b|\bhbed\b"),
-        ("dcfpyl", r"\bdcfpyl\b|\bpiflufolastat\b|\bpylarify\b"),
-        ("psma617_lu177", r"\bpsma ?617\b|\bvipivotide\b|\bn acetylaspartylglutamate\b"),
-        ("dotatate", r"\bdota ?tate\b|\boxodotreotide\b|\bnetspot\b"),
-        ("dotatoc", r"\bdota ?toc\b|\bedotreotide\b"),
-        ("dotanoc", r"\bdota ?noc\b"),
-        ("pentetreotide", r"\bpentetreotide\b|\boctreoscan\b"),
-        ("fdg", r"\bfdg\b|\bfluoro ?deoxy ?glucose\b|\bfludeoxyglucose\b"),
-        ("fdopa", r"\bf ?dopa\b|\bfluoro ?l? ?dopa\b"),
-        ("fet", r"\bfet\b|\bfluoro ?ethyl ?l? ?tyrosine?\b|\bfluorethyltyrosine?\b"),
-        ("fluorocholine", r"\bfluorocholine\b|\bfluoro ?methyl ?choline\b|\bfch\b"),
-        ("florbetapir", r"\bflorbetapir\b|\bamyvid\b"),
-        ("flutemetamol", r"\bflutemetamol\b|\bvizamyl\b"),
-        ("florbetaben", r"\bflorbetaben\b|\bneuraceq\b"),
-        ("naf", r"\bnaf\b|\bsodium fluoride\b"),
-        ("methionine", r"\bmethionine\b"),
-        ("ammonia", r"\bammonia\b|\bnh3\b"),
-        ("rubidium", r"\brubidium chloride\b"),
-        ("water", r"\bwater\b|\bh2o\b"),
-        ("mdp", r"\bmdp\b|\bmedronate\b|\bmethylene ?diphosphonate\b"),
-        ("hdp", r"\bhdp\b|\bhmdp\b|\boxidronate\b"),
-        ("dpd", r"\bdpd\b|\bteceos\b"),
-        ("sestamibi", r"\bsestamibi\b|\bmibi\b|\bcardiolite\b"),
-        ("tetrofosmin", r"\btetrofosmin\b|\bmyoview\b"),
-        ("maa", r"\bmaa\b|\bmacro ?aggregated albumin\b|\baggregated albumin\b"),
-        ("pertechnetate", r"\bpertechnetate\b|\btco4\b"),
-        ("mag3", r"\bmag ?3\b|\bmertiatide\b|\bmercaptoacetyl ?triglycine\b"),
-        ("dtpa", r"\bdtpa\b|\bpentetate\b"),
-        ("dmsa", r"\bdmsa\b|\bsuccimer\b"),
-        ("hmpao", r"\bhm ?pao\b|\bexametazime\b|\bceretec\b"),
-        ("ecd", r"\becd\b|\bbicisate\b|\bneurolite\b"),
-        ("ioflupane", r"\bioflupane\b|\bfp ?cit\b|\bdatscan\b"),
-        ("mibg", r"\bmibg\b|\biobenguane\b|\biodobenzylguanidine\b"),
-        ("thallium", r"\bthallous chloride\b|\bthallium chloride\b"),
-        ("nai131", r"\bsodium iodide\b|\bnai\b"),
-    )
-)
-# Forms with their own pharmacology that a substance name above would otherwise be taken for.
-OTHER_FORM = re.compile(
-    r"\b(aerosol|technegas|inhal\w*|wbc|leu[ck]o\w*|granulocyt\w*|white (blood )?cells?)\b"
-)
+# Substance names (strict spellings: a name shown must not be a guess) and the forms with their own pharmacology:
+# the one table of nmdose.agent_names, which the dose stage's coefficient matching reads loosely.
+PATTERNS = agent_names.patterns(loose=False)
+OTHER_FORM = agent_names.OTHER_FORM
 
 _MASS = r"(\d{1,3}m?)"
 _SYMBOL = "|".join(sorted(SYMBOLS.values(), key=len, reverse=True))
@@ -156,9 +113,7 @@ def _nuclide(text: str) -> str | None:
     return mass.lower() + SYMBOLS[symbol.lower()]
 
 
-def _normalise(text: str) -> str:
-    folded = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", folded).split())
+_normalise = agent_names.normalise
 
 
 def _known(text: str) -> str | None:
