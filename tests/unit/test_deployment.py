@@ -88,3 +88,10 @@ def test_compose_runs_the_importer_as_the_native_stack_does_and_only_when_asked(
     assert svc["network_mode"] == "host" and "./config:/opt/nmdose/config:ro" in svc["volumes"]
     assert svc["environment"]["NMDOSE_SECRETS_BACKEND"] == "vault"
     assert load(REPO / "config").imports.enabled is False
+
+
+def test_compose_runs_the_pseudo_pacs_through_the_same_launcher_only_when_asked():
+    svc = compose()["services"]["pseudo-pacs"]
+    assert svc["command"][-3:] == ["stack", "run", "pseudoPACS"] and svc["profiles"] == ["pseudo"]
+    assert "pseudoPACS" in load(REPO / "config").nodes  # the node it runs is configured
+    assert "orthanc-pseudo" in compose()["volumes"]
