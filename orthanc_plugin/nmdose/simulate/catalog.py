@@ -86,13 +86,36 @@ class Scanner:
     pet_matrix: int = 0  # realistic PET matrix
     legacy: bool = False
     weight: float = 1.0
+    # what this scanner calls an exam's CT protocol (CtScan.protocol -> its own name; Korean ones only in studies
+    # written in ISO_IR 192): several raw names for one examination, for the standard names (issue 16 item 1)
+    protocols: tuple[tuple[str, str], ...] = ()
+    korean_protocols: tuple[tuple[str, str], ...] = ()
+    # (share of the period, new station name, new software version): the scanner's upgrade, after which its
+    # studies carry the new names (the scanners' identity rule must keep it one scanner; docs/dose.md "Scanners")
+    upgrade: tuple[float, str, str] | None = None
+
+    def protocol(self, name: str, korean: bool = False) -> str:
+        """The CT protocol name this scanner writes for the department's protocol `name`."""
+        if korean and dict(self.korean_protocols).get(name):
+            return dict(self.korean_protocols)[name]
+        return dict(self.protocols).get(name, name)
 
 
 SCANNERS: dict[str, Scanner] = {
     s.key: s
     for s in [
         Scanner(
-            "vision", "petct", "SIEMENS", "Biograph Vision 600", "NMPETCT1", "PV60021", "VR20B", 220, weight=3
+            "vision",
+            "petct",
+            "SIEMENS",
+            "Biograph Vision 600",
+            "NMPETCT1",
+            "PV60021",
+            "VR20B",
+            220,
+            weight=3,
+            protocols=(("PET-CT WB low dose", "WholeBody_CTAC"), ("PET-CT torso low dose", "Torso_CTAC")),
+            korean_protocols=(("PET-CT WB low dose", "전신 저선량 CT"),),
         ),
         Scanner(
             "dmi",
@@ -104,6 +127,8 @@ SCANNERS: dict[str, Scanner] = {
             "pet_coreload.46",
             192,
             weight=2,
+            protocols=(("PET-CT WB low dose", "WB CTAC 3.75"), ("PET-CT torso low dose", "CTAC TORSO 3.75")),
+            korean_protocols=(("PET-CT WB low dose", "전신 CT 감쇠보정"),),
         ),
         Scanner(
             "ste",
@@ -141,8 +166,52 @@ SCANNERS: dict[str, Scanner] = {
             legacy=True,
             weight=0,
         ),
-        Scanner("force", "ct", "SIEMENS", "SOMATOM Force", "CTRAD1", "FC75412", "syngo CT VB20A", weight=2),
-        Scanner("aquilion", "ct", "CANON_MEC", "Aquilion ONE", "CTRAD2", "AQ1A9928", "V10.6", weight=1),
+        Scanner(
+            "force",
+            "ct",
+            "SIEMENS",
+            "SOMATOM Force",
+            "CTRAD1",
+            "FC75412",
+            "syngo CT VB20A",
+            weight=2,
+            protocols=(
+                ("Chest routine", "Thorax 1.0 B31f"),
+                ("Head routine", "Kopf 1.0 H31s"),
+                ("Abdomen-Pelvis contrast", "Abdomen 1.0 B30f"),
+            ),  # fmt: skip
+            upgrade=(0.55, "CT-ER1", "syngo CT VB30A"),  # moved to the emergency department and upgraded
+        ),
+        Scanner(
+            "aquilion",
+            "ct",
+            "CANON_MEC",
+            "Aquilion ONE",
+            "CTRAD2",
+            "AQ1A9928",
+            "V10.6",
+            weight=1,
+            protocols=(
+                ("Chest routine", "CHEST ROUTINE"),
+                ("Head routine", "BRAIN ROUTINE"),
+                ("Abdomen-Pelvis contrast", "ABD-PELVIS C+"),
+            ),  # fmt: skip
+        ),
+        Scanner(
+            "revolution",
+            "ct",
+            "GE MEDICAL SYSTEMS",
+            "Revolution CT",
+            "CTRAD3",
+            "REV0412",
+            "revo_ct_22",
+            weight=1,
+            protocols=(
+                ("Chest routine", "CT Chest"),
+                ("Head routine", "CT Head"),
+                ("Abdomen-Pelvis contrast", "CT Abdomen/Pelvis"),
+            ),  # fmt: skip
+        ),
         Scanner(
             "sensation",
             "ct",

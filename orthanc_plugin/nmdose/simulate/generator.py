@@ -191,6 +191,11 @@ def _plan(seed: int, n: int, years: int, today: date) -> list[StudyPlan]:
         plans.append(plan)
 
     _plant_mess(rng, plans, start, today)
+    for (
+        plan
+    ) in plans:  # no random draw: the same seed gives the same studies as before upgrades were simulated
+        upgrade = plan.scanner.upgrade
+        plan.upgraded = bool(upgrade) and plan.started.date() >= start + (today - start) * upgrade[0]
 
     # Chronological order gives realistic accession numbers; identity follows from the final position.
     plans.sort(key=lambda p: (p.started, p.index))
@@ -346,7 +351,7 @@ def _ct_events(plan: StudyPlan, rng: random.Random, seed: int) -> list[dict]:
             {
                 "irradiation_event_uid": _uid(seed, "event", plan.index, k + 1),
                 "acquisition_type": "spiral",
-                "acquisition_protocol": scan.protocol if k == 0 else f"{scan.protocol} additional",
+                "acquisition_protocol": plan.ct_protocol if k == 0 else f"{plan.ct_protocol} additional",
                 "target_region": scan.region,
                 "ctdivol_mgy": ctdivol,
                 "dlp_mgycm": dlp,
@@ -403,12 +408,12 @@ def _build_series(plan: StudyPlan, rng: random.Random, seed: int, sizes: Sizes) 
         _add_series(plan, seed, first, "CT", CT_IMAGE, scout, "ct_localizer", 1, size, size)
         dose = {"ctdivol": spiral["ctdivol_mgy"], "ma": spiral["ma"]}
         thick = round(spiral["scanning_length_mm"] / slices, 2) if sizes.realistic else 3.0
-        name = f"{exam.ct.protocol} {thick:.3g}"
+        name = f"{plan.ct_protocol} {thick:.3g}"
         _add_series(
             plan, seed, first + 1, "CT", CT_IMAGE, name, "ct", slices, size, size, thickness=thick, **dose
         )
         if family == "ct" and rng.random() < 0.4:
-            name = f"{exam.ct.protocol} lung 1.0"
+            name = f"{plan.ct_protocol} lung 1.0"
             _add_series(
                 plan, seed, first + 2, "CT", CT_IMAGE, name, "ct", slices, size, size, thickness=1.0, **dose
             )
@@ -461,10 +466,10 @@ def _dose_study_info(plan: StudyPlan):
         accession_number=plan.accession,
         manufacturer=plan.scanner.manufacturer,
         model_name=plan.scanner.model,
-        station_name=plan.scanner.station,
+        station_name=plan.station_name,
         device_serial_number=plan.scanner.serial,
         specific_character_set=plan.charset,
-        protocol_name=plan.exam.ct.protocol if plan.exam.ct else plan.exam.description,
+        protocol_name=plan.ct_protocol if plan.exam.ct else plan.exam.description,
         body_part_examined=plan.exam.body_part or None,
     )
 
@@ -576,7 +581,7 @@ def _harmonise_sr(ds: Dataset, plan: StudyPlan, series: SeriesPlan, impl_uid: st
     ds.ReferringPhysicianName = f"SIM^REFERRER{plan.patient.number % 17 + 1}"
     ds.InstitutionName = images.INSTITUTION
     ds.IssuerOfPatientID = "NMDOSE-SIM"
-    ds.SoftwareVersions = plan.scanner.software
+    ds.SoftwareVersions = plan.software_version
     when = plan.started + timedelta(minutes=30 if series.extra.get("part", 1) == 1 else 45)
     ds.SeriesDate = images.da(when)
     ds.SeriesTime = images.tm(when)
@@ -641,7 +646,7 @@ def _write_study(plan: StudyPlan, out_dir: Path, seed: int, impl_uid: str) -> St
         patient_weight_kg=plan.weight_kg,
         manufacturer=plan.scanner.manufacturer,
         model=plan.scanner.model,
-        station=plan.scanner.station,
+        station=plan.station_name,
         instances=sum(s.instances for s in plan.series),
         path=folder.as_posix(),
         series=[

@@ -72,7 +72,7 @@ def new_dataset(plan: StudyPlan, series: SeriesPlan, sop_uid: str, implementatio
     ds.Manufacturer = plan.scanner.manufacturer
     ds.InstitutionName = INSTITUTION
     ds.ReferringPhysicianName = f"SIM^REFERRER{plan.patient.number % 17 + 1}"
-    ds.StationName = plan.scanner.station
+    ds.StationName = plan.station_name
     ds.StudyDescription = plan.exam.description
     ds.SeriesDescription = series.description
     ds.ManufacturerModelName = plan.scanner.model
@@ -86,7 +86,7 @@ def new_dataset(plan: StudyPlan, series: SeriesPlan, sop_uid: str, implementatio
     if plan.weight_kg is not None:
         ds.PatientWeight = f"{plan.weight_kg:.1f}"
     ds.DeviceSerialNumber = plan.scanner.serial
-    ds.SoftwareVersions = plan.scanner.software
+    ds.SoftwareVersions = plan.software_version
     if plan.exam.body_part and series.modality != "SR":
         ds.BodyPartExamined = plan.exam.body_part
     ds.StudyInstanceUID = plan.uid
@@ -133,7 +133,7 @@ def ct_image(plan: StudyPlan, series: SeriesPlan, index: int, sop_uid: str, impl
     ds.AcquisitionDate = da(acquired)
     ds.ContentTime = tm(acquired)
     ds.AcquisitionTime = tm(acquired)
-    ds.ProtocolName = scan.protocol if scan else plan.exam.description
+    ds.ProtocolName = plan.ct_protocol if scan else plan.exam.description
     ds.PatientPosition = "FFS" if plan.exam.family == "petct" and not scan.head else "HFS"
     ds.KVP = scan.kvp if scan else 120
     ds.AcquisitionNumber = 1

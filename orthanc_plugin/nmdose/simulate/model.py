@@ -121,6 +121,20 @@ class StudyPlan:
     mess: set[str] = field(default_factory=set)
     series: list[SeriesPlan] = field(default_factory=list)
     dose_objects: list[dict] = field(default_factory=list)
+    upgraded: bool = False  # after its scanner's upgrade (catalog.Scanner.upgrade): new station and software
+
+    @property
+    def station_name(self) -> str:
+        return self.scanner.upgrade[1] if self.upgraded and self.scanner.upgrade else self.scanner.station
+
+    @property
+    def software_version(self) -> str:
+        return self.scanner.upgrade[2] if self.upgraded and self.scanner.upgrade else self.scanner.software
+
+    @property
+    def ct_protocol(self) -> str:
+        """The CT protocol name as this study's scanner writes it (catalog.Scanner.protocol)."""
+        return self.scanner.protocol(self.exam.ct.protocol, self.exam.korean) if self.exam.ct else ""
 
     @property
     def korean(self) -> bool:

@@ -144,6 +144,8 @@ class DoseStudyInfo:
     model_name: str = "SimScan 64"
     station_name: str = "SIMCT01"
     device_serial_number: str = "SN0001"
+    device_observer_uid: str | None = None  # TID 1004; None: derived from manufacturer and serial number
+    software_versions: str = "nmdose-sim 1"
     specific_character_set: str | None = "ISO_IR 100"
     protocol_name: str | None = None
     body_part_examined: str | None = None
@@ -221,7 +223,7 @@ def _base(
     if study.patient_weight_kg is not None:
         ds.PatientWeight = sr.format_ds(study.patient_weight_kg)
     ds.DeviceSerialNumber = study.device_serial_number
-    ds.SoftwareVersions = "nmdose-sim 1"
+    ds.SoftwareVersions = study.software_versions
     if study.protocol_name is not None:
         ds.ProtocolName = fix(study.protocol_name)
     if study.body_part_examined is not None:
@@ -489,6 +491,9 @@ def ct_radiation_dose_sr(
     unknown = set(quirks) - CT_QUIRKS
     if unknown:
         raise TypeError(f"unknown quirk(s) {sorted(unknown)}; known: {sorted(CT_QUIRKS)}")
+    from nmdose.simulate import dose_check  # the simulated scanners' TID 10015 alerts (a few studies)
+
+    events = dose_check.with_dose_check(study, events, DoseCheck)
     legacy = bool(quirks.get("legacy_srt_codes"))
     ds = _base(
         study,
@@ -532,7 +537,9 @@ def ct_radiation_dose_sr(
     children: list[Dataset | None] = [
         proc_item,
         *_observer_context(
-            study, generate_uid(entropy_srcs=[study.manufacturer, study.device_serial_number])
+            study,
+            study.device_observer_uid
+            or generate_uid(entropy_srcs=[study.manufacturer, study.device_serial_number]),
         ),
         sr.datetime_item("HAS OBS CONTEXT", C.StartOfXRayIrradiation, _dt_string(start)),
         sr.datetime_item(
