@@ -211,3 +211,25 @@ def test_reidentification_names_the_patient_and_is_audited(ps):
 def test_an_unknown_project_is_a_clear_error(ps):
     out = ps.cli("pseudonymise", "--project", "no-such", check=False)
     assert out.returncode != 0 and "no research project named 'no-such'" in out.stdout + out.stderr
+
+
+def test_the_project_page_route_queues_the_copy_and_lists_it(ps):
+    from tests.support import wait_for
+
+    answer = ps.research.post("/nmdose/api/projects/trial-a/pseudonymise", {"dates": "shift"})
+    assert answer["queued"] and answer["job"]["project"] == "trial-a"
+
+    def done():
+        d = ps.research.get("/nmdose/api/projects/trial-a/copies")
+        return d if d["job"] and d["job"]["state"] == "done" else None
+
+    listing = wait_for(done, timeout_s=120)
+    rows = [r for r in listing["rows"] if r["target"] == "pseudoPACS"]
+    assert [(r["study_instance_uid"], r["state"], r["instances"]) for r in rows] == [
+        (ps.study.study_instance_uid, "done", 3)
+    ]
+    assert rows[0]["already_stored"] == 3  # the earlier tests' copy: nothing stored twice
+    with pytest.raises(Exception, match="400"):
+        ps.research.post("/nmdose/api/projects/trial-a/pseudonymise", {"dates": "sometimes"})
+    with pytest.raises(Exception, match="404"):
+        ps.research.get("/nmdose/api/projects/no-such/copies")

@@ -45,7 +45,7 @@ def _values(ds, vr):
             if e.VR == "SQ":
                 for item in e.value:
                     walk(item)
-            elif e.VR == vr and e.value:
+            elif vr == e.VR and e.value:
                 found.append((e.keyword, str(e.value)))
 
     walk(ds)
@@ -118,7 +118,7 @@ def test_every_date_moves_by_the_patients_days_or_none(dates):
 def test_the_patient_is_named_by_the_pseudonym_and_nobody_inside_the_content():
     key = deid.project_key(KEY, "trial-a")
     study, files = _files()
-    for ds, data in files:
+    for _ds, data in files:
         out, facts = deid.transform(data, key, study.patient_id, deid.Options())
         copy = pydicom.dcmread(io.BytesIO(out))
         assert (
@@ -129,7 +129,10 @@ def test_the_patient_is_named_by_the_pseudonym_and_nobody_inside_the_content():
         )
         assert b"SECRET-PID-1" not in out and b"Hong" not in out
         assert [kw for kw, _ in _values(copy, "PN") if kw != "PatientName"] == []
-        assert copy.PatientIdentityRemoved == "YES" and "nmdose: keyed pseudonyms and UIDs" in copy.DeidentificationMethod
+        assert (
+            copy.PatientIdentityRemoved == "YES"
+            and "nmdose: keyed pseudonyms and UIDs" in copy.DeidentificationMethod
+        )
         assert b"Kim" not in out
     assert (
         b"Kim^Radiographer" in files[0][1]

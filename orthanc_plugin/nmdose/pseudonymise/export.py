@@ -17,6 +17,8 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NODE = "pseudoPACS"
+WORKERS = 4  # instances in flight: Orthanc's anonymization overlaps nmdose's pass and the store
 DEFAULT_OPTIONS = deid.Options()
 
 
@@ -60,6 +63,20 @@ def project_studies(cfg: Config, project: str) -> list[str]:
         return [r[0] for r in cur.fetchall()]
 
 
+class _PerThread:
+    """One client per thread (a requests.Session is not shared between threads)."""
+
+    def __init__(self, make):
+        self._make = make
+        self._local = threading.local()
+
+    def get(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._make()
+        return client
+
+
 class _Target:
     name: str
 
@@ -77,10 +94,10 @@ class _NodeTarget(_Target):
                 "(expected an Orthanc node with an http_port for the pseudonymised copies)"
             )
         self.name = node
-        self.rest = OrthancHttp.for_node(cfg, node)
+        self.rest = _PerThread(lambda: OrthancHttp.for_node(cfg, node))
 
     def store(self, data: bytes, facts: dict[str, str]) -> bool:
-        answer = self.rest.request("POST", "/instances", data=data).json()
+        answer = self.rest.get().request("POST", "/instances", data=data).json()
         return answer.get("Status") != "AlreadyStored"
 
 
@@ -137,9 +154,10 @@ def _mark(cfg: Config, project: str, outcome: StudyOutcome, target: str, options
         )  # fmt: skip
 
 
-def _copy_study(research, target: _Target, key: bytes, uid: str, options: deid.Options) -> StudyOutcome:
+def _copy_study(research: _PerThread, target: _Target, key: bytes, uid: str, options: deid.Options,
+                pool: ThreadPoolExecutor) -> StudyOutcome:  # fmt: skip
     outcome = StudyOutcome(uid)
-    found = research.post(
+    found = research.get().post(
         "/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": uid}, "Expand": True}
     )
     if not found:
@@ -149,21 +167,28 @@ def _copy_study(research, target: _Target, key: bytes, uid: str, options: deid.O
         patient_id = (study.get("PatientMainDicomTags") or {}).get("PatientID", "")
         alias = deid.pseudonym(key, patient_id)
         request = deid.anonymize_request(alias, options)
-        copy_uid = None
-        for instance in research.get(f"/studies/{study['ID']}/instances"):
-            data = research.request(
-                "POST", f"/instances/{instance['ID']}/anonymize", json_body=request
-            ).content
+
+        def one(instance_id: str, request=request, patient_id=patient_id) -> tuple[bool, str]:
+            # Orthanc anonymizes on one of its HTTP threads while this process transforms another instance
+            data = (
+                research.get()
+                .request("POST", f"/instances/{instance_id}/anonymize", json_body=request)
+                .content
+            )
             out, facts = deid.transform(data, key, patient_id, options)
-            copy_uid = facts["study_instance_uid"]
+            return target.store(out, facts), facts["study_instance_uid"]
+
+        copy_uids = set()
+        ids = [i["ID"] for i in research.get().get(f"/studies/{study['ID']}/instances")]
+        for stored, copy_uid in pool.map(one, ids):
+            copy_uids.add(copy_uid)
             outcome.instances += 1
-            if target.store(out, facts):
+            if stored:
                 outcome.stored += 1
             else:
                 outcome.already_stored += 1
         outcome.pseudonyms.append(alias)
-        if copy_uid:
-            outcome.copy_study_uids.append(copy_uid)
+        outcome.copy_study_uids.extend(sorted(copy_uids))
     return outcome
 
 
@@ -175,21 +200,25 @@ def export(
     folder: Path | None = None,
     node: str = NODE,
     options: deid.Options = DEFAULT_OPTIONS,
+    requested_by: str | None = None,
+    workers: int = WORKERS,
 ) -> list[StudyOutcome]:
-    """Copy `study_uids` of `project` (pseudonymised) into `folder`, else into the node `node`."""
+    """Copy `study_uids` of `project` (pseudonymised) into `folder`, else into the node `node`; `workers`
+    instances of a study at once."""
     from nmdose.audit.actions import record_action
     from nmdose.pacs.orthanc_http import OrthancHttp
     from nmdose.secrets import pseudonym_key
 
     key = deid.project_key(pseudonym_key(cfg), project)
     target: _Target = _FolderTarget(folder) if folder is not None else _NodeTarget(cfg, node)
-    research = OrthancHttp.for_node(cfg, cfg.research_node.name)
+    research = _PerThread(lambda: OrthancHttp.for_node(cfg, cfg.research_node.name))
     outcomes: list[StudyOutcome] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="nmdose-pseudonymise")
     try:
         for uid in dict.fromkeys(study_uids):
             _mark(cfg, project, StudyOutcome(uid, state="running"), target.name, options)
             try:
-                outcome = _copy_study(research, target, key, uid, options)
+                outcome = _copy_study(research, target, key, uid, options, pool)
             except (PacsError, OSError, ValueError) as exc:
                 outcome = StudyOutcome(uid, state="failed", error=str(exc)[:500])
             _mark(cfg, project, outcome, target.name, options)
@@ -197,12 +226,13 @@ def export(
                      outcome.instances, outcome.stored)  # fmt: skip
             outcomes.append(outcome)
     finally:
+        pool.shutdown(wait=True)
         record_action(
             cfg,
             "pseudonymise",
             study_uids=[o.study_instance_uid for o in outcomes],
             params={"project": project, "target": target.name, "dates": options.dates,
-                    "keep_dose": options.keep_dose},
+                    "keep_dose": options.keep_dose, "requested_by": requested_by},
             rows=sum(o.instances for o in outcomes),
             status=0 if all(o.state == "done" for o in outcomes) else 1,
         )  # fmt: skip
