@@ -402,6 +402,21 @@ SELECT uid || '.9.1', uid, uid || '.9', '1.2.840.10008.5.1.4.1.1.88.67', 'SR',
   FROM dose.study s(uid);
 """,
         ),
+        (
+            "scanners",  # one scanner per station (docs/dose.md "Scanners"), as the ingest's identity rule finds them
+            """
+INSERT INTO dose.scanner (identity_key, display_name, manufacturer, model_name, device_serial_number,
+                          station_names, first_study_date, last_study_date)
+SELECT 'serial:' || lower(manufacturer) || '|' || lower(model_name) || '|SN-' || station_name,
+       model_name || ' (' || station_name || ')', manufacturer, model_name, 'SN-' || station_name,
+       jsonb_build_object(station_name, jsonb_build_object('first', min(study_date)::text,
+                                                           'last', max(study_date)::text)),
+       min(study_date), max(study_date)
+  FROM dose.study WHERE station_name IS NOT NULL GROUP BY manufacturer, model_name, station_name;
+UPDATE dose.study s SET scanner_id = sc.scanner_id
+  FROM dose.scanner sc WHERE sc.device_serial_number = 'SN-' || s.station_name;
+""",
+        ),
     ]
     params = {"n": n_studies, "node": source_node, "ct_studies": max(1, round(n_events / 2.5))}
     seconds: dict[str, float] = {}
@@ -562,6 +577,30 @@ def cases(conn) -> list[tuple[str, dict[str, str], str]]:
         protocol, station = ("PET-CT WB CTAC", "PETCT1") if nm else ("Chest routine", "CT1")
         for f in ({}, year, {"protocol": protocol}, {"station": station}):
             out.append((path, {**fixed, **f}, urlencode(fixed)))
+    # the scanners page (issue 16 item 2, issue 19): the list, side by side per measure, the dose filter by scanner
+    out += [
+        ("/api/scanners", {}, ""),
+        ("/api/scanners/side-by-side", {"measure": "ctdivol"}, "measure=ctdivol"),
+        ("/api/scanners/side-by-side", {"measure": "ctdivol", "protocol": "Chest"}, "measure=ctdivol"),
+        ("/api/scanners/side-by-side", {"measure": "dlp", **year}, "measure=dlp"),
+        ("/api/scanners/side-by-side", {"measure": "activity"}, "measure=activity"),
+        ("/api/dose/ct-protocols", {"group": "protocol", "scanner": "1"}, "group=protocol"),
+        ("/api/dose/box", {"measure": "ctdivol", "group": "protocol", "scanner": "1"}, "measure=ctdivol"),
+    ]
+    # the report page (issue 19): the comparison per group x scanner x year, trends, histograms, workload, annual
+    out += [
+        ("/api/dose/report/levels", {}, ""),
+        ("/api/dose/report/levels", year, ""),
+        ("/api/dose/report/levels", {"measure": "dlp", "group": "description"}, "measure=dlp"),
+        ("/api/dose/report/levels", {"measure": "activity"}, "measure=activity"),
+        ("/api/dose/report/levels", {"group": "age_band"}, "group=age_band"),
+        ("/api/dose/report/trends", {}, ""),
+        ("/api/dose/report/trends", {"measure": "ctdivol", "period": "quarter"}, "period=quarter"),
+        ("/api/dose/report/histogram", {}, ""),
+        ("/api/dose/report/histogram", {"measure": "activity"}, "measure=activity"),
+        ("/api/dose/report/workload", {}, ""),
+        ("/api/dose/report/annual", {"year": YEAR[0][:4]}, "year"),
+    ]
     out.append(("/api/dose/ct-events", {"format": "csv", **year, "station": "CT1"}, "format=csv"))
     out.append((f"/api/dose/study/{uid}", {}, ""))
     return out

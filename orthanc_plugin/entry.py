@@ -79,7 +79,9 @@ _METHODS = {"1": "GET", "2": "POST", "3": "PUT", "4": "DELETE"}
 
 def on_http_request(uri, **request):
     method = _METHODS.get(str(request.get("method")), str(request.get("method")))
-    return plugin.allow_http(method, uri, request.get("ip") or "", request.get("headers") or {})
+    return plugin.allow_http(
+        method, uri, request.get("ip") or "", request.get("headers") or {}, request.get("get") or {}
+    )
 
 
 orthanc.RegisterOnChangeCallback(on_change)

@@ -30,8 +30,13 @@ PY
   $N certs init
 fi
 
-echo "== 1. local stack (PostgreSQL, simulation PACS, research PACS + nmdose plugin, dose PACS stand-in)"
+echo "== 1. local stack (PostgreSQL, simulation PACS, research PACS + nmdose plugin, dose PACS stand-in, pseudoPACS)"
 $N stack up
+
+echo "== 1b. dose alerts: a local SMTP sink (loopback, STARTTLS + AUTH; stops after 1 h) and a rule e-mailing the"
+echo "       scanners' own dose-check alerts (TID 10015) as dose objects arrive (docs/alerts.md)"
+mkdir -p var/alerts && (nohup $N alerts sink --for 3600 >var/alerts/sink.log 2>&1 &)
+$N alerts rule '{"name": "demo: scanner dose check", "kind": "dose_check", "email_to": ["physics@localhost"]}'
 
 echo "== 2. simulated clinical PACS (synthetic studies, seed 42)"
 $N simulate --studies "${DEMO_STUDIES:-200}" --years 10 --seed 42
@@ -57,9 +62,33 @@ if $N dose --help 2>/dev/null | grep -q summary; then
   $N dose summary || true
 fi
 
+echo "== 8b. standard names: one name per examination however each scanner spells it (docs/standard_names.md)"
+$N names import config/standard_names.example.yaml
+$N names suggest --limit 5 || true
+
+echo "== 9. a research project of the retrieved PET-CT Whole Body studies (docs/projects.md)"
+$N project create demo-petct --description "demo: retrieved PET-CT Whole Body FDG studies"
+$N project add demo-petct --description "PET-CT Whole Body" --state done || true
+
+echo "== 9b. a pseudonymised copy of the project into the pseudoPACS (docs/pseudonymise.md)"
+$N pseudonymise --project demo-petct || true
+$N pseudonymise --project demo-petct --list | head -5 || true
+
+echo "== 10. dose alerts e-mailed to the local SMTP sink (var/alerts/mail/*.eml)"
+$N alerts evaluate  # studies stored before the rule existed (a demo run again)
+for _ in $(seq 1 30); do ls var/alerts/mail/*.eml >/dev/null 2>&1 && break; sleep 1; done
+$N alerts list --state all --limit 5 || true
+grep -h "^Subject:" var/alerts/mail/*.eml 2>/dev/null | head -5 || echo "   (no e-mail: see var/alerts/sink.log and the dose worker's log)"
+
 HTTP=$($N config check --json | .venv/bin/python -c 'import json,sys; n=json.load(sys.stdin)["nodes"]["researchPACS"]; print("http://%s:%s" % (n["host"], n["http_port"]))')
 echo "== pages (research PACS):"
 echo "   $HTTP/nmdose/ui/research   studies per year and exam type, corrections, retrieval state"
 echo "   $HTTP/nmdose/ui/dose       dose per protocol (CTDIvol, DLP, activity), filters, CSV export"
+echo "   $HTTP/nmdose/ui/names      standard names: rules, suggestions with counts, CSV/YAML import and export"
+echo "   $HTTP/nmdose/ui/project/demo-petct   research project: its studies, viewer/ZIP/dose links, upload"
+echo "   $HTTP/nmdose/ui/alerts     dose alerts: acknowledge, rules"
 echo "   $HTTP/app/explorer.html    Orthanc Explorer (nmdose button)"
+PSEUDO=$($N config check --json | .venv/bin/python -c 'import json,sys; n=json.load(sys.stdin)["nodes"].get("pseudoPACS") or {}; print("http://%s:%s" % (n.get("host"), n.get("http_port")))')
+echo "   $PSEUDO/app/explorer.html    the pseudoPACS: pseudonymised copies (loopback only)"
+echo "   $HTTP/nmdose/viewer/        OHIF viewer: the study list; a study: viewer?StudyInstanceUIDs=<uid> (docs/viewer.md)"
 echo "== demo done. Stop everything with: make stop"

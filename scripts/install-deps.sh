@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(orthanc orthanc-python orthanc-postgresql dcmtk postgresql postgresql-client
+              orthanc-dicomweb  # DICOMweb for the OHIF viewer: docs/viewer.md
               python3 python3-venv python3-dev lua5.1 curl ca-certificates procps
               chromium chromium-driver fonts-nanum  # browser tests of the web pages in tests/e2e;
                                                     # fonts-nanum: Korean labels readable in their screenshots
@@ -46,4 +47,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
   touch "$stamp"
 fi
+# The OHIF viewer (docs/viewer.md): @ohif/app's built dist/ from the npm registry, pinned and integrity-checked,
+# into the git-ignored var/ohif/ (nothing when that version is there). npm: Debian's when none is installed.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing Debian package npm (for the OHIF viewer)"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+fi
+.venv/bin/python -m nmdose.web.viewer_dist install
 echo "install-deps: ok ($(Orthanc --version 2>/dev/null | head -1), $(.venv/bin/python --version))"

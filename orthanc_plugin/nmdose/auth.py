@@ -36,6 +36,10 @@ class User:
     roles: tuple[str, ...]
     permissions: frozenset[str]
     subject: str | None = None  # the token's `sub` (keycloak mode)
+    # The token's realm roles as the realm names them (also those no nmdose role maps: `project:<name>:read`)
+    # and its group paths (`groups_claim`): what research project access is read from (nmdose.projects.access).
+    realm_roles: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return self.username
@@ -145,7 +149,15 @@ class KeycloakAuth:
         perms = frozenset(p for r in roles for p in self.accounts.roles[r].permissions)
         name = claims.get("preferred_username") or claims.get("sub") or "unknown"
         sub = claims.get("sub")
-        return User(str(name), roles, perms, str(sub) if sub is not None else None)
+        groups = claims.get(self.settings.groups_claim)
+        return User(
+            str(name),
+            roles,
+            perms,
+            str(sub) if sub is not None else None,
+            realm_roles=tuple(str(r) for r in realm_roles if isinstance(r, str)),
+            groups=tuple(str(g) for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+        )
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

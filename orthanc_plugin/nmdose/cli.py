@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from nmdose import __version__, config_cmd, echo, stack
+from nmdose.alerts import cli as alerts_cli
 from nmdose.audit import cli as audit_cli
 from nmdose.census import cli as census_cli
 from nmdose.db import cli as db_cli
 from nmdose.dose import cli as dose_cli
+from nmdose.dose import names_cli
 from nmdose.errors import NmdoseError
 from nmdose.forward import cli as forward_cli
 from nmdose.importer import cli as import_cli
+from nmdose.projects import cli as project_cli
+from nmdose.pseudonymise import cli as pseudonymise_cli
 from nmdose.retrieve import cli as retrieve_cli
 from nmdose.security import cli as security_cli
 from nmdose.simulate import cli as simulate_cli
@@ -49,8 +53,12 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     retrieve_cli.register,
     forward_cli.register,
     _dose,
+    names_cli.register,
+    alerts_cli.register,
     audit_cli.register,
     import_cli.register,
+    project_cli.register,
+    pseudonymise_cli.register,
 )
 
 

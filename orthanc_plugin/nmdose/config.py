@@ -266,6 +266,8 @@ class KeycloakSettings(_Strict):
     scope: str = "openid"
     roles_claim: str = "realm_access.roles"
     role_map: dict[str, str] = {}
+    # The token's group paths (Keycloak's group membership mapper; research projects: `/projects/<name>`).
+    groups_claim: str = "groups"
     leeway_s: int = Field(default=30, ge=0, le=600)
     # The realm's key set is re-fetched this often: a key removed from the realm is refused within it.
     jwks_refresh_s: int = Field(default=300, ge=1, le=86400)
@@ -301,8 +303,10 @@ class LevelMatch(_Strict):
     descriptions: list[str] = []  # StudyDescription
     target_regions: list[str] = []  # CT target region (meaning, e.g. "Chest")
     agents: list[str] = []  # radiopharmaceutical agent (meaning, e.g. "Fluorodeoxyglucose F^18^")
+    # the standard name of the study / event / administration (docs/standard_names.md), e.g. "^CT Chest$"
+    standard_names: list[str] = []
 
-    @field_validator("protocols", "descriptions", "target_regions", "agents")
+    @field_validator("protocols", "descriptions", "target_regions", "agents", "standard_names")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         for pattern in value:
@@ -349,8 +353,10 @@ class ReferenceLevel(_Strict):
     @field_validator("match")
     @classmethod
     def _match(cls, m: LevelMatch, info) -> LevelMatch:
-        if not (m.protocols or m.descriptions or m.target_regions or m.agents):
-            raise ValueError("at least one of protocols, descriptions, target_regions, agents")
+        if not (m.protocols or m.descriptions or m.target_regions or m.agents or m.standard_names):
+            raise ValueError(
+                "at least one of protocols, descriptions, target_regions, agents, standard_names"
+            )
         ct = info.data.get("modality") == "CT"
         if ct and m.agents:
             raise ValueError("no agents for a CT level (agents are for NM and PT levels)")

@@ -24,6 +24,8 @@ from nmdose.config import Config
 from nmdose.db import connect, queue
 from nmdose.db.migrate import migrate, status
 from nmdose.forward import routes as forward_stage
+from nmdose.projects.viewer_access import ProjectStudyAccess
+from nmdose.pseudonymise import routes as pseudonymise_stage
 from nmdose.retrieve import routes as retrieve_stage
 from nmdose.security import profile, tls
 from nmdose.web import pages as web_stage
@@ -43,7 +45,14 @@ NOT_AUTHORIZED = 0x0124  # DIMSE status "Refused: Not authorized" (PS3.7 Annex C
 # quick queries). The modules are imported, not named: a stage that is missing or misspelt fails the plugin at
 # start (Orthanc logs the ImportError), never switching a stage off while /nmdose/health says ok; a stage that
 # defines none of the hooks fails too (see `check_stages`).
-STAGES: tuple[ModuleType, ...] = (census_stage, retrieve_stage, forward_stage, web_stage, audit_stage)
+STAGES: tuple[ModuleType, ...] = (
+    census_stage,
+    retrieve_stage,
+    forward_stage,
+    pseudonymise_stage,
+    web_stage,
+    audit_stage,
+)
 STAGE_HOOKS = ("register_routes", "job_handlers", "on_started", "on_stable_study", "health_problems")
 
 
@@ -71,6 +80,8 @@ class Plugin:
 
         self.router = Router(authenticate=authenticator(cfg))
         self.gate = OrthancGate(cfg, self.router.authenticate)
+        if self.gate.enabled:  # project members may view their projects' studies (docs/projects.md)
+            self.gate.study_access = ProjectStudyAccess(cfg)
         self.stages = list(stages)
         handlers: dict[str, Callable] = {}
         for module in self.stages:
@@ -201,11 +212,13 @@ class Plugin:
 
         return OrthancHttp.for_node(self.cfg, self.node, extra_timeout_s=30)
 
-    def allow_http(self, method: str, uri: str, ip: str, headers: dict[str, str]) -> bool:
+    def allow_http(
+        self, method: str, uri: str, ip: str, headers: dict[str, str], get: dict[str, str] | None = None
+    ) -> bool:
         """Orthanc's incoming-HTTP filter (every request its HTTP server receives): see nmdose.web.gate. Orthanc
         gives the client's address only here: the audit trail takes it for the request that follows."""
         remember_client(ip)
-        return self.gate.allowed(method, uri, ip, headers)
+        return self.gate.allowed(method, uri, ip, headers, get)
 
     def health(self) -> dict[str, Any]:
         database: str

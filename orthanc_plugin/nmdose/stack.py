@@ -29,6 +29,7 @@ from nmdose.errors import StackError
 from nmdose.pacs.dcmtk import dicom_env
 from nmdose.secrets import PSEUDONYM_KEY, EnvSecretStore
 from nmdose.security import profile, tls
+from nmdose.web import dicomweb
 from nmdose.web.explorer2 import explorer2_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -500,6 +501,9 @@ class Stack:
                 conf["Plugins"].append(find_plugin("libOrthancPython.so"))
                 conf["PythonScript"] = str(REPO_ROOT / "orthanc_plugin" / "entry.py")
                 conf["OrthancExplorer2"] = explorer2_settings()  # ignored by Orthanc 1.10; OE2's buttons
+                # DICOMweb for the OHIF viewer, gated by the plugin (docs/viewer.md)
+                conf["Plugins"].append(find_plugin(dicomweb.PLUGIN))
+                conf["DicomWeb"] = dicomweb.dicomweb_settings()
                 conf["Nmdose"] = {
                     "ConfigDir": str(cfg.config_dir),
                     "VarDir": str(cfg.var_dir),

@@ -212,3 +212,41 @@ def test_the_proxy_configuration_is_printed_for_the_container(kc, capsys):
     out = capsys.readouterr().out
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in out and f'proxy_set_header {INTERNAL_HEADER} "";' in out
     assert f"proxy_pass http://127.0.0.1:{running.cfg.research_node.http_port};" in out
+
+
+def test_a_project_member_views_the_projects_studies_through_dicomweb_and_no_other(kc, provider, tmp_path):
+    """The OHIF viewer's reads for a member of a research project without images:read (docs/projects.md): the
+    study of their project through the path and through QIDO's StudyInstanceUID, never a search over every study
+    nor a study of another project."""
+    from tests.support import pet_ct_dose_study
+
+    running, _ = kc
+    base = running.cfg.research_node.http_url
+    internal = {INTERNAL_HEADER: internal_secret(running.cfg)}
+    mine, _ = pet_ct_dose_study(tmp_path / "a")
+    other, _ = pet_ct_dose_study(tmp_path / "b")
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        for f in sorted(folder.glob("*.dcm")):
+            requests.post(
+                f"{base}/instances", data=f.read_bytes(), headers=internal, timeout=30
+            ).raise_for_status()
+    with contextlib.closing(connect(running.cfg, role="owner")) as conn, conn, conn.cursor() as cur:
+        for project, study in (("viewtrial", mine), ("othertrial", other)):
+            cur.execute("INSERT INTO rpacs.project (name, created_by) VALUES (%s, 'test')", (project,))
+            cur.execute("INSERT INTO rpacs.project_study (project, study_instance_uid, added_by, how)"
+                        " VALUES (%s, %s, 'test', 'uid')", (project, study.study_instance_uid))  # fmt: skip
+    member = _bearer(provider.access_token(realm_access={"roles": ["project:viewtrial:read"]}))
+    outsider = _bearer(provider.access_token(realm_access={"roles": ["project:nosuch:read"]}))
+    uid = mine.study_instance_uid
+
+    def status(path, headers, **params):
+        return requests.get(f"{base}{path}", headers=headers, params=params, timeout=30).status_code
+
+    assert status(f"/dicom-web/studies/{uid}/series", member) == 200
+    assert status("/dicom-web/studies", member, StudyInstanceUID=uid) == 200
+    assert status(f"/dicom-web/studies/{uid}/metadata", member) == 200
+    assert status("/dicom-web/studies", member) == 403  # every study
+    assert status(f"/dicom-web/studies/{other.study_instance_uid}/series", member) == 403
+    assert status(f"/dicom-web/studies/{uid}/series", outsider) == 403
+    assert status(f"/dicom-web/studies/{uid}/series", {}) == 403
+    assert status("/patients", member) == 403  # Orthanc's own API stays admin-only

@@ -58,6 +58,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.web.openapi",
             "nmdose.web.export",
             "nmdose.web.xlsx",
+            "nmdose.web.dicomweb",
         ),
     ),
     (
@@ -78,6 +79,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.audit.writer",
             "nmdose.audit.actions",
             "nmdose.audit.atna",
+            "nmdose.audit.dicomweb",
         ),
     ),
     (
@@ -91,6 +93,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.forward.*",
             "nmdose.dose",
             "nmdose.dose.*",
+            "nmdose.alerts",
+            "nmdose.alerts.*",
             "nmdose.simulate",
             "nmdose.simulate.*",
             "nmdose.echo",
@@ -98,6 +102,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.audit.cli",
             "nmdose.importer",
             "nmdose.importer.*",
+            "nmdose.pseudonymise",
+            "nmdose.pseudonymise.*",
             "nmdose.projects",
             "nmdose.projects.*",
         ),
@@ -110,6 +116,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.web.sql_research",
             "nmdose.web.sql_levels",
             "nmdose.web.sql_dose",
+            "nmdose.web.sql_names",
+            "nmdose.web.routes_names",
             "nmdose.web.sql_patients",
             "nmdose.web.sql_reports",
             "nmdose.web.routes_reports",
@@ -120,12 +128,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.web.routes_research",
             "nmdose.web.routes_dose",
             "nmdose.web.routes_patients",
+            "nmdose.web.routes_alerts",
             "nmdose.web.routes_projects",
             "nmdose.web.routes_pages",
             "nmdose.web.dose_views",
             "nmdose.web.proxy",
             "nmdose.web.explorer2",
             "nmdose.web.names",
+            "nmdose.web.viewer_dist",
+            "nmdose.web.routes_viewer",
         ),
     ),
     (
@@ -352,6 +363,7 @@ def test_every_plugin_stage_contributes_a_hook():
         "nmdose.census.routes",
         "nmdose.retrieve.routes",
         "nmdose.forward.routes",
+        "nmdose.pseudonymise.routes",
         "nmdose.web.pages",
         "nmdose.audit.routes",
     ]
@@ -379,7 +391,8 @@ def test_the_command_line_has_every_sub_command_and_hands_the_warm_up_to_the_dos
     commands = parser._subparsers._group_actions[0].choices  # argparse has no public accessor
     assert list(commands) == [
         "config", "db", "stack", "echo", "health", "certs", "security", "proxy", "simulate", "census",
-        "retrieve", "forward", "dose", "audit", "import",
+        "retrieve", "forward", "dose", "names", "alerts", "audit", "import", "project",
+        "pseudonymise",
     ]  # fmt: skip
     args = parser.parse_args(["dose", "worker", "--once"])
     assert args.warm_views is warm_default_views

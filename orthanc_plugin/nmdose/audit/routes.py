@@ -98,6 +98,11 @@ def install(plugin) -> bool:
 
         return optional_user(getattr(router, "authenticate", None), headers)
 
+    gate_observers = getattr(getattr(plugin, "gate", None), "observers", None)
+    if gate_observers is not None and not any(getattr(o, "nmdose_audit", False) for o in gate_observers):
+        from nmdose.audit.dicomweb import make_gate_observer
+
+        gate_observers.append(make_gate_observer(w))  # the viewer's DICOMweb reads (docs/viewer.md)
     observers = getattr(router, "observers", None)
     if observers is not None:
         if not any(getattr(o, "nmdose_audit", False) for o in observers):

@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 
 RUNTIME_ROLES = ("owner", "worker", "web", "orthanc")
 AUDIT_SCHEMA = "audit"
-WEB_WRITES = ("dose.web_cache",)  # the only tables the web role writes (nmdose/web/cache.py)
+WEB_WRITES = (  # the only tables the web role writes: its answer cache (nmdose/web/cache.py), and the alert
+    # rules and acknowledgements (web/routes_alerts.py; deleting a rule deletes its firings and deliveries)
+    "dose.web_cache", "dose.alert_rule", "dose.alert_firing", "dose.alert_delivery",
+    # the research projects (nmdose/projects: studies added, uploads and members through the project routes)
+    "rpacs.project", "rpacs.project_study", "rpacs.project_member",
+)  # fmt: skip
 _LOCK_ID = 0x6E6D646F7365  # the migrations' advisory lock: grants never run concurrently (tuple concurrently updated)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -178,10 +179,29 @@ def worker_handler(args: argparse.Namespace, ctx: Any) -> int:
     batch = max(1, getattr(args, "batch", 500) or 500)
     warm = getattr(args, "warm_views", None)
     worker = Worker(ctx.config, Path(args.spool) if args.spool else None, roots=roots, batch=batch, warm=warm)
-    total = worker.run(once=args.once)
+    # the dose alerts' outbox is sent from here, next to the ingest that fills it (docs/alerts.md)
+    sender = None if args.once else _alert_sender(ctx.config)
+    try:
+        total = worker.run(once=args.once)
+    finally:
+        if sender is not None:
+            sender.stop()
     if args.once:
         sys.stdout.write(
             f"entries={total.entries} ingested={total.ingested} unchanged={total.unchanged} "
             f"not_dose={total.not_dose} dead_letter={total.dead_letter}\n"
         )
     return 0
+
+
+def _alert_sender(cfg):
+    """The alert sender thread (nmdose.alerts.outbox.Sender), or None when config/alerts.yaml is refused (logged:
+    the deliveries wait in the outbox; the dose worker runs on)."""
+    from nmdose.alerts.outbox import Sender
+    from nmdose.errors import ConfigError
+
+    try:
+        return Sender(cfg).start()
+    except ConfigError as exc:
+        logging.getLogger("nmdose.alerts").error("alerts not sent: %s", exc)
+        return None

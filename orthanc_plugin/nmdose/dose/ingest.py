@@ -23,9 +23,12 @@ from typing import Any, BinaryIO
 import psycopg2
 from psycopg2.extras import Json, execute_values
 
+from nmdose.alerts.rules import on_study
 from nmdose.dose.derived import derive_study
 from nmdose.dose.merge import merge_study
 from nmdose.dose.parse import NOT_DOSE, parse_file
+from nmdose.dose.scanners import resolve as resolve_scanner
+from nmdose.dose.standard_names import apply_to_study as apply_standard_names
 from nmdose.secrets import patient_pseudonym
 from nmdose.secrets import pseudonym_key as _secret_key
 
@@ -102,6 +105,14 @@ def _date(value: str | None) -> _dt.date | None:
         return None
 
 
+def _time(value: str | None) -> _dt.time | None:
+    """HH:MM:SS of the parse result (StudyTime), or None."""
+    try:
+        return _dt.time.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 def _timestamp(value: str | None) -> _dt.datetime | None:
     """ISO date-time as wall-clock time (a zone offset, when recorded, is dropped; the text stays in details)."""
     try:
@@ -159,6 +170,7 @@ def study_rows(
         "study_instance_uid": uid,
         "study_date": study_date,
         "study_year": year,
+        "study_time": _time(next((o["study_time"] for o in objects if o.get("study_time")), None)),
         "study_description": merged.get("study_description"),
         "accession_number": merged.get("accession_number"),
         "manufacturer": first.get("manufacturer"),
@@ -318,9 +330,12 @@ def _recompute_study(cur, study_uid: str) -> None:
         return
     merged = merge_study(objects)
     rows = study_rows(merged, derive_study(merged), objects)
+    rows["study"]["scanner_id"] = resolve_scanner(cur, objects, rows["study"])  # docs/dose.md "Scanners"
     _insert(cur, "study", [rows["study"]])
     for table in ("ct_event", "radiopharmaceutical", "series_protocol"):
         _insert(cur, table, rows[table])
+    apply_standard_names(cur, study_uid)  # the rules of sql/015 (docs/standard_names.md), before the alerts
+    on_study(cur, study_uid)  # dose alerts: firings + deliveries, in this transaction (docs/alerts.md)
 
 
 def _store_object(cur, parsed: dict[str, Any], sha: str, source: str) -> tuple[str, set[str], str | None]:

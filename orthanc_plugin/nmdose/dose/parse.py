@@ -30,7 +30,7 @@ from nmdose.dose.nm_image_header import read_nm_image_header
 from nmdose.dose.pet_image_header import read_pet_image_header
 from nmdose.dose.protocol import read_protocol
 from nmdose.dose.radiopharmaceutical_dose import add_observation_times, read_radiopharmaceutical_dose
-from nmdose.dose.result import Report, empty_result, iso_date
+from nmdose.dose.result import Report, empty_result, iso_date, parse_tm
 from nmdose.sop_classes import (
     RADIOPHARMACEUTICAL_RADIATION_DOSE_SR,
     XRAY_RADIATION_DOSE_SR,
@@ -151,7 +151,7 @@ def _charset_of(value: Any) -> str:
 _HEADER_KEYWORDS = (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Manufacturer",
     "ManufacturerModelName", "StationName", "DeviceSerialNumber", "StudyDate", "StudyDescription", "AccessionNumber",
-    "PatientAge", "PatientSex", "PatientWeight", "PatientSize", "PatientID",
+    "PatientAge", "PatientSex", "PatientWeight", "PatientSize", "PatientID", "SoftwareVersions",
 )  # fmt: skip
 
 
@@ -162,7 +162,7 @@ def _header(ds: Dataset, result: dict[str, Any], report: Report, values: Any = N
     """The header part of the contract; ``values``: ``get_values(ds, _HEADER_KEYWORDS)`` when read already."""
     text = report.text
     (sop_class, sop_instance, study_uid, series_uid, modality, manufacturer, model, station, serial, study_date,
-     study_description, accession, age, sex, weight, size, patient_id) = (
+     study_description, accession, age, sex, weight, size, patient_id, software) = (
         get_values(ds, _HEADER_KEYWORDS) if values is None else values
     )  # fmt: skip
     result["sop_class_uid"] = text(sop_class, "SOP Class UID")
@@ -174,7 +174,12 @@ def _header(ds: Dataset, result: dict[str, Any], report: Report, values: Any = N
     result["model_name"] = text(model, "Manufacturer's Model Name")
     result["station_name"] = text(station, "Station Name")
     result["device_serial_number"] = text(serial, "Device Serial Number")
+    if software is not None and not isinstance(software, str):  # multi-valued LO
+        software = "\\".join(str(v).strip() for v in software if str(v).strip())
+    result["software_versions"] = text(software, "Software Versions")
     result["study_date"] = iso_date(study_date)
+    tm = parse_tm(get_value(ds, "StudyTime"))  # the report's workload by hour (issue 19); to the second
+    result["study_time"] = tm.replace(microsecond=0).isoformat() if tm else None
     result["study_description"] = text(study_description, "Study Description (0008,1030)")
     result["accession_number"] = text(accession, "Accession Number")
     result["protocol"] = read_protocol(ds, report)
@@ -218,6 +223,9 @@ def _age_years(value: Any, report: Report) -> float | None:
 def _structured_report(ds: Dataset, sop: str, result: dict[str, Any], report: Report) -> None:
     root = walk(ds)
     title = root.concept
+    observer = root.find(C.DeviceObserverUID.key)  # TID 1004 under the root (docs/dose.md "Scanners")
+    if observer is not None and isinstance(observer.value, str) and observer.value.strip():
+        result["device_observer_uid"] = observer.value.strip()[:64]
     if sop == RADIOPHARMACEUTICAL_RADIATION_DOSE_SR or title == K_RRDSR_TITLE:
         if title != K_RRDSR_TITLE:
             report.warn(

@@ -52,7 +52,10 @@ def empty_result(file: str) -> dict[str, Any]:
         "model_name": None,
         "station_name": None,
         "device_serial_number": None,
+        "software_versions": None,  # SoftwareVersions (0018,1020), several values joined by a backslash
+        "device_observer_uid": None,  # TID 1004 Device Observer UID (121012) of a dose report's root
         "study_date": None,
+        "study_time": None,  # StudyTime (0008,0030) as HH:MM:SS (dose.study.study_time, the report's workload)
         "study_description": None,
         "accession_number": None,
         "patient_id": None,  # PatientID, for the ingest's pseudonym only: never stored in `dose`

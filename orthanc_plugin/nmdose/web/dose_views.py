@@ -54,7 +54,8 @@ LEVEL_ROUTES = frozenset({"box", "outliers"})
 # Part of every key: raised when the columns of an answer change (issue 16: SSDE, plausibility warnings, display
 # names), so an answer kept before an upgrade is not served until the next dose write. 3: the text filters match
 # part of the text, any case (issue 19), so an answer kept for a filter under the exact match is not served.
-ANSWER_COLUMNS_VERSION = 3
+# 4: `standard_name` in the activity points (issue 16 item 1, docs/standard_names.md).
+ANSWER_COLUMNS_VERSION = 4
 
 
 def dose_key(cfg: Any, route: str, f: dict[str, Any]) -> str:
@@ -85,6 +86,11 @@ DEFAULT_VIEWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("ct_protocols", {"group": "description"}),
     ("box", {"measure": "ctdivol", "group": "description"}),
     ("box", {"measure": "dlp", "group": "description"}),
+    # the section per standard name (docs/standard_names.md)
+    ("ct_protocols", {"group": "standard_name"}),
+    ("box", {"measure": "ctdivol", "group": "standard_name"}),
+    ("box", {"measure": "dlp", "group": "standard_name"}),
+    ("activity", {"group": "standard_name"}),
     ("ct_monthly", {}),
     ("activity", {"group": "agent"}),
     ("box", {"measure": "activity", "group": "agent"}),

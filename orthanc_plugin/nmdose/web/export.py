@@ -44,7 +44,7 @@ def to_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> 
 # The filters an export's file name carries, in this order (`ct-events_2024-01-01_2024-12-31_chest.csv`), so two
 # exports of different filters never share a name.
 FILENAME_FILTERS = (
-    "from", "to", "protocol", "description", "station", "manufacturer", "model", "modality", "agent", "sex",
+    "from", "to", "protocol", "description", "station", "manufacturer", "model", "scanner", "modality", "agent", "sex",
     "age_min", "age_max", "weight_min", "weight_max",
 )  # fmt: skip
 _NOT_IN_NAME = re.compile(r"[^a-z0-9.]+")

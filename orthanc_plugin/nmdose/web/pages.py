@@ -12,7 +12,18 @@ import contextlib
 
 from nmdose.auth import browser_login, register_session_routes
 from nmdose.db import connect
-from nmdose.web import routes_dose, routes_pages, routes_patients, routes_research
+from nmdose.web import (
+    routes_alerts,
+    routes_dose,
+    routes_names,
+    routes_pages,
+    routes_patients,
+    routes_projects,
+    routes_reports,
+    routes_research,
+    routes_scanners,
+    routes_viewer,
+)
 from nmdose.web.routes import Context, RouteSpec, register
 from nmdose.web.shell import orthanc_explorer_js
 
@@ -21,8 +32,14 @@ __all__ = ["ROUTES", "orthanc_explorer_js", "register_routes"]
 ROUTES: tuple[RouteSpec, ...] = (
     *routes_research.ROUTES,
     *routes_dose.ROUTES,
+    *routes_names.ROUTES,
     *routes_patients.ROUTES,
+    *routes_alerts.ROUTES,
+    *routes_projects.ROUTES,
     *routes_pages.ROUTES,
+    *routes_reports.ROUTES,
+    *routes_scanners.ROUTES,
+    *routes_viewer.ROUTES,
 )
 
 

@@ -142,6 +142,7 @@ DOSE_FILTERS: dict[str, Param] = {
     "description": TEXT.but(description="study description (exact)"),
     "protocol": TEXT.but(description="acquisition protocol (exact)"),
     "agent": TEXT.but(description="radiopharmaceutical (exact)"),
+    "scanner": TEXT.but(description="scanner: its id or display name (exact, any case), and those merged in"),
     "sex": Choice("M", "F", "O", description="patient sex"),
     "age_min": Number(150, "patient age in years, inclusive"),
     "age_max": Number(150, "patient age in years, exclusive"),

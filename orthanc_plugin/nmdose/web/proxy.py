@@ -53,6 +53,8 @@ http {{
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto https;
+            # the DICOMweb plugin builds its answers' URLs (RetrieveURL, BulkDataURI) from RFC 7239 Forwarded
+            proxy_set_header Forwarded "proto=https;host=$http_host";
             proxy_set_header {internal_header} "";
             proxy_buffering off;
             proxy_read_timeout 600s;

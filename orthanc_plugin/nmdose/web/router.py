@@ -28,6 +28,10 @@ AUTHENTICATED = "authenticated"
 # another origin may send (every other method needs the same-origin and Content-Type checks below).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 EXPORT_FORMATS = frozenset({"csv", "xlsx"})
+# Bodies a state-changing request may carry besides JSON: the files of an upload (the research projects). Like
+# JSON, a page of another site cannot send them without a CORS preflight (which nmdose never answers), unlike
+# multipart/form-data, which stays refused. A route that reads JSON answers 400 to them (not JSON).
+FILE_TYPES = frozenset({"application/zip", "application/dicom"})
 
 # A DICOM UID (PS3.5 9.1): digit groups separated by dots, at most 64 characters.
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -175,7 +179,7 @@ def check_browser_request(request: Request) -> None:
         ):
             raise HttpError(403, f"cross-origin request refused (Origin {origin!r}, Host {host!r})")
     ctype = request.header("Content-Type").split(";")[0].strip().lower()
-    if ctype != "application/json":
+    if ctype != "application/json" and ctype not in FILE_TYPES:
         raise HttpError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
 
 

@@ -44,6 +44,7 @@ class RouteSpec:
     permission: str
     summary: str
     query: Mapping[str, Param] | None = None
+    body: Mapping[str, Any] | None = None  # JSON schema of the request body (router.check_json)
     export_permission: str | None = None
     answers: Mapping[int, str] = field(default_factory=dict)
     content_type: str = "application/json"
@@ -59,6 +60,7 @@ def register(router, specs: Iterable[RouteSpec], ctx: Context) -> None:
             permission=spec.permission,
             export_permission=spec.export_permission,
             query=spec.query,
+            body=spec.body,
             summary=spec.summary,
             answers=spec.answers,
             content_type=spec.content_type,

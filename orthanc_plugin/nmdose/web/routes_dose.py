@@ -46,7 +46,9 @@ def ct_protocols(request: Request, ctx: Context) -> Response:
 
 def ct_monthly(request: Request, ctx: Context) -> Response:
     with ctx.db() as conn:
-        return answer(cached_dose_rows(conn, ctx.cfg, "ct_monthly", request.args), request.args, "ct-monthly")
+        f = request.args
+        name = "ct-monthly-standard-name" if f.get("group") == "standard_name" else "ct-monthly"
+        return answer(cached_dose_rows(conn, ctx.cfg, "ct_monthly", f), f, name)
 
 
 def ct_events(request: Request, ctx: Context) -> Response:
@@ -133,8 +135,10 @@ def box(request: Request, ctx: Context) -> Response:
 
 def effective_dose(request: Request, ctx: Context) -> Response:
     with ctx.db() as conn:
-        rows = cached_dose_rows(conn, ctx.cfg, "effective_dose", request.args)
-        return answer(rows, request.args, "effective-dose")
+        f = request.args
+        rows = cached_dose_rows(conn, ctx.cfg, "effective_dose", f)
+        name = "effective-dose-standard-name" if f.get("group") == "standard_name" else "effective-dose"
+        return answer(rows, f, name)
 
 
 def dead_letter(request: Request, ctx: Context) -> Response:
@@ -186,10 +190,19 @@ def _dose_route(pattern: str, handler, summary: str, query: dict, answers=BAD_PA
 
 
 GROUP_CT = Choice(
-    "protocol", "description", description="per acquisition protocol (default) or study description"
+    "protocol",
+    "description",
+    "standard_name",
+    description="per acquisition protocol (default), study description or standard name (per study)",
 )
 GROUP_NM = Choice(
-    "agent", "description", description="per radiopharmaceutical (default) or study description"
+    "agent",
+    "description",
+    "standard_name",
+    description="per radiopharmaceutical (default), study description or standard name",
+)
+GROUP_STUDY = Choice(
+    "description", "standard_name", description="per study description (default) or standard name"
 )
 
 ROUTES = (
@@ -203,7 +216,7 @@ ROUTES = (
         "/api/dose/ct-monthly",
         ct_monthly,
         "Median DLP per study per month and study description, every month of the range present",
-        {**FILTERS, **FORMAT},
+        {**FILTERS, "group": GROUP_STUDY, **FORMAT},
     ),
     _dose_route(
         "/api/dose/ct-events",
@@ -257,7 +270,9 @@ ROUTES = (
                 "protocol",
                 "description",
                 "agent",
-                description="CT: protocol (default) or description; activity: agent (default) or description",
+                "standard_name",
+                description="CT: protocol (default), description or standard_name (per study); activity: agent "
+                "(default), description or standard_name",
             ),
             **FORMAT,
         },
@@ -266,8 +281,8 @@ ROUTES = (
     _dose_route(
         "/api/dose/effective-dose",
         effective_dose,
-        "Effective dose per study description: CT, radiopharmaceutical and total",
-        {**FILTERS, **FORMAT},
+        "Effective dose per study description (or standard name): CT, radiopharmaceutical and total",
+        {**FILTERS, "group": GROUP_STUDY, **FORMAT},
     ),
     _dose_route(
         "/api/dose/dead-letter",

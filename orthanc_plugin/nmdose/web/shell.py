@@ -23,6 +23,12 @@ TITLES = {
     "dose": "Dose",
     "study": "Study dose",
     "patients": "Patient cumulative dose",
+    "report": "Dose report",
+    "scanners": "Scanners",
+    "alerts": "Dose alerts",
+    "names": "Standard names",
+    "projects": "Research projects",
+    "project": "Research project",
     "message": "nmdose",
 }
 
@@ -30,6 +36,12 @@ TITLES = {
 # Pages with a script of their own (static/<file>, loaded after nmdose.js; it calls `window.nmdose.register`).
 PAGE_SCRIPTS: dict[str, str] = {
     "patients": "patients.js",
+    "projects": "projects.js",
+    "project": "projects.js",
+    "names": "names.js",
+    "report": "report.js",
+    "scanners": "scanners.js",
+    "alerts": "alerts.js",
 }
 
 

@@ -102,6 +102,14 @@ _ANY_EVENT = """EXISTS (SELECT 1 FROM dose.ct_event pe
                  WHERE pe.study_instance_uid = {r}.study_instance_uid AND pe.acquisition_protocol ILIKE %s)"""
 _ANY_ADMINISTRATION = """EXISTS (SELECT 1 FROM dose.radiopharmaceutical ra
                  WHERE ra.study_instance_uid = {r}.study_instance_uid AND ra.agent = ANY(%s))"""
+# The scanner filter (docs/dose.md "Scanners"): its scanner_id or its display name (exact, any case), with the
+# scanners merged into it; a study row compares its own scanner_id, an event or administration its study's.
+SCANNER_IDS = """(SELECT sc.scanner_id FROM dose.scanner sc WHERE coalesce(sc.merged_into, sc.scanner_id) IN
+                   (SELECT coalesce(t.merged_into, t.scanner_id) FROM dose.scanner t
+                     WHERE t.scanner_id::text = %s OR lower(t.display_name) = lower(%s)))"""
+_STUDY_SCANNER = "{r}.scanner_id IN " + SCANNER_IDS
+_ANY_SCANNER = f"""{{r}}.study_instance_uid IN (SELECT ss.study_instance_uid FROM dose.study ss
+                    WHERE ss.scanner_id IN {SCANNER_IDS})"""
 
 
 def dose_where(f: dict[str, Any], records: Records) -> Where:
@@ -125,6 +133,9 @@ def dose_where(f: dict[str, Any], records: Records) -> Where:
         agents = list(f["agent"]) if isinstance(f["agent"], (list, tuple)) else [f["agent"]]
         clause = "{r}.agent = ANY(%s)" if records.agent_here else _ANY_ADMINISTRATION
         w.add(sql.SQL(clause).format(r=r), agents)
+    if "scanner" in f:
+        clause = _STUDY_SCANNER if records is STUDIES else _ANY_SCANNER
+        w.add(sql.SQL(clause).format(r=r), str(f["scanner"]), str(f["scanner"]))
     return w
 
 

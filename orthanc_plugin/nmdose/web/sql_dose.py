@@ -55,22 +55,27 @@ SELECT coalesce(e.acquisition_protocol, '') AS protocol, count(*)::int AS n,
 SELECT coalesce(s.study_description, '') AS description, count(*)::int AS n, count(*)::int AS studies,
        {ctdivol}, {dlp}
   FROM dose.study s {where} GROUP BY 1 ORDER BY 1""",
+    # the study's standard name (sql/015_standard_names.sql; '' : none yet), one value per study as above
+    "standard_name": """
+SELECT coalesce(s.standard_name, '') AS standard_name, count(*)::int AS n, count(*)::int AS studies,
+       {ctdivol}, {dlp}
+  FROM dose.study s {where} GROUP BY 1 ORDER BY 1""",
 }
 
 # Per month and study description (the exam type), one value per study: the median of the studies' total DLP
 # and of their mean CTDIvol (localizers have neither, so they count in no `n`). Every month from the first to the
 # last is there: a month without a study is one row with no description and n = 0 (a continuous month axis).
 CT_MONTHLY = """
-WITH g AS (SELECT date_trunc('month', s.study_date)::date AS m, coalesce(s.study_description, '') AS description,
+WITH g AS (SELECT date_trunc('month', s.study_date)::date AS m, {group},
                   count(s.ct_total_dlp_mgycm)::int AS n,
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY s.ct_total_dlp_mgycm) AS dlp_median,
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY s.ct_mean_ctdivol_mgy) AS ctdivol_median
              FROM dose.study s {where} GROUP BY 1, 2)
-SELECT to_char(x.m, 'YYYY-MM') AS month, g.description, coalesce(g.n, 0) AS n, g.dlp_median, g.ctdivol_median
+SELECT to_char(x.m, 'YYYY-MM') AS month, g.{name}, coalesce(g.n, 0) AS n, g.dlp_median, g.ctdivol_median
   FROM (SELECT min(m) AS lo, max(m) AS hi FROM g) b
  CROSS JOIN LATERAL generate_series(b.lo, b.hi, interval '1 month') AS x(m)
   LEFT JOIN g ON g.m = x.m::date
- ORDER BY x.m, g.n DESC, g.description"""
+ ORDER BY x.m, g.n DESC, g.{name}"""
 
 CT_EVENTS = """
 SELECT e.study_instance_uid, e.study_date, e.study_description, e.manufacturer, e.model_name,
@@ -78,7 +83,7 @@ SELECT e.study_instance_uid, e.study_date, e.study_description, e.manufacturer, 
        e.acquisition_protocol, e.target_region, e.acquisition_type, e.ctdivol_mgy, e.dlp_mgycm,
        e.ssde_mgy, e.ssde_method, e.ssde_size_mm, e.ssde_size_kind, e.water_equivalent_diameter_mm,
        e.water_equivalent_diameter_method, e.effective_diameter_mm, e.lateral_dimension_mm, e.ap_dimension_mm,
-       e.phantom, e.kvp, e.tube_current_ma, e.effective_dose_msv, {localizer} AS localizer
+       e.phantom, e.kvp, e.tube_current_ma, e.effective_dose_msv, {localizer} AS localizer, e.standard_name
   FROM dose.ct_event e {where} ORDER BY e.study_date, e.study_instance_uid, e.ordinal LIMIT %s"""
 
 ACTIVITY = """
@@ -88,12 +93,13 @@ SELECT {group}, count(*)::int AS n, {activity}, {per_kg}, avg(a.effective_dose_m
 ACTIVITY_GROUPS = {
     "agent": "coalesce(a.agent, '') AS agent",
     "description": "coalesce(a.study_description, '') AS description",
+    "standard_name": "coalesce(a.standard_name, '') AS standard_name",  # the agent's rule, else the study's
 }
 
 ACTIVITY_POINTS = """
 SELECT a.study_instance_uid, a.study_date, a.agent, a.patient_weight_kg AS weight_kg, a.activity_mbq,
        a.net_activity_mbq, a.administered_activity_rule, a.start_datetime, a.start_datetime_source,
-       a.pre_measured_datetime, a.post_measured_datetime, a.plausibility
+       a.pre_measured_datetime, a.post_measured_datetime, a.plausibility, a.standard_name
   FROM dose.radiopharmaceutical a {where} ORDER BY a.study_date, a.study_instance_uid LIMIT %s"""
 
 # A PET-CT / SPECT-CT / NM study whose radiopharmaceutical part was not found (no administration: the PET images or
@@ -109,7 +115,7 @@ NM_PART_MISSING = """(NOT EXISTS (SELECT 1 FROM dose.radiopharmaceutical ra
           OR s.study_description ~* '(PET|SPECT|scintigra|신티)'))"""
 
 EFFECTIVE_DOSE = """
-SELECT coalesce(s.study_description, '') AS description, count(*)::int AS studies,
+SELECT {group}, count(*)::int AS studies,
        count(s.ct_effective_dose_msv)::int AS ct_n,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY s.ct_effective_dose_msv) AS ct_median,
        avg(s.ct_effective_dose_msv) AS ct_mean,
@@ -131,6 +137,11 @@ SELECT coalesce(s.study_description, '') AS description, count(*)::int AS studie
           FROM dose.study s CROSS JOIN LATERAL (SELECT {nm_part_missing} AS nm_part_missing) m {where}) s
  GROUP BY 1 ORDER BY 1"""
 
+# effective dose per study description (default) or per standard name (sql/015_standard_names.sql)
+EFFECTIVE_GROUPS = {
+    "description": "coalesce(s.study_description, '') AS description",
+    "standard_name": "coalesce(s.standard_name, '') AS standard_name",
+}
 
 STORED_AGENTS = "SELECT DISTINCT agent FROM dose.radiopharmaceutical WHERE agent IS NOT NULL"
 
@@ -171,7 +182,11 @@ def ct_monthly(conn, f: dict[str, Any]) -> Rows:
     month of the range present, for the trend chart."""
     w = dose_where(f, STUDIES).add("s.ct_event_count > 0").add("s.ct_total_dlp_mgycm IS NOT NULL")
     w.add("s.study_date IS NOT NULL")
-    return rows(conn, sql.SQL(CT_MONTHLY).format(where=w.sql()), w.params)
+    group = f.get("group", "description")  # or standard_name (docs/standard_names.md)
+    query = sql.SQL(CT_MONTHLY).format(
+        group=sql.SQL(EFFECTIVE_GROUPS[group]), name=sql.Identifier(group), where=w.sql()
+    )
+    return rows(conn, query, w.params)
 
 
 def ct_events(conn, f: dict[str, Any], limit: int) -> Rows:
@@ -205,7 +220,10 @@ def effective_dose(conn, f: dict[str, Any]) -> Rows:
     (activity x e) and total, with how many studies have a value and the coefficient sources used. A study whose
     NM part is missing (NM_PART_MISSING) has no total and is counted in `nm_missing_n`."""
     w = dose_where(f, STUDIES)
-    query = sql.SQL(EFFECTIVE_DOSE).format(where=w.sql(), nm_part_missing=sql.SQL(NM_PART_MISSING))
+    group = sql.SQL(EFFECTIVE_GROUPS[f.get("group", "description")])
+    query = sql.SQL(EFFECTIVE_DOSE).format(
+        group=group, where=w.sql(), nm_part_missing=sql.SQL(NM_PART_MISSING)
+    )
     return rows(conn, query, w.params)
 
 
@@ -258,7 +276,10 @@ BOX_MEASURES = {
     "activity": ("nm", "activity_mbq", "activity_mbq"),
     "per_kg": ("nm", "activity_per_kg_mbq", "activity_mbq_per_kg"),
 }
-BOX_GROUPS = {"ct": ("protocol", "description"), "nm": ("agent", "description")}
+BOX_GROUPS = {
+    "ct": ("protocol", "description", "standard_name"),
+    "nm": ("agent", "description", "standard_name"),
+}
 
 
 @dataclass(frozen=True)
@@ -274,25 +295,33 @@ class BoxRecords:
 
 BOX_EVENTS = BoxRecords(
     "ev",
-    ("protocol", "description", "target_region", "age"),
+    ("protocol", "description", "target_region", "standard_name", "age"),
     EVENT_MATCH,
     {
         "protocol": "SELECT protocol AS v FROM keys",
         "description": "SELECT description AS v FROM keys",
         "region": "SELECT target_region AS v FROM keys",
+        "standard_name": "SELECT standard_name AS v FROM keys",
     },
 )
 BOX_STUDIES = BoxRecords(
     "st",
-    ("study_instance_uid", "description", "age"),
+    ("study_instance_uid", "description", "standard_name", "age"),
     STUDY_MATCH,
-    {"description": "SELECT description AS v FROM keys"},
+    {
+        "description": "SELECT description AS v FROM keys",
+        "standard_name": "SELECT standard_name AS v FROM keys",
+    },
 )
 BOX_ADMINISTRATIONS = BoxRecords(
     "ad",
-    ("agent", "description", "age"),
+    ("agent", "description", "standard_name", "age"),
     ADMIN_MATCH,
-    {"description": "SELECT description AS v FROM keys", "agent": "SELECT agent AS v FROM keys"},
+    {
+        "description": "SELECT description AS v FROM keys",
+        "agent": "SELECT agent AS v FROM keys",
+        "standard_name": "SELECT standard_name AS v FROM keys",
+    },
 )
 
 BOX = """WITH {levels}, {records}, {age_bounds},

@@ -28,7 +28,8 @@ from nmdose.web.sql_common import (
 LEVELS_CTE = sql.SQL("""lv AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS l(
                     name text, modality text, quantity text, per text, value double precision, status text,
                     source text, year integer, protocols text[], descriptions text[], target_regions text[],
-                    agents text[], age_min double precision, age_max double precision))""")
+                    agents text[], standard_names text[], age_min double precision,
+                    age_max double precision))""")
 
 # `ab.b`: every age-band limit of the levels, sorted; width_bucket(age, (SELECT b FROM ab)) numbers the interval an
 # age lies in, and ages in one interval are inside or outside each band alike ([min, max), like the matches below).
@@ -44,6 +45,7 @@ EVENT_MATCH = sql.SQL("""l.modality = 'CT' AND l.per = 'event'
  AND (l.protocols IS NULL OR (l.name, r.protocol) IN (SELECT name, v FROM m_protocol))
  AND (l.descriptions IS NULL OR (l.name, r.description) IN (SELECT name, v FROM m_description))
  AND (l.target_regions IS NULL OR (l.name, r.target_region) IN (SELECT name, v FROM m_region))
+ AND (l.standard_names IS NULL OR (l.name, r.standard_name) IN (SELECT name, v FROM m_standard_name))
  AND (l.age_min IS NULL OR r.age >= l.age_min) AND (l.age_max IS NULL OR r.age < l.age_max)""")
 # Per-study levels matching protocols or target regions look at every event of the study (rarely used: slower).
 STUDY_MATCH = sql.SQL("""l.modality = 'CT' AND l.per = 'study'
@@ -52,10 +54,12 @@ STUDY_MATCH = sql.SQL("""l.modality = 'CT' AND l.per = 'study'
  AND (l.descriptions IS NULL OR (l.name, r.description) IN (SELECT name, v FROM m_description))
  AND (l.target_regions IS NULL OR EXISTS (SELECT 1 FROM dose.ct_event x WHERE x.study_instance_uid =
       r.study_instance_uid AND x.target_region ~* ANY (l.target_regions)))
+ AND (l.standard_names IS NULL OR (l.name, r.standard_name) IN (SELECT name, v FROM m_standard_name))
  AND (l.age_min IS NULL OR r.age >= l.age_min) AND (l.age_max IS NULL OR r.age < l.age_max)""")
 ADMIN_MATCH = sql.SQL("""l.modality IN ('NM', 'PT') AND l.per = 'administration'
  AND (l.agents IS NULL OR (l.name, r.agent) IN (SELECT name, v FROM m_agent))
  AND (l.descriptions IS NULL OR (l.name, r.description) IN (SELECT name, v FROM m_description))
+ AND (l.standard_names IS NULL OR (l.name, r.standard_name) IN (SELECT name, v FROM m_standard_name))
  AND (l.age_min IS NULL OR r.age >= l.age_min) AND (l.age_max IS NULL OR r.age < l.age_max)""")
 
 # match CTE -> the levels' pattern list it runs
@@ -64,6 +68,7 @@ MATCHED_ATTRIBUTES = {
     "description": "descriptions",
     "region": "target_regions",
     "agent": "agents",
+    "standard_name": "standard_names",  # the rows' standard names (sql/015_standard_names.sql)
 }
 MATCH_CTE = """{cte} AS MATERIALIZED (SELECT l.name, d.v FROM lv l
                   JOIN (SELECT DISTINCT v FROM ({values}) s) d ON d.v ~* ANY ({patterns}))"""
@@ -92,15 +97,17 @@ def match_ctes(**values: str) -> sql.Composable:
 # with the other filtered fields by sql/007_web.sql's triggers: no join).
 EV_CTE = """ev AS (SELECT e.study_instance_uid, e.study_date, e.ordinal, e.acquisition_protocol AS protocol,
                           e.target_region, e.ctdivol_mgy, e.dlp_mgycm, e.study_description AS description,
-                          e.patient_age_years AS age
+                          e.patient_age_years AS age, e.standard_name
                      FROM dose.ct_event e {where})"""
 # `st`: the filtered studies with CT events: total DLP and the mean CTDIvol of their events (when asked for).
 ST_CTE = """st AS (SELECT s.study_instance_uid, s.study_date, s.study_description AS description,
-                          s.patient_age_years AS age, s.ct_total_dlp_mgycm AS dlp, {ctdivol} AS ctdivol
+                          s.patient_age_years AS age, s.ct_total_dlp_mgycm AS dlp, {ctdivol} AS ctdivol,
+                          s.standard_name
                      FROM dose.study s {where})"""
 # `ad`: the filtered radiopharmaceutical administrations (description and age as for `ev`).
 AD_CTE = """ad AS (SELECT a.study_instance_uid, a.study_date, a.ordinal, a.agent, a.activity_mbq,
-                          a.activity_per_kg_mbq, a.study_description AS description, a.patient_age_years AS age
+                          a.activity_per_kg_mbq, a.study_description AS description, a.patient_age_years AS age,
+                          a.standard_name
                      FROM dose.radiopharmaceutical a {where})"""
 
 
@@ -148,6 +155,7 @@ def levels_json(levels: Sequence[Any]) -> str:
                 "descriptions": lv.match.descriptions or None,
                 "target_regions": lv.match.target_regions or None,
                 "agents": lv.match.agents or None,
+                "standard_names": getattr(lv.match, "standard_names", None) or None,
                 "age_min": lv.age_band.min_years if lv.age_band else None,
                 "age_max": lv.age_band.max_years if lv.age_band else None,
             }
@@ -175,6 +183,7 @@ def reference_level_rows(levels: Sequence[Any]) -> Rows:
             "descriptions": lv.match.descriptions,
             "target_regions": lv.match.target_regions,
             "agents": lv.match.agents,
+            "standard_names": list(getattr(lv.match, "standard_names", None) or []),
             "age_min": lv.age_band.min_years if lv.age_band else None,
             "age_max": lv.age_band.max_years if lv.age_band else None,
         }
@@ -193,18 +202,22 @@ OUTLIERS = """WITH {levels}, fx AS (SELECT %s::double precision AS factor, %s::i
     {ev}, {st}, {ad}, {age_bounds},
     evk AS MATERIALIZED (SELECT coalesce(ev.protocol, chr(1)) AS k1, coalesce(ev.description, chr(1)) AS k2,
                                 coalesce(ev.target_region, chr(1)) AS k3,
+                                coalesce(ev.standard_name, chr(1)) AS k4,
                                 coalesce(width_bucket(age, (SELECT b FROM ab)), -1) AS kb,
                                 min(protocol) AS protocol, min(description) AS description,
-                                min(target_region) AS target_region, min(age) AS age
-                           FROM ev GROUP BY 1, 2, 3, 4),
+                                min(target_region) AS target_region, min(standard_name) AS standard_name,
+                                min(age) AS age
+                           FROM ev GROUP BY 1, 2, 3, 4, 5),
     adk AS MATERIALIZED (SELECT coalesce(ad.agent, chr(1)) AS k1, coalesce(ad.description, chr(1)) AS k2,
+                                coalesce(ad.standard_name, chr(1)) AS k3,
                                 coalesce(width_bucket(age, (SELECT b FROM ab)), -1) AS kb,
-                                min(agent) AS agent, min(description) AS description, min(age) AS age
-                           FROM ad GROUP BY 1, 2, 3),
+                                min(agent) AS agent, min(description) AS description,
+                                min(standard_name) AS standard_name, min(age) AS age
+                           FROM ad GROUP BY 1, 2, 3, 4),
     {matches},
-    evl AS MATERIALIZED (SELECT r.k1, r.k2, r.k3, r.kb, l.*
+    evl AS MATERIALIZED (SELECT r.k1, r.k2, r.k3, r.k4, r.kb, l.*
                            FROM evk r JOIN lv l ON {event_match}),
-    adl AS MATERIALIZED (SELECT r.k1, r.k2, r.kb, l.*
+    adl AS MATERIALIZED (SELECT r.k1, r.k2, r.k3, r.kb, l.*
                            FROM adk r JOIN lv l ON {admin_match}),
     ev_p AS (SELECT coalesce(protocol, '') AS grp,
                     count(ctdivol_mgy) AS ctdivol_n, count(dlp_mgycm) AS dlp_n,
@@ -221,9 +234,10 @@ OUTLIERS = """WITH {levels}, fx AS (SELECT %s::double precision AS factor, %s::i
              r.description AS study_description, r.protocol AS "group", r.ordinal, v.value, {level},
              l.value * (SELECT factor FROM fx) AS threshold
         FROM ev r
-        JOIN evl l ON (l.k1, l.k2, l.k3, l.kb)
+        JOIN evl l ON (l.k1, l.k2, l.k3, l.k4, l.kb)
                     = (coalesce(r.protocol, chr(1)), coalesce(r.description, chr(1)),
-                       coalesce(r.target_region, chr(1)), coalesce(width_bucket(r.age, (SELECT b FROM ab)), -1))
+                       coalesce(r.target_region, chr(1)), coalesce(r.standard_name, chr(1)),
+                       coalesce(width_bucket(r.age, (SELECT b FROM ab)), -1))
        CROSS JOIN LATERAL (SELECT CASE l.quantity WHEN 'ctdivol_mgy' THEN r.ctdivol_mgy
                                                   ELSE r.dlp_mgycm END AS value) v
        WHERE v.value > l.value * (SELECT factor FROM fx)
@@ -236,9 +250,9 @@ OUTLIERS = """WITH {levels}, fx AS (SELECT %s::double precision AS factor, %s::i
       SELECT 'reference_level', 'administration', r.study_instance_uid, r.study_date, r.description, r.agent,
              r.ordinal, v.value, {level}, l.value * (SELECT factor FROM fx)
         FROM ad r
-        JOIN adl l ON (l.k1, l.k2, l.kb)
+        JOIN adl l ON (l.k1, l.k2, l.k3, l.kb)
                     = (coalesce(r.agent, chr(1)), coalesce(r.description, chr(1)),
-                       coalesce(width_bucket(r.age, (SELECT b FROM ab)), -1))
+                       coalesce(r.standard_name, chr(1)), coalesce(width_bucket(r.age, (SELECT b FROM ab)), -1))
        CROSS JOIN LATERAL (SELECT CASE l.quantity WHEN 'activity_mbq' THEN r.activity_mbq
                                                   ELSE r.activity_per_kg_mbq END AS value) v
        WHERE v.value > l.value * (SELECT factor FROM fx)
@@ -277,6 +291,8 @@ OUTLIER_VALUES = {
     " UNION SELECT description FROM adk",
     "region": "SELECT target_region AS v FROM evk",
     "agent": "SELECT agent AS v FROM adk",
+    "standard_name": "SELECT standard_name AS v FROM evk UNION SELECT standard_name FROM st"
+    " UNION SELECT standard_name FROM adk",
 }
 
 

@@ -138,3 +138,34 @@ def site_now() -> dt.datetime:
         except (ZoneInfoNotFoundError, ValueError):
             pass
     return dt.datetime.now().astimezone()
+
+
+def stamp(at: dt.datetime | None = None) -> str:
+    """`2026-12-05 20:31:07 KST (UTC+09:00)`: a time (now) in the site's zone, named (site_now)."""
+    at = at or site_now()
+    return at.strftime("%Y-%m-%d %H:%M:%S ") + _zone(at)
+
+
+def sheets_workbook(
+    sheets: dict[str, Sequence[dict[str, Any]]], *, title: str, parameters: dict[str, Any]
+) -> bytes:
+    """An XLSX file of several tables: a "Summary" sheet (title, generation time, parameters, each sheet's row
+    count), then one sheet per entry of `sheets` (its key the sheet's name, made valid), columns from its rows."""
+    names = sheet_names(sheets)
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(SUMMARY)
+    ws.append([_cell(ws, title, bold=True)])
+    ws.append([_cell(ws, "generated"), _cell(ws, stamp())])
+    for key, value in parameters.items():
+        ws.append([_cell(ws, f"parameter {key}"), _cell(ws, str(value))])
+    ws.append([])
+    ws.append([_cell(ws, c, bold=True) for c in ("sheet", "rows")])
+    for key, members in sheets.items():
+        ws.append([_cell(ws, names[key]), _cell(ws, len(members))])
+    for key, members in sheets.items():
+        sheet = wb.create_sheet(names[key])
+        columns = list(members[0].keys()) if members else []
+        _table(sheet, members, columns)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -56,12 +56,12 @@ def get(router, path, **query):
         (
             "/api/dose/box",
             {"measure": "ctdivol", "group": "agent"},
-            "must be one of protocol, description for",
+            "must be one of protocol, description, standard_name for",
         ),
         (
             "/api/dose/box",
             {"measure": "activity", "group": "protocol"},
-            "must be one of agent, description for",
+            "must be one of agent, description, standard_name for",
         ),
         ("/api/dose/effective-dose", {"sex": "x"}, "parameter 'sex' must be one of M, F, O"),
         ("/api/dose/dead-letter", {"state": "old"}, "parameter 'state' must be one of open, resolved, all"),

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from psycopg2 import sql
 
-from nmdose.web import pages, shell, sql_dose, sql_levels, sql_research
+from nmdose.web import pages, shell, sql_dose, sql_levels, sql_research, sql_scanners
 from nmdose.web.dose_views import DEFAULT_VIEWS, opening_views, view_path
 from nmdose.web.params import DOSE_FILTERS
 from nmdose.web.router import Request, Router
@@ -67,15 +67,18 @@ def test_the_pages_load_no_inline_script():
 
 
 def test_every_route_has_a_summary_and_every_api_route_a_query_spec():
-    # 30: with the 3 patient API routes and the patients page (web/routes_patients.py)
-    assert len(pages.ROUTES) == len({(r.method, r.pattern) for r in pages.ROUTES}) == 30
+    # 75: 30, and standard names 11, scanners 5, alerts 7, the report 7, projects 11, the viewer 4 (issues 16, 17, 19)
+    assert len(pages.ROUTES) == len({(r.method, r.pattern) for r in pages.ROUTES}) == 75
     for r in pages.ROUTES:
         assert r.summary and "\n" not in r.summary and len(r.summary) < 120, r.pattern
         assert r.permission, r.pattern
         assert all(isinstance(k, int) and k != 200 and v for k, v in r.answers.items()), r.pattern
         if r.pattern.startswith("/api/"):
             assert r.query is not None, f"{r.pattern}: an API route says which query it takes"
-            assert r.content_type == "application/json"
+            # a study's ZIP download (web/routes_projects.py) is the one API answer that is not JSON
+            assert r.content_type == (
+                "application/zip" if r.pattern.endswith("/archive") else "application/json"
+            ), r.pattern
         if (
             r.pattern.startswith("/ui/")
             and r.pattern != "/ui/orthanc/study/{uid}"
@@ -226,6 +229,8 @@ def calls(levels):
     yield "dead_letters", lambda c: sql_dose.dead_letters(c, "open", 10)
     yield "research_yearly", lambda c: sql_research.research_yearly(c, {"from_year": 2020, "to_year": 2024})
     yield "research_failed", lambda c: sql_research.research_failed(c, 10)
+    for measure in sql_scanners.MEASURES:
+        yield f"scanners side_by_side {measure}", lambda c, m=measure: sql_scanners.side_by_side(c, f, m)
 
 
 def test_the_sql_modules_put_every_value_in_a_bound_parameter(levels):
@@ -263,7 +268,7 @@ def test_the_sql_modules_put_every_value_in_a_bound_parameter(levels):
             "modality",
             "protocol",
         )
-    ] + [[f["agent"]], 10]  # fmt: skip  (the agent: the stored texts it names, one array)
+    ] + [[f["agent"]], f["scanner"], f["scanner"], 10]  # fmt: skip  (agent: one array; scanner: id or name)
 
 
 def test_a_text_filter_is_a_pattern_of_part_of_the_text_with_its_wildcards_literal():

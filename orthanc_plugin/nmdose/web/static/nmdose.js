@@ -5,7 +5,8 @@
 
   var I18N = {
     en: {
-      "lang.toggle": "한국어", "nav.home": "Home", "nav.research": "Research PACS", "nav.dose": "Dose", "nav.patients": "Patients",
+      "lang.toggle": "한국어", "nav.home": "Home", "nav.research": "Research PACS", "nav.dose": "Dose", "nav.patients": "Patients", "nav.names": "Standard names", "nav.scanners": "Scanners",
+      "nav.report": "Report", "nav.alerts": "Alerts", "nav.projects": "Projects",
       "nav.orthanc": "Orthanc Explorer", "index.title": "nmdose",
       "research.title": "Research PACS: studies per year", "research.progress": "Progress",
       "research.census": "Census", "research.retrieve": "Retrieval",
@@ -41,6 +42,10 @@
       "f.age": "Age (years)", "f.weight": "Weight (kg)", "f.min": "minimum (inclusive)",
       "f.max": "maximum (exclusive)", "f.xlsx": "XLSX (events, one sheet per protocol)",
       "f.xlsx_activity": "XLSX (activity, one sheet per agent)",
+      "dose.standard_name": "Per standard name (per study)", "dose.sn_none": "(no standard name)",
+      "dose.standard_name_hint": "Studies grouped by the standard names of the standard-names page (one value per " +
+        "study: mean CTDIvol, total DLP); activity per administration. Reference levels may match a standard name.",
+      "f.csv_names": "CSV (per standard name)",
       "dose.box_hint": "Box: quartiles; line: median; whiskers: most extreme values within 1.5 IQR. " +
         "Red dashes: reference levels (orange: proposed or example).",
       "dose.effective": "Effective dose per exam (per study)", "dose.outliers": "Outliers",
@@ -99,7 +104,7 @@
       "chart.ctdivol": "CTDIvol (mGy)", "chart.dlp": "DLP (mGy·cm)", "chart.dlp_study": "DLP per study (mGy·cm)",
       "chart.ctdivol_study": "mean CTDIvol per study (mGy)", "chart.activity": "Activity (MBq)",
       "chart.per_kg": "Activity per kg (MBq/kg)", "chart.level": "Reference level",
-      "col.protocol": "Protocol", "col.description": "Description", "col.agent": "Radiopharmaceutical",
+      "col.protocol": "Protocol", "col.description": "Description", "col.standard_name": "Standard name", "col.agent": "Radiopharmaceutical",
       "col.n": "N", "col.studies": "Studies", "col.date": "Date", "col.study": "Study", "col.group": "Protocol / agent",
       "col.quantity": "Quantity", "col.value": "Value", "col.level": "Level", "col.ratio": "× level",
       "col.reason": "Reason", "col.level_name": "Reference", "col.orthanc": "Orthanc", "col.name": "Name",
@@ -144,7 +149,7 @@
       "startsrc.header_start_time_StudyDate": "header time + study date",
       "startsrc.minus_1day": "previous day (injected before midnight)",
       "warn.plausibility": "Implausible activity",
-      "f.manufacturer": "Manufacturer", "f.model": "Scanner model", "f.any": "any",
+      "f.manufacturer": "Manufacturer", "f.model": "Scanner model", "f.any": "any", "f.scanner": "Scanner",
       "f.hint": "Filters match part of the text, any case; suggestions appear as you type.",
       "empty.filtered": "no exam matches; filters match part of the text, any case",
       "error.server": "error from the server", "choices.n": "{n} ×",
@@ -165,7 +170,8 @@
       "status.official_kr": "Korean official DRL", "status.official_eu": "European official DRL"
     },
     ko: {
-      "lang.toggle": "English", "nav.home": "홈", "nav.research": "연구 PACS", "nav.dose": "선량", "nav.patients": "환자",
+      "lang.toggle": "English", "nav.home": "홈", "nav.research": "연구 PACS", "nav.dose": "선량", "nav.patients": "환자", "nav.names": "표준 검사명", "nav.scanners": "장비",
+      "nav.report": "보고서", "nav.alerts": "선량 경보", "nav.projects": "연구 프로젝트",
       "nav.orthanc": "Orthanc 탐색기", "index.title": "nmdose",
       "research.title": "연구 PACS: 연도별 검사 수", "research.progress": "진행 상황",
       "research.census": "전수 조사", "research.retrieve": "가져오기",
@@ -200,6 +206,10 @@
       "state.not_target": "대상 아님", "empty": "데이터 없음", "error": "오류",
       "f.age": "나이 (세)", "f.weight": "체중 (kg)", "f.min": "최소 (포함)", "f.max": "최대 (미포함)",
       "f.xlsx": "XLSX (이벤트, 프로토콜별 시트)", "f.xlsx_activity": "XLSX (투여 방사능, 의약품별 시트)",
+      "dose.standard_name": "표준 검사명별 (검사 단위)", "dose.sn_none": "(표준 검사명 없음)",
+      "dose.standard_name_hint": "표준 검사명 페이지의 이름으로 묶은 검사 (검사당 값 하나: CTDIvol 평균, 총 DLP); " +
+        "투여 방사능은 투여 단위. 진단참고수준은 표준 검사명과 맞출 수 있습니다.",
+      "f.csv_names": "CSV (표준 검사명별)",
       "dose.box_hint": "상자: 사분위수; 선: 중앙값; 수염: 1.5 IQR 이내의 최댓값·최솟값. " +
         "빨간 점선: 진단참고수준 (주황: 제안값 또는 예시).",
       "dose.effective": "검사별 유효선량 (검사 단위)", "dose.outliers": "이상값",
@@ -256,7 +266,7 @@
       "chart.ctdivol": "CTDIvol (mGy)", "chart.dlp": "DLP (mGy·cm)", "chart.dlp_study": "검사당 선량길이곱 DLP (mGy·cm)",
       "chart.ctdivol_study": "검사당 평균 CTDIvol (mGy)", "chart.activity": "투여 방사능 (MBq)",
       "chart.per_kg": "체중당 투여 방사능 (MBq/kg)", "chart.level": "진단참고수준 (DRL)",
-      "col.protocol": "프로토콜", "col.description": "검사명", "col.agent": "방사성의약품",
+      "col.protocol": "프로토콜", "col.description": "검사명", "col.standard_name": "표준 검사명", "col.agent": "방사성의약품",
       "col.n": "건수 (N)", "col.studies": "검사 수", "col.date": "날짜", "col.study": "검사", "col.group": "프로토콜 / 의약품",
       "col.quantity": "선량 지표", "col.value": "값", "col.level": "진단참고수준 (DRL)", "col.ratio": "DRL 대비 배수",
       "col.reason": "사유", "col.level_name": "적용한 진단참고수준", "col.orthanc": "Orthanc 링크", "col.name": "이름",
@@ -302,7 +312,7 @@
       "startsrc.header_start_time_StudyDate": "헤더 시각 + 검사 날짜",
       "startsrc.minus_1day": "전날 (자정 전 투여)",
       "warn.plausibility": "비정상 투여 방사능",
-      "f.manufacturer": "제조사", "f.model": "장비 모델", "f.any": "전체",
+      "f.manufacturer": "제조사", "f.model": "장비 모델", "f.any": "전체", "f.scanner": "장비 (표시 이름)",
       "f.hint": "필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다. 입력하면 추천 값이 나타납니다.",
       "empty.filtered": "일치하는 검사 없음: 필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다",
       "error.server": "서버 오류", "choices.n": "{n}건",
@@ -674,6 +684,24 @@
   }
 
   // ----- dose page
+  // The scanner filter's options: every scanner not merged into another, by display name (docs/dose.md
+  // "Scanners"); the value sent is its id, so a rename keeps the choice.
+  var scannersFilled = false;
+  function fillScanners() {
+    var select = document.getElementById("scanner-filter");
+    if (!select || scannersFilled) return;
+    scannersFilled = true;
+    api("scanners").then(function (d) {
+      d.rows.forEach(function (r) {
+        if (r.merged_into) return;
+        var opt = document.createElement("option");
+        opt.value = String(r.scanner_id);
+        opt.textContent = r.display_name;
+        select.appendChild(opt);
+      });
+    }).catch(function () { scannersFilled = false; });
+  }
+
   function filters() {
     var out = {};
     new FormData(document.getElementById("filters")).forEach(function (v, k) { if (v) out[k] = v; });
@@ -771,6 +799,20 @@
       boxChart("ct-desc-chart", "description", [
         {key: "chart.ctdivol_study", unit: "mGy", rows: ctdivol.rows, color: COLORS[6]},
         {key: "chart.dlp_study", unit: "mGy·cm", rows: dlp.rows, color: COLORS[4]}]);
+    }},
+    {answers: ["dose/ct-protocols?group=standard_name"], error: "sn-table", fill: function (d) {
+      table("sn-table", d.rows, [["standard_name", "col.standard_name", snNamed]].concat(STAT_COLUMNS));
+    }},
+    {answers: ["dose/box?group=standard_name&measure=ctdivol", "dose/box?group=standard_name&measure=dlp"],
+     error: "sn-table", fill: function (ctdivol, dlp) {
+      boxChart("sn-chart", "standard_name", [
+        {key: "chart.ctdivol_study", unit: "mGy", rows: snShown(ctdivol.rows), color: COLORS[6]},
+        {key: "chart.dlp_study", unit: "mGy·cm", rows: snShown(dlp.rows), color: COLORS[4]}]);
+    }},
+    {answers: ["dose/activity?group=standard_name"], error: "sn-activity-table", fill: function (d) {
+      table("sn-activity-table", d.rows, [["standard_name", "col.standard_name", snNamed], ["n", "col.n"],
+        ["activity_median", "col.activity_median"], ["activity_p95", "col.activity_p95"],
+        ["per_kg_median", "col.per_kg_median"], ["effective_dose_mean", "col.e_mean"]]);
     }},
     {answers: ["dose/ct-monthly?"], fill: function (d) { monthlyChart(d.rows); }},
     {answers: ["dose/activity?group=agent"], error: "activity-table", fill: function (d) {
@@ -1020,6 +1062,7 @@
   }
 
   function dose() {
+    fillScanners();
     var f = filters();
     var gen = ++doseGeneration;
     doseFilters = f;
@@ -1081,8 +1124,8 @@
         }], ["status", "col.status", function (r) { return statusLabel(r.status, r.source); }],
         ["match", "col.match", function (r) {
           var parts = [];
-          ["protocols", "descriptions", "target_regions", "agents"].forEach(function (k) {
-            if (r[k].length) parts.push(k + ": " + r[k].join(" | "));
+          ["protocols", "descriptions", "target_regions", "agents", "standard_names"].forEach(function (k) {
+            if (r[k] && r[k].length) parts.push(k + ": " + r[k].join(" | "));
           });
           return parts.join("; ");
         }], ["age", "col.age", function (r) {
@@ -1096,6 +1139,18 @@
         ["source", "col.origin"], ["attempts", "col.attempts"], ["first_seen", "col.first_seen"],
         ["last_seen", "col.last_seen"]]);
     }).catch(fail("dead-letter-table"));
+    exportLink("sn-csv-link", "ct-protocols", "csv");  // per standard name: the link carries the group
+    var snLink = document.getElementById("sn-csv-link");
+    if (snLink) snLink.href += "&group=standard_name";
+  }
+
+  // The section per standard name (docs/standard_names.md): '' is a study without one, labelled as such (on the
+  // box plot's axis in the language of the moment it is drawn).
+  function snNamed(r) { return r.standard_name ? r.standard_name : label("dose.sn_none"); }
+  function snShown(rows) {
+    return rows.map(function (r) {
+      return r.standard_name ? r : Object.assign({}, r, {standard_name: t("dose.sn_none")});
+    });
   }
 
   // ----- study page
