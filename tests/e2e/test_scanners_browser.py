@@ -117,6 +117,7 @@ def test_the_scanners_page_lists_renames_merges_and_compares_in_both_languages(s
 
     # the dose page's scanner filter: a select of the scanners by display name; the merged one is not offered
     browser.get(stack.cfg.research_node.http_url.rstrip("/") + "/nmdose/ui/dose")
+    browser.execute_script("document.getElementById('scanner-filter').focus()")  # asked on first use
     option = wait(browser, f"return document.querySelector(\"#scanner-filter option[value='{first}']\")")
     assert option.text == f"CT room {tag}"
     assert not browser.find_elements("css selector", f"#scanner-filter option[value='{second}']")

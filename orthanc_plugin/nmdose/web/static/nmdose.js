@@ -685,7 +685,7 @@
 
   // ----- dose page
   // The scanner filter's options: every scanner not merged into another, by display name (docs/dose.md
-  // "Scanners"); the value sent is its id, so a rename keeps the choice.
+  // "Scanners"); the value sent is its id, so a rename keeps the choice. Asked on the select's first use.
   var scannersFilled = false;
   function fillScanners() {
     var select = document.getElementById("scanner-filter");
@@ -1062,7 +1062,6 @@
   }
 
   function dose() {
-    fillScanners();
     var f = filters();
     var gen = ++doseGeneration;
     doseFilters = f;
@@ -1290,6 +1289,12 @@
     form.querySelectorAll("input[list]").forEach(function (input) {
       input.addEventListener("focus", function () { fillChoices(input); });
     });
+    // the scanner choices are asked when the select is first used, like the suggestions: the page's opening
+    // requests stay the warmed DEFAULT_VIEWS
+    var scannerSelect = document.getElementById("scanner-filter");
+    if (scannerSelect) {
+      ["focus", "pointerdown"].forEach(function (ev) { scannerSelect.addEventListener(ev, fillScanners); });
+    }
   }
   outlierControls();
   applyLang();
