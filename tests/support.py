@@ -188,9 +188,17 @@ def query(cfg: Config, sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall()
 
 
-def pet_ct_dose_study(folder: Path, *, events: int = 2, description: str = "PET-CT WB nmdose-test"):
-    """A synthetic PET-CT study's dose objects in `folder`: CT RDSR (`events` events), radiopharmaceutical RDSR,
-    one PET image header. Returns (DoseStudyInfo, [ct.dcm, rrdsr.dcm, pet.dcm])."""
+def pet_ct_dose_study(
+    folder: Path,
+    *,
+    events: int = 2,
+    description: str = "PET-CT WB nmdose-test",
+    dose_check=None,
+    **study_fields,
+):
+    """A synthetic PET-CT study's dose objects in `folder`: CT RDSR (`events` events, each but the first with
+    `dose_check`, a TID 10015 DoseCheck), radiopharmaceutical RDSR, one PET image header; `study_fields` for
+    DoseStudyInfo (patient_id, patient_name, study_date…). Returns (DoseStudyInfo, [ct.dcm, rrdsr.dcm, pet.dcm])."""
     import datetime as dt
 
     from pydicom.uid import generate_uid
@@ -198,8 +206,13 @@ def pet_ct_dose_study(folder: Path, *, events: int = 2, description: str = "PET-
     from nmdose.simulate import rdsr as R
 
     folder.mkdir(parents=True, exist_ok=True)
-    study = R.DoseStudyInfo(study_instance_uid=generate_uid(), study_description=description)
-    ct_events = [R.CtAcquisition(acquisition_protocol=f"WB {i}", dlp_mgycm=100.0 + i) for i in range(events)]
+    study = R.DoseStudyInfo(study_instance_uid=generate_uid(), study_description=description, **study_fields)
+    ct_events = [
+        R.CtAcquisition(
+            acquisition_protocol=f"WB {i}", dlp_mgycm=100.0 + i, dose_check=dose_check if i else None
+        )
+        for i in range(events)
+    ]
     admin = R.RadiopharmaceuticalAdministration(start_datetime=dt.datetime(2024, 3, 15, 9, 0))
     files = [
         R.save(R.ct_radiation_dose_sr(study, ct_events, series_uid=generate_uid(), sop_uid=generate_uid()),

@@ -54,14 +54,24 @@ def _source(path: str | os.PathLike):
         return path  # let dcmread raise its own error (no such file, no right to read)
 
 
-def _check_complete(ds: Dataset) -> None:
+def truncation(ds: Dataset) -> str | None:
+    """How a file is cut inside its last element ("(7FE0,0010) declares 1000 bytes, the file holds 10"), or None:
+    pydicom returns the bytes that are there without a word."""
     if not ds:
-        return
+        return None
     tag = next(reversed(ds.keys()))
     elem = ds.get_item(tag, keep_deferred=True)
-    value = elem.value if type(elem) is RawDataElement else None
-    if type(value) is bytes and elem.length != 0xFFFFFFFF and len(value) < elem.length:
-        raise EOFError(f"truncated: {tag} declares {elem.length} bytes, the file holds {len(elem.value)}")
+    value = elem.value if type(elem) is RawDataElement else getattr(elem, "value", None)
+    length = getattr(elem, "length", None)
+    if type(value) is bytes and length not in (None, 0xFFFFFFFF) and len(value) < length:
+        return f"{tag} declares {length} bytes, the file holds {len(value)}"
+    return None
+
+
+def _check_complete(ds: Dataset) -> None:
+    cut = truncation(ds)
+    if cut:
+        raise EOFError(f"truncated: {cut}")
 
 
 def starts_like_a_dataset(path: str | os.PathLike) -> bool:

@@ -17,7 +17,7 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from nmdose.dicom_file import starts_like_a_dataset
+from nmdose.dicom_file import starts_like_a_dataset, truncation
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 UTF8 = "ISO_IR 192"
@@ -64,17 +64,9 @@ def has_dicm_prefix(path: str | os.PathLike) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def _truncated(ds: Dataset) -> str | None:
-    """A file cut inside its last element: pydicom returns the bytes that are there without a word."""
-    if not ds:
-        return None
-    tag = next(reversed(ds.keys()))
-    elem = ds.get_item(tag, keep_deferred=True)
-    value = elem.value if type(elem) is RawDataElement else getattr(elem, "value", None)
-    length = getattr(elem, "length", None)
-    if type(value) is bytes and length not in (None, 0xFFFFFFFF) and len(value) < length:
-        return f"cut short: {tag} declares {length} bytes, the file holds {len(value)}"
-    return None
+def _truncated(ds) -> str | None:
+    cut = truncation(ds)
+    return f"cut short: {cut}" if cut else None
 
 
 def read(path: str | os.PathLike, *, header_only: bool = False) -> Dataset:

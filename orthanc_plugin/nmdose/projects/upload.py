@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.dataelem import RawDataElement
 
+from nmdose.dicom_file import truncation
 from nmdose.errors import PacsError
 from nmdose.projects.names import ProjectError
 from nmdose.projects.orthanc import store
@@ -80,16 +80,8 @@ def _text(ds, keyword: str) -> str:
 
 
 def _truncated(ds) -> str | None:
-    """A file cut inside its last element: pydicom returns the bytes that are there without a word."""
-    if not ds:
-        return None
-    tag = next(reversed(ds.keys()))
-    elem = ds.get_item(tag, keep_deferred=True)
-    value = elem.value if type(elem) is RawDataElement else getattr(elem, "value", None)
-    length = getattr(elem, "length", None)
-    if type(value) is bytes and length not in (None, 0xFFFFFFFF) and len(value) < length:
-        return f"cut short: {tag} declares {length} bytes, the file holds {len(value)}"
-    return None
+    cut = truncation(ds)
+    return f"cut short: {cut}" if cut else None
 
 
 def check(name: str, data: bytes) -> Checked:

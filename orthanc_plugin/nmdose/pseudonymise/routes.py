@@ -67,7 +67,6 @@ def register_routes(router, plugin) -> None:
 
     def listing(request: Request) -> Response:
         name = _checked(plugin, request, READ)
-        rows = export.copies(plugin.cfg, name)
         with contextlib.closing(connect(plugin.cfg, role="worker")) as conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT state, attempts, last_error FROM jobs.queue WHERE kind = %s AND key = %s",
@@ -75,6 +74,7 @@ def register_routes(router, plugin) -> None:
             )
             job = cur.fetchone()
             conn.commit()
+        rows = export.copies(plugin.cfg, name)  # after the job's state: a job done has its rows written
         for r in rows:
             for k in ("started_at", "finished_at"):
                 r[k] = r[k].isoformat() if r[k] else None

@@ -176,7 +176,7 @@ def dose_study(request: Request, ctx: Context) -> Response:
     return Response.json(data)
 
 
-def _dose_route(pattern: str, handler, summary: str, query: dict, answers=BAD_PARAMETER) -> RouteSpec:
+def dose_route(pattern: str, handler, summary: str, query: dict, answers=BAD_PARAMETER) -> RouteSpec:
     return RouteSpec(
         "GET",
         pattern,
@@ -206,43 +206,43 @@ GROUP_STUDY = Choice(
 )
 
 ROUTES = (
-    _dose_route(
+    dose_route(
         "/api/dose/ct-protocols",
         ct_protocols,
         "CTDIvol and DLP statistics per acquisition protocol (per event) or study description (per study)",
         {**FILTERS, "group": GROUP_CT, **FORMAT},
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/ct-monthly",
         ct_monthly,
         "Median DLP per study per month and study description, every month of the range present",
         {**FILTERS, "group": GROUP_STUDY, **FORMAT},
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/ct-events",
         ct_events,
         "The filtered CT irradiation events with their study's fields (XLSX: one sheet per protocol)",
         {**FILTERS, **limit(MAX_LIMIT), **FORMAT},
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/activity",
         activity,
         "Administered activity and activity per kg per radiopharmaceutical or study description",
         {**FILTERS, "group": GROUP_NM, **FORMAT},
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/activity-points",
         activity_points,
         "Activity against patient weight, one point per administration (XLSX: one sheet per agent)",
         {**FILTERS, **limit(5000), **FORMAT},
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/reference-levels",
         reference_levels,
         "The configured reference levels with their source, year and status",
         FORMAT,
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/outliers",
         outliers,
         "Values above factor x an applicable reference level or above their group's 95th percentile, paged",
@@ -259,7 +259,7 @@ ROUTES = (
             **FORMAT,
         },
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/box",
         box,
         "Box-plot statistics of one measure per group, with the reference levels that apply",
@@ -278,13 +278,13 @@ ROUTES = (
         },
         {400: "a query parameter is unknown or malformed, 'measure' is missing or 'group' does not fit it"},
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/effective-dose",
         effective_dose,
         "Effective dose per study description (or standard name): CT, radiopharmaceutical and total",
         {**FILTERS, "group": GROUP_STUDY, **FORMAT},
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/dead-letter",
         dead_letter,
         "Dose files that failed to ingest, newest first, with how many are open and resolved",
@@ -294,7 +294,7 @@ ROUTES = (
             **FORMAT,
         },
     ),
-    _dose_route(
+    dose_route(
         "/api/dose/choices",
         choices,
         "The values a text filter may take (field) with their counts, most frequent first (at most 200)",

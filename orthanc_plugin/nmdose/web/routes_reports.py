@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from nmdose.web import cache, names, shell, sql_dose, sql_levels, sql_reports, xlsx
+from nmdose.web import cache, names, routes_dose, shell, sql_dose, sql_levels, sql_reports, xlsx
 from nmdose.web.export import answer, export_filename
 from nmdose.web.params import FORMAT, Choice, Int
 from nmdose.web.router import PUBLIC, HttpError, Request, Response
@@ -182,16 +182,7 @@ def print_page(request: Request, ctx: Context) -> Response:
 
 
 def _route(pattern: str, handler, summary: str, query: dict, answers=BAD_GROUP) -> RouteSpec:
-    return RouteSpec(
-        "GET",
-        pattern,
-        handler,
-        "dose:read",
-        summary,
-        query=query,
-        export_permission="dose:export",
-        answers=answers,
-    )
+    return routes_dose.dose_route(pattern, handler, summary, query, answers)  # dose:read, exports dose:export
 
 
 ROUTES = (
