@@ -54,7 +54,7 @@ class EchoResult:
     @property
     def ok(self) -> bool:
         return (
-            self.orthanc in ("ok", "n/a (self)")
+            self.orthanc in ("ok", "n/a (self)", NOT_A_PEER)
             and self.echoscu == "ok"
             and not self.tls_error
             and not self.dose_sr_error
@@ -66,17 +66,34 @@ class EchoResult:
         return (self.peer_certificate or {}).get("warning")
 
 
+NOT_A_PEER = "n/a (not its peer)"
+
+
+def _research_peers(rest: OrthancHttp | None) -> set[str] | None:
+    """The nodes the research PACS has as DICOM peers (its security profile registers only those; None: not
+    known, every node is tried)."""
+    if rest is None:
+        return None
+    try:
+        return set(rest.get("/modalities"))
+    except PacsError:
+        return None
+
+
 def echo_nodes(cfg: Config, nodes: list[str] | None = None, *, timeout_s: float = 5) -> list[EchoResult]:
     """Echo the active nodes (never the clinical PACS in simulation mode unless named explicitly)."""
     selected = {n: cfg.nodes[n] for n in nodes} if nodes else cfg.active_nodes()
     research = cfg.research_node
     rest = OrthancHttp.for_node(cfg, research.name, timeout_s=timeout_s + 5) if research.http_url else None
+    known = _research_peers(rest)
     results = []
     for name, node in selected.items():
         if name == "researchPACS":
             o_state, o_ms = "n/a (self)", None
         elif rest is None:
             o_state, o_ms = "n/a (no REST)", None
+        elif known is not None and name not in known:
+            o_state, o_ms = NOT_A_PEER, None  # e.g. the pseudoPACS: nmdose writes to it over REST
         else:
             started = time.monotonic()
             try:

@@ -218,3 +218,11 @@ def test_the_project_page_route_queues_the_copy_and_lists_it(ps):
         ps.research.post("/nmdose/api/projects/trial-a/pseudonymise", {"dates": "sometimes"})
     with pytest.raises(Exception, match="404"):
         ps.research.get("/nmdose/api/projects/no-such/copies")
+
+
+def test_echo_reaches_the_pseudo_pacs_directly_and_does_not_ask_the_research_pacs(ps):
+    """The pseudoPACS is no DICOM peer of the research PACS (nmdose writes to it over REST): `nmdose echo` says so
+    instead of failing, and echoscu reaches it (C-ECHO from anyone, nothing else)."""
+    out = ps.cli("echo", "pseudoPACS")
+    row = next(line for line in out.stdout.splitlines() if line.startswith("pseudoPACS"))
+    assert "n/a (not its peer)" in row and "FAILED" not in row
