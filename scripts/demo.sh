@@ -71,8 +71,8 @@ $N project create demo-petct --description "demo: retrieved PET-CT Whole Body FD
 $N project add demo-petct --description "PET-CT Whole Body" --state done || true
 
 echo "== 9b. a pseudonymised copy of the project into the pseudoPACS (docs/pseudonymise.md)"
-$N pseudonymise --project demo-petct || true
-$N pseudonymise --project demo-petct --list | head -5 || true
+$N pseudonymise --project demo-petct | tail -3 || true
+echo "   $($N pseudonymise --project demo-petct --list | grep -c ': done,') studies copied (nmdose pseudonymise --project demo-petct --list)"
 
 echo "== 10. dose alerts e-mailed to the local SMTP sink (var/alerts/mail/*.eml)"
 $N alerts evaluate  # studies stored before the rule existed (a demo run again)
@@ -85,6 +85,9 @@ echo "== pages (research PACS):"
 echo "   $HTTP/nmdose/ui/research   studies per year and exam type, corrections, retrieval state"
 echo "   $HTTP/nmdose/ui/dose       dose per protocol (CTDIvol, DLP, activity), filters, CSV export"
 echo "   $HTTP/nmdose/ui/names      standard names: rules, suggestions with counts, CSV/YAML import and export"
+echo "   $HTTP/nmdose/ui/scanners   scanners: display names, merges, scanners side by side"
+echo "   $HTTP/nmdose/ui/report     reference-level comparison, trends, histograms, workload, annual report"
+echo "   $HTTP/nmdose/ui/patients   patient cumulative effective dose (pseudonyms), timelines"
 echo "   $HTTP/nmdose/ui/project/demo-petct   research project: its studies, viewer/ZIP/dose links, upload"
 echo "   $HTTP/nmdose/ui/alerts     dose alerts: acknowledge, rules"
 echo "   $HTTP/app/explorer.html    Orthanc Explorer (nmdose button)"
