@@ -234,7 +234,15 @@ def _collect(running: RunningStack, outcome: Outcome) -> None:
     root = str(running.root)
     with contextlib.closing(connect(cfg)) as conn, conn.cursor() as cur:
         for table, key in DOSE_TABLES.items():
-            cur.execute(f"SELECT to_jsonb(t) FROM {table} t")  # noqa: S608 (constant names)
+            # a scanner by what it is, not by its serial number in dose.scanner (given in ingest order, which
+            # faults change)
+            scanner = (
+                " - 'scanner_id' || jsonb_build_object('scanner', (SELECT jsonb_build_array(sc.manufacturer,"
+                " sc.model_name, sc.device_serial_number) FROM dose.scanner sc WHERE sc.scanner_id = t.scanner_id))"
+                if table == "dose.study"
+                else ""
+            )
+            cur.execute(f"SELECT to_jsonb(t){scanner} FROM {table} t")  # noqa: S608 (constant names)
             rows = [r[0] for r in cur.fetchall()]
             outcome.row_counts[table] = len(rows)
             outcome.rows[table] = {tuple(r[k] for k in key): canonical(r, root) for r in rows}

@@ -587,6 +587,16 @@ def cases(conn) -> list[tuple[str, dict[str, str], str]]:
         ("/api/dose/ct-protocols", {"group": "protocol", "scanner": "1"}, "group=protocol"),
         ("/api/dose/box", {"measure": "ctdivol", "group": "protocol", "scanner": "1"}, "measure=ctdivol"),
     ]
+    # standard names, alerts and patient cumulative dose (issue 16 items 1, 3, 4)
+    out += [
+        ("/api/names/rules", {}, ""),
+        ("/api/names/in-use", {}, ""),
+        ("/api/names/suggestions", {}, ""),
+        ("/api/alerts/firings", {}, ""),
+        ("/api/alerts/rules", {}, ""),
+        ("/api/dose/patients", {}, ""),
+        ("/api/dose/patients", {"window_years": "5"}, "window_years=5"),
+    ]
     # the report page (issue 19): the comparison per group x scanner x year, trends, histograms, workload, annual
     out += [
         ("/api/dose/report/levels", {}, ""),

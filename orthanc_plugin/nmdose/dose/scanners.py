@@ -217,6 +217,15 @@ def resolve(cur, objects: Iterable[dict[str, Any]], study: dict[str, Any]) -> in
         return None
     row = find(cur, eq)
     if row is None:
+        # Two ingests of one new scanner at once may hold different first keys (two Device Observer UIDs of one
+        # serial number): creating is serialised per manufacturer and model (held to the ingest's commit), and
+        # whoever waited looks again, so it finds the row the first one made instead of making a second.
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))",
+            ("nmdose-scanner|" + (eq.manufacturer or "").lower() + "|" + (eq.model or "").lower(),),
+        )
+        row = find(cur, eq)
+    if row is None:
         cur.execute(CREATE, (keys[0], display_name(eq), eq.manufacturer, eq.model, eq.serial))
         row = _row(cur)
     if updated(row, eq):  # read again under the row's lock: two ingests of the scanner must not lose a name

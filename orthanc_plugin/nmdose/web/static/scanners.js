@@ -205,14 +205,18 @@
       })), "sc.no_values");
     }
 
+    var sideGeneration = 0;  // only the newest comparison is drawn: an older, slower answer never overwrites it
     function loadSide() {
+      var gen = ++sideGeneration;
       var p = params();
       sideError.hidden = true;
       var exportParams = new URLSearchParams(p);
       exportParams.set("format", "csv");
       csv.setAttribute("href", n.root + "api/scanners/side-by-side?" + exportParams.toString());
       var measure = p.get("measure") || "ctdivol";
-      n.api("scanners/side-by-side", p).then(function (d) { showSide(measure, d); }, fail(sideError));
+      n.api("scanners/side-by-side", p).then(function (d) {
+        if (gen === sideGeneration) showSide(measure, d);
+      }, function (e) { if (gen === sideGeneration) fail(sideError)(e); });
     }
 
     form.addEventListener("submit", function (e) { e.preventDefault(); loadSide(); });
