@@ -260,6 +260,9 @@ def test_suggestions_group_unmapped_values_by_normalised_form_with_counts_and_sc
     events = names(data.cfg, "ct_event", "study_instance_uid || event_key")
     assert events["1.2.826.0.77.2#0"] == events["1.2.826.0.77.4#0"] == "CT Chest"
     assert names(data.cfg) == EXPECTED  # a protocol's rule comes after the description's and requested's
+    # the suggestions are kept per data and rules version: the mapped ones are gone at once
+    status, body = call(data.router, "GET", "/api/names/suggestions", field="acquisition_protocol")
+    assert {r["normalised"] for r in body["rows"]} == {"topogram"}
     status, body = call(data.router, "POST", "/api/names/map", {"standard_name": "", "items": [
         {"field": "agent", "raw_value": "x"}]})  # fmt: skip
     assert status == 400 and body["errors"] == ["item 1: standard_name is empty"]

@@ -15,7 +15,7 @@ import psycopg2
 
 from nmdose.db import connect
 from nmdose.dose import standard_names as sn
-from nmdose.web import sql_names
+from nmdose.web import cache, sql_names
 from nmdose.web.params import Choice, Int
 from nmdose.web.router import PUBLIC, HttpError, Request, Response
 from nmdose.web.routes import HTML, Context, RouteSpec
@@ -138,7 +138,15 @@ def suggestions(request: Request, ctx: Context) -> Response:
     f = request.args
     fields = (f["field"],) if "field" in f else sn.FIELDS
     with ctx.db() as conn:
-        got = sql_names.suggestions(conn, fields, f.get("limit", 500))
+        # kept per version of the dose data and of the rules (a rule for a value no study has changes no study):
+        # on a million studies one computation takes seconds, the page asks it again after every mapping
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), max(updated_at)::text FROM dose.standard_name_rule")
+            rules_version = cur.fetchone()
+        conn.rollback()
+        key = cache.cache_key("names-suggestions", {"fields": list(fields), "limit": f.get("limit", 500)},
+                              rules_version)  # fmt: skip
+        got = cache.cached_rows(conn, key, lambda: sql_names.suggestions(conn, fields, f.get("limit", 500)))
     return Response.json({"rows": got, "count": len(got)})
 
 
