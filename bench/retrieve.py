@@ -18,6 +18,12 @@ Prints key=value lines: per size the studies, instances, megabytes and rounds, p
 <contender>_<size>_instances_per_s and the spread of its round times (min-max, % of the median), then the
 ratios; the spread of the per-round ratios says how far one run is from another. TCP_NODELAY=1 on every DCMTK
 process and Orthanc in all paths.
+
+Wall-clock times swing with whatever else runs on the machine; the CPU seconds each contender makes the machine
+spend do not, or far less: per round the CPU of the bench's own process (nmdose's runner runs in it) and of its
+children (the `movescu` processes), of both Orthancs and of the PostgreSQL cluster (bench/lib/cpu.py).
+<contender>_<size>_cpu_ms_per_study and cpu_<ratio>_<size> (median over rounds of movescu CPU / nmdose CPU, > 1:
+nmdose costs the machine less per study than the loop) say whether a change costs more, on a busy machine too.
 Usage: .venv/bin/python bench/retrieve.py [--studies N] [--rounds R] [--large-studies N] [--large-rounds R]
        [--sizes small,large] [--backend orthanc|dcmtk] [--tls]
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import resource
 import statistics
 import sys
 import tempfile
@@ -35,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.lib.cpu import load_average, process_cpu_s, tree_cpu_s  # noqa: E402
 from nmdose.db import connect  # noqa: E402
 from nmdose.pacs.dcmtk import run_tool  # noqa: E402
 from nmdose.pacs.orthanc_http import OrthancHttp  # noqa: E402
@@ -121,17 +129,30 @@ def cmove_all(cfg, studies) -> float:
     return time.monotonic() - started
 
 
-def timed_round(running: RunningStack, move, studies, instances: int) -> float:
+def cpu_s(running: RunningStack) -> float:
+    """CPU seconds so far of this process and its reaped children (movescu), both Orthancs and PostgreSQL."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    for node in (running.cfg.research_node.name, running.cfg.source_node.name):
+        total += process_cpu_s(int(running.stack.pid_file(node).read_text().strip()))
+    return total + tree_cpu_s(int((running.stack.pg_data / "postmaster.pid").read_text().split()[0]))
+
+
+def timed_round(running: RunningStack, move, studies, instances: int) -> tuple[float, float]:
     """Empty the stack's research PACS, `move(cfg, studies)` the studies into it, check it holds every
-    instance; the seconds the move took."""
+    instance; the seconds the move took and the CPU seconds it cost (cpu_s)."""
     cfg = running.cfg
     rest = OrthancHttp(cfg.research_node.http_url, timeout_s=600)
     empty(rest, cfg)
+    cpu_before = cpu_s(running)
     seconds = move(cfg, studies)
+    cpu = cpu_s(running) - cpu_before
     held = rest.get("/statistics")["CountInstances"]
     if held != instances:
         raise SystemExit(f"research PACS holds {held} instances after the round, expected {instances}")
-    return seconds
+    return seconds, cpu
 
 
 def spread(values: list[float]) -> str:
@@ -192,6 +213,8 @@ def main() -> int:
             size_mb = sum(p.stat().st_size for p in data.rglob("*.dcm")) / 1e6
             sets[size] = (manifest, size_mb, args.large_rounds if large else args.rounds)
         times = {(name, size): [] for name, _, _ in contenders for size in sizes}
+        cpus = {(name, size): [] for name, _, _ in contenders for size in sizes}
+        load_at_start = load_average()
         for r in range(max(rounds for _, _, rounds in sets.values())):
             for size in sizes:
                 manifest, _, rounds = sets[size]
@@ -199,9 +222,9 @@ def main() -> int:
                     continue
                 order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]  # fair turns
                 for name, running, move in order:
-                    times[name, size].append(
-                        timed_round(running, move, manifest.studies, manifest.instance_count)
-                    )
+                    seconds, cpu = timed_round(running, move, manifest.studies, manifest.instance_count)
+                    times[name, size].append(seconds)
+                    cpus[name, size].append(cpu)
         print(f"backend={args.backend}")
         print(f"concurrency={plain.cfg.retrieve.concurrency}")
         print("tcp_nodelay=1 (all DICOM processes)")
@@ -218,9 +241,13 @@ def main() -> int:
                 print(f"{name}_{size}_instances_per_s={instances / t:.1f}")
                 print(f"{name}_{size}_mb_per_s={size_mb / t:.1f}")
                 print(f"{name}_{size}_seconds={spread(times[name, size])}")
+                print(f"{name}_{size}_cpu_ms_per_study={1000 * statistics.median(cpus[name, size]) / n:.1f}")
             ratios = [a / b for a, b in zip(times[first, size], times[second, size], strict=True)]
             print(f"{ratio}_{size}={statistics.median(ratios):.3f}")
             print(f"{ratio}_{size}_rounds={spread(ratios)}")
+            cpu_ratios = [a / b for a, b in zip(cpus[first, size], cpus[second, size], strict=True)]
+            print(f"cpu_{ratio}_{size}={statistics.median(cpu_ratios):.3f}")
+            print(f"cpu_{ratio}_{size}_rounds={spread(cpu_ratios)}")
             if not args.tls:
                 extra = statistics.median(times["nmdose", size]) - statistics.median(times["cmove", size])
                 print(f"overhead_ms_per_study_{size}={1000 * extra / n:.1f}")
@@ -230,6 +257,7 @@ def main() -> int:
             manifest = sets["small"][0]
             extra = statistics.median(times["nmdose", "small"]) - statistics.median(times["cmove", "small"])
             print(f"overhead_ms_per_study={1000 * extra / len(manifest.studies):.1f}")
+        print(f"load_average_start={load_at_start} end={load_average()}")
     return 0
 
 

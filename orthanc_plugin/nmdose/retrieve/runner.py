@@ -161,9 +161,20 @@ def _json(value: Any):
     return Json(value)
 
 
-def _record(conn, uid: str, *, events: Iterable[tuple[str, dict[str, Any]]] = (), **fields: Any) -> None:
-    """Some events of a retrieval and one update of its row (`fields`, when any), in one transaction."""
+def _record(
+    conn,
+    uid: str,
+    *,
+    events: Iterable[tuple[str, dict[str, Any]]] = (),
+    durable: bool = True,
+    **fields: Any,
+) -> None:
+    """Some events of a retrieval and one update of its row (`fields`, when any), in one transaction.
+    `durable=False`: a progress mark whose loss in a database crash changes nothing (the job's lease brings the
+    study back): committed without waiting for the WAL flush (`synchronous_commit = off` for this transaction)."""
     with conn.cursor() as cur:
+        if not durable:
+            cur.execute("SET LOCAL synchronous_commit TO off")
         for step, values in events:
             cols = ["study_instance_uid", "step", *values]
             cur.execute(
@@ -244,9 +255,16 @@ class Retriever:
             self.instances_done += instances
             self.bytes_done += size
 
-    def _record(self, uid: str, *, events: Iterable[tuple[str, dict[str, Any]]] = (), **fields: Any) -> None:
+    def _record(
+        self,
+        uid: str,
+        *,
+        events: Iterable[tuple[str, dict[str, Any]]] = (),
+        durable: bool = True,
+        **fields: Any,
+    ) -> None:
         events = list(events)
-        self._write(lambda c: _record(c, uid, events=events, **fields))
+        self._write(lambda c: _record(c, uid, events=events, durable=durable, **fields))
 
     def mover(self, source_name: str, backend: str) -> Mover:
         source = self.cfg.nodes[source_name]
@@ -313,8 +331,9 @@ class Retriever:
         source = self.cfg.nodes[source_name]
         expected = job.payload.get("expected")
         backend = self.override or job.payload.get("backend") or self.backend
-        self._update(
+        self._record(  # a progress mark: not waiting for its WAL flush (a crash loses only the mark)
             uid,
+            durable=False,
             state="moving",
             attempts=job.attempts,
             backend=backend,
