@@ -14,7 +14,16 @@ def register(sub) -> None:
 
 
 def cmd_check(args, ctx) -> int:
+    from nmdose.alerts.settings import load as load_alert_settings
+
     data = ctx.config.as_dict()
+    # config/alerts.yaml is read by the alert sender, not by Config: checked here too (a ConfigError naming the
+    # file and the key, exit code 2, like every other file)
+    alerts = load_alert_settings(ctx.config)
+    data["alerts"] = {
+        "smtp": {"host": alerts.smtp.host, "port": alerts.smtp.port, "security": alerts.smtp.security},
+        "page_url": alerts.page_url,
+    }
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
@@ -38,6 +47,12 @@ def cmd_check(args, ctx) -> int:
     print(
         f"  targets: {', '.join(r['target_modalities'])}; {len(r['target_descriptions'])} descriptions; "
         f"backend {r['backend']}; transfer {r['transfer']['strategy']}"
+    )
+    smtp = data["alerts"]["smtp"]
+    print(
+        f"  alerts e-mail: {smtp['host']}:{smtp['port']} ({smtp['security']})"
+        if smtp["host"]
+        else "  alerts e-mail: off (config/alerts.yaml: smtp.host not set)"
     )
     for k, v in data["env"].items():
         print(f"  env {k}={v}")

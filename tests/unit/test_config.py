@@ -144,6 +144,16 @@ def test_config_check_cli_masks_secrets_and_fails_with_one_line(cfg_dir, capsys)
     assert len(err) == 1 and err[0].startswith("nmdose: error:") and "nodes.dosePACS.port" in err[0]
 
 
+def test_config_check_reads_alerts_yaml_too_and_names_its_bad_key(cfg_dir, capsys):
+    (cfg_dir / "alerts.yaml").write_text("smtp:\n  host: mail.example\n  port: 2525\n  security: starttls\n")
+    assert main(["--config-dir", str(cfg_dir), "config", "check"]) == 0
+    assert "alerts e-mail: mail.example:2525 (starttls)" in capsys.readouterr().out
+    (cfg_dir / "alerts.yaml").write_text("smtp:\n  host: mail.example\n  port: 99999\n")
+    assert main(["--config-dir", str(cfg_dir), "config", "check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "alerts.yaml: smtp.port:" in err[0], err
+
+
 def test_running_mode_option_wins_over_env(cfg_dir, capsys):
     assert main(["--config-dir", str(cfg_dir), "--running-mode", "dev", "config", "check", "--json"]) == 0
     assert '"running_mode": "dev"' in capsys.readouterr().out
