@@ -183,4 +183,6 @@ def cmd_accept(args: argparse.Namespace, ctx) -> int:
         f"{', '.join(repr(d) for d in result['added_to_config']) or 'none (already there)'}; "
         f"{result['studies_marked']} studies now targets"
     )
+    if result["config_error"]:
+        print(f"warning: recorded in the database only; {result['config_error']}", file=sys.stderr)
     return 0

@@ -1,7 +1,8 @@
 """StudyDescriptions found by the census, the ones missing from `target_descriptions`, and `census accept`.
 
-Accepting edits ``config/retrieve_options.yaml`` with ruamel.yaml round-trip (comments and order kept), records
-who and when in `rpacs.description_rule`, and marks the description's studies as targets.
+Accepting records who and when in `rpacs.description_rule`, marks the description's studies as targets, and edits
+``config/retrieve_options.yaml`` with ruamel.yaml round-trip (comments and order kept) when the file is writable
+(`nmdose census accept` and the research page's POST /nmdose/api/research/descriptions/accept).
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def add_to_yaml(path: Path, descriptions: Sequence[str]) -> list[str]:
 def accept(
     conn, cfg: Config, descriptions: Sequence[str], *, by: str, all_new: bool = False
 ) -> dict[str, Any]:
-    """Make descriptions targets: edit retrieve_options.yaml, record who/when, mark their studies."""
+    """Make descriptions targets: record who/when in rpacs.description_rule, mark their studies (committed), then
+    append them to retrieve_options.yaml; a file that cannot be edited is reported in `config_error`."""
     new = {d["description"] for d in list_descriptions(conn, cfg, only_new=True)}
     known = {d["description"] for d in list_descriptions(conn, cfg)}
     wanted = sorted(new) if all_new else list(dict.fromkeys(descriptions))
@@ -129,7 +131,6 @@ def accept(
             f"not found by the census: {', '.join(repr(d) for d in unknown)} "
             "(see `nmdose census descriptions --new`)"
         )
-    added = add_to_yaml(cfg.config_dir / "retrieve_options.yaml", wanted) if wanted else []
     with conn.cursor() as cur:
         for description in wanted:
             cur.execute(
@@ -143,4 +144,22 @@ def accept(
     marked = store.set_targets(conn, target_descriptions(conn, cfg) | set(wanted))
     conn.commit()
     store.log.info("accepted descriptions by %s: %s (%d studies now targets)", by, wanted, marked)
-    return {"accepted": wanted, "added_to_config": added, "studies_marked": marked, "by": by}
+    # The database is what the census and the retrieval read (target_descriptions), so the acceptance holds once
+    # committed; the configuration file follows when it can be written (a read-only mount, as docker-compose.yml
+    # mounts config/, keeps it as it was: the answer says so, and a restart still knows the accepted ones).
+    path = cfg.config_dir / "retrieve_options.yaml"
+    added: list[str] = []
+    config_error = None
+    if wanted:
+        try:
+            added = add_to_yaml(path, wanted)
+        except (OSError, ConfigError) as exc:
+            config_error = f"{path} not edited: {exc}"
+            store.log.warning("accepted descriptions recorded in the database only: %s", config_error)
+    return {
+        "accepted": wanted,
+        "added_to_config": added,
+        "config_error": config_error,
+        "studies_marked": marked,
+        "by": by,
+    }

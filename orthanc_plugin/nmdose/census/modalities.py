@@ -105,3 +105,40 @@ def correction(found: Sequence[str], exp: Expectation) -> tuple[list[str] | None
         f"{exp.description!r} ({exp.why()})"
     )
     return corrected, reason
+
+
+# `correction`'s reason, read back for the research page (which words it for a technologist, in two languages).
+_REASON = re.compile(
+    r"ModalitiesInStudy (?P<found>\S+) lacks or adds image modalities for .* \("
+    r"(?:majority: (?P<agreeing>\d+) of (?P<studies>\d+) studies carry (?P<expected>\S+?)(?P<tie>, tie broken "
+    r"alphabetically)?|rule (?P<rule>.*) expects (?P<rule_expected>\S+))\)",
+    re.DOTALL,
+)
+
+
+def explain_reason(reason: str | None) -> dict[str, object] | None:
+    """A stored `correction_reason` as a code and its values: `majority` (found, expected, agreeing, studies,
+    tie), `rule` (found, expected, rule: the pattern as written in modality_rules) or `other` (text: the reason
+    as stored, e.g. one written by an older version). Modality sets are lists (`[]`: none)."""
+    if reason is None:
+        return None
+    m = _REASON.fullmatch(reason)
+    if m is None:
+        return {"code": "other", "text": reason}
+
+    def mods(text: str) -> list[str]:
+        return [] if text == fmt([]) else text.split("\\")
+
+    if m["rule"] is not None:
+        rule = m["rule"]
+        if len(rule) >= 2 and rule[0] == rule[-1] and rule[0] in "'\"":
+            rule = rule[1:-1]
+        return {"code": "rule", "found": mods(m["found"]), "expected": mods(m["rule_expected"]), "rule": rule}
+    return {
+        "code": "majority",
+        "found": mods(m["found"]),
+        "expected": mods(m["expected"]),
+        "agreeing": int(m["agreeing"]),
+        "studies": int(m["studies"]),
+        "tie": m["tie"] is not None,
+    }

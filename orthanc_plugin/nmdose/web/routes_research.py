@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
+from nmdose.db import connect
+from nmdose.errors import NmdoseError
 from nmdose.web import sql_research
 from nmdose.web.export import answer
 from nmdose.web.params import FORMAT, YEARS, limit
-from nmdose.web.router import Request, Response
+from nmdose.web.router import HttpError, Request, Response
 from nmdose.web.routes import Context, RouteSpec
 
 BAD_PARAMETER = {400: "a query parameter is unknown or malformed"}
@@ -16,9 +20,23 @@ def yearly(request: Request, ctx: Context) -> Response:
         return answer(sql_research.research_yearly(conn, request.args), request.args, "research-yearly")
 
 
+def grid(request: Request, ctx: Context) -> Response:
+    """The year x description grid: JSON {"rows", "count", "years", "totals"}; CSV/XLSX one line per row and a
+    total line (sql_research.grid_table)."""
+    f = request.args
+    with ctx.db() as conn:
+        got = sql_research.research_grid(conn, f)
+    if f.get("format", "json") != "json":
+        return answer(sql_research.grid_table(got), f, "research-grid")
+    return answer(got["rows"], f, "research-grid", extra={"years": got["years"], "totals": got["totals"]})
+
+
 def corrections(request: Request, ctx: Context) -> Response:
     with ctx.db() as conn:
-        return answer(sql_research.research_corrections(conn), request.args, "modality-corrections")
+        got = sql_research.research_corrections(conn)
+    if request.args.get("format", "json") != "json":  # the export keeps the census's own text only
+        got = [{k: v for k, v in r.items() if k != "reason"} for r in got]
+    return answer(got, request.args, "modality-corrections")
 
 
 def new_descriptions(request: Request, ctx: Context) -> Response:
@@ -29,6 +47,30 @@ def new_descriptions(request: Request, ctx: Context) -> Response:
     for row in rows:
         row["modality_sets"] = "; ".join(f"{k}: {v}" for k, v in row.get("modality_sets", {}).items())
     return answer(rows, request.args, "new-descriptions")
+
+
+def accept_descriptions(request: Request, ctx: Context) -> Response:
+    """Make found descriptions targets (census.descriptions.accept, as `nmdose census accept`): recorded in
+    rpacs.description_rule with who, their studies marked, retrieve_options.yaml edited when it is writable."""
+    from nmdose.census.descriptions import accept, list_descriptions
+
+    body = request.data if isinstance(request.data, dict) else {}
+    wanted = body.get("descriptions")
+    if not isinstance(wanted, list) or not wanted or not all(isinstance(d, str) for d in wanted):
+        raise HttpError(400, "'descriptions' must be a non-empty list of study descriptions")
+    by = getattr(request.user, "username", None) or (str(request.user) if request.user else "dev")
+    # the worker role, as `nmdose census accept`: it writes pipeline rows (the web role reads only)
+    with contextlib.closing(connect(ctx.cfg, role="worker")) as conn:
+        known = {d["description"] for d in list_descriptions(conn, ctx.cfg)}
+        unknown = [d for d in dict.fromkeys(wanted) if d not in known]
+        if unknown:
+            shown = ", ".join(repr(d[:80]) for d in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+            raise HttpError(400, f"not found by the census ({len(unknown)}): {shown}")
+        try:
+            result = accept(conn, ctx.cfg, wanted, by=by)
+        except NmdoseError as exc:  # a description gone between the two reads: refused, nothing changed
+            raise HttpError(400, str(exc)) from None
+    return Response.json(result)
 
 
 def failed(request: Request, ctx: Context) -> Response:
@@ -59,7 +101,34 @@ def _route(pattern: str, handler, summary: str, query: dict) -> RouteSpec:
     return RouteSpec("GET", pattern, handler, "research:read", summary, query=query, answers=BAD_PARAMETER)
 
 
+ACCEPT_BODY = {
+    "type": "object",
+    "properties": {
+        "descriptions": {"type": "array", "maxItems": 1000, "items": {"type": "string", "maxLength": 1024}}
+    },
+    "required": ["descriptions"],
+    "additionalProperties": False,
+}
+
 ROUTES = (
+    _route(
+        "/api/research/grid",
+        grid,
+        "Studies per description and modality set (rows) and year (columns, every year), by retrieval state",
+        {**YEARS, **FORMAT},
+    ),
+    RouteSpec(
+        "POST",
+        "/api/research/descriptions/accept",
+        accept_descriptions,
+        "config:write",
+        "Accept found study descriptions as retrieval targets (as `nmdose census accept`)",
+        query={},
+        body=ACCEPT_BODY,
+        answers={
+            400: "the body is malformed, the list is empty, or a description was not found by the census"
+        },
+    ),
     _route(
         "/api/research/yearly",
         yearly,
