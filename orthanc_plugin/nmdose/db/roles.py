@@ -37,6 +37,8 @@ WEB_WRITES = (  # the only tables the web role writes: its answer cache (nmdose/
     "dose.web_cache", "dose.alert_rule", "dose.alert_firing", "dose.alert_delivery",
     # the research projects (nmdose/projects: studies added, uploads and members through the project routes)
     "rpacs.project", "rpacs.project_study", "rpacs.project_member",
+    # the outlier worklist's acknowledgements and their history (web/routes_outliers.py, sql/021_outlier_acks.sql)
+    "dose.outlier_ack", "dose.outlier_ack_log",
 )  # fmt: skip
 _LOCK_ID = 0x6E6D646F7365  # the migrations' advisory lock: grants never run concurrently (tuple concurrently updated)
 

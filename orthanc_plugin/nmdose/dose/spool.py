@@ -598,7 +598,7 @@ class Worker:
         return stats
 
     def warm(self) -> None:
-        """Compute the dose page's opening answers after new data (never fails the worker)."""
+        """Compute the dose and report pages' opening answers after new data (never fails the worker)."""
         if not self._dirty or not self.warm_interval_s or self.warm_views is None:
             return
         if time.monotonic() - self._last_warm < self.warm_interval_s:
@@ -612,7 +612,7 @@ class Worker:
             self._drop_connection()
             return
         self._dirty = False
-        log.info("dose worker: %d dose page answers computed in %.1f s", computed, time.monotonic() - start)
+        log.info("dose worker: %d page answers computed in %.1f s", computed, time.monotonic() - start)
 
     def run(self, *, once: bool = False) -> DrainStats:
         """Drain until stopped (SIGTERM/SIGINT); with ``once``, until ``incoming/`` is empty."""

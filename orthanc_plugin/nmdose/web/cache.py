@@ -8,7 +8,8 @@ only when the version read before computing equals the version read after: then 
 between, so the computation's snapshot saw that version. Exports (CSV, XLSX) are always computed.
 
 A failure of the cache itself (a read-only standby, a full disk) never fails the request: the answer is
-computed and returned, and the failure logged.
+computed and returned, and the failure logged. A caller may also keep a big answer decoded in the process for
+its version (`memo`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -38,14 +41,39 @@ def encode(rows: Rows) -> str:
     return json.dumps(rows, ensure_ascii=False, default=str)
 
 
-def cached_rows(conn, key: str, compute: Callable[[], Rows]) -> Rows:
-    """The answer stored under `key` for the current dose data, else `compute()` (stored when exact)."""
+# Decoded answers of the callers asking for it (`memo=True`), in this process: (database, key) -> (data version,
+# answer), the newest MEMO_SIZE. For a big answer read on every request (the outlier list's index: megabytes of
+# JSON, ~0.1 s to read and decode); a memo answer is shared, its callers never change it.
+_memo: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
+_memo_lock = threading.Lock()
+MEMO_SIZE = 2
+
+
+def _memo_key(conn, key: str) -> tuple[Any, ...]:
+    info = conn.info
+    return (info.host, info.port, info.dbname, key)
+
+
+def _remember(key: tuple[Any, ...], version: int, answer: Any) -> None:
+    with _memo_lock:
+        _memo[key] = (version, answer)
+        _memo.move_to_end(key)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+
+
+def cached_rows(conn, key: str, compute: Callable[[], Rows], *, memo: bool = False) -> Rows:
+    """The answer stored under `key` for the current dose data, else `compute()` (stored when exact). `memo`: the
+    decoded answer is also kept in this process for its version, and then not read again while it holds."""
+    mkey = _memo_key(conn, key) if memo else ()
+    held = _memo.get(mkey) if memo else None
     try:
         with conn.cursor() as cur:
             cur.execute(
-                """SELECT v, (SELECT body FROM dose.web_cache WHERE key = %s AND data_version = v)
+                """SELECT v, CASE WHEN v IS DISTINCT FROM %s
+                                  THEN (SELECT body FROM dose.web_cache WHERE key = %s AND data_version = v) END
                      FROM dose.data_version() v""",
-                (key,),
+                (held[0] if held else None, key),
             )
             before, body = cur.fetchone()
         conn.rollback()
@@ -53,8 +81,13 @@ def cached_rows(conn, key: str, compute: Callable[[], Rows]) -> Rows:
         conn.rollback()
         log.warning("web cache not readable, computing: %s", exc)
         return compute()
+    if held is not None and held[0] == before:
+        return held[1]
     if body is not None:
-        return json.loads(body)
+        answer = json.loads(body)
+        if memo:
+            _remember(mkey, before, answer)
+        return answer
     start = time.perf_counter()
     rows = compute()
     compute_ms = (time.perf_counter() - start) * 1000
@@ -74,6 +107,8 @@ def cached_rows(conn, key: str, compute: Callable[[], Rows]) -> Rows:
                         WHERE dose.web_cache.data_version < EXCLUDED.data_version""",
                     (key, before, encode(rows), compute_ms),
                 )
+                if memo:  # (exact: computed from this version)
+                    _remember(mkey, before, rows)
         conn.commit()
     except psycopg2.Error as exc:
         conn.rollback()

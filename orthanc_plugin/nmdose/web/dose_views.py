@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmdose.web import cache, sql_dose, sql_levels
+from nmdose.web import cache, report_views, sql_dose, sql_levels, sql_outliers
 
 
 def box_groups(measure: str) -> tuple[str, ...]:
@@ -40,6 +40,7 @@ def compute_dose_rows(conn, cfg: Any, route: str, f: dict[str, Any]) -> Any:
             offset=f.get("offset", 0),
             factor=rules.factor,
             p95_min_n=rules.p95_min_values,
+            acknowledged=f.get("acknowledged", "no"),  # the worklist: what is still to review (docs/web.md)
         )
     if route == "box":
         measure = f["measure"]
@@ -58,12 +59,14 @@ LEVEL_ROUTES = frozenset({"box", "outliers"})
 ANSWER_COLUMNS_VERSION = 4
 
 
-def dose_key(cfg: Any, route: str, f: dict[str, Any]) -> str:
+def dose_key(cfg: Any, route: str, f: dict[str, Any], conn: Any = None) -> str:
+    """The cache key; the outliers' holds the version of their acknowledgements (read on `conn`,
+    sql_outliers.ack_version), so acknowledging one is seen at once and leaves the other answers cached."""
     extra: tuple[Any, ...] = (ANSWER_COLUMNS_VERSION,)
     if route in LEVEL_ROUTES:
         extra += (sql_levels.levels_json(cfg.reference_levels.levels),)
     if route == "outliers":
-        extra += (cfg.reference_levels.outliers.model_dump(),)
+        extra += (cfg.reference_levels.outliers.model_dump(), sql_outliers.ack_version(conn))
     return cache.cache_key(route, f, *extra)
 
 
@@ -71,7 +74,62 @@ def cached_dose_rows(conn, cfg: Any, route: str, f: dict[str, Any]) -> Any:
     """A JSON answer from the per-version cache (web/cache.py); exports (CSV, XLSX) are always computed."""
     if f.get("format", "json") != "json":
         return compute_dose_rows(conn, cfg, route, f)
-    return cache.cached_rows(conn, dose_key(cfg, route, f), lambda: compute_dose_rows(conn, cfg, route, f))
+    if route == "outliers":
+        return cached_outliers(conn, cfg, f)
+    return cache.cached_rows(
+        conn, dose_key(cfg, route, f, conn), lambda: compute_dose_rows(conn, cfg, route, f)
+    )
+
+
+# The outlier list's index (sql_levels.outlier_index) is kept per version of the dose data, filters and rules,
+# without the acknowledgements: acknowledging one never recomputes it. It holds the first INDEX_TOP hits of each
+# reason (a page beyond them, after the acknowledged ones left out, is computed: OUTLIER_PAGE pages of the dose page
+# reach it after 40 pages) and the hits per study (the counts).
+INDEX_TOP = 2000
+PAGE_KEYS = ("acknowledged", "limit", "offset", "reason", "format")
+
+
+def index_key(cfg: Any, f: dict[str, Any]) -> str:
+    """The cache key of the outlier index of the filters in `f` (its paging and list choices left out)."""
+    q = {k: v for k, v in f.items() if k not in PAGE_KEYS}
+    rules = cfg.reference_levels.outliers.model_dump()
+    levels = sql_levels.levels_json(cfg.reference_levels.levels)
+    return cache.cache_key("outlier_index", q, ANSWER_COLUMNS_VERSION, levels, rules, INDEX_TOP)
+
+
+def compute_outlier_index(conn, cfg: Any, f: dict[str, Any]) -> dict[str, Any]:
+    rules = cfg.reference_levels.outliers
+    q = sql_dose.resolve_agent(conn, {k: v for k, v in f.items() if k not in PAGE_KEYS})
+    levels = list(cfg.reference_levels.levels)
+    return sql_levels.outlier_index(
+        conn, q, levels, INDEX_TOP, factor=rules.factor, p95_min_n=rules.p95_min_values
+    )
+
+
+def cached_index(conn, cfg: Any, f: dict[str, Any]) -> dict[str, Any]:
+    """The outlier index of the filters in `f`, kept decoded in this process too (web/cache.py `memo`: ~6 MB of
+    JSON on a million studies); shared, never changed by its readers."""
+    key = index_key(cfg, f)
+    return cache.cached_rows(conn, key, lambda: compute_outlier_index(conn, cfg, f), memo=True)
+
+
+def cached_outliers(conn, cfg: Any, f: dict[str, Any]) -> dict[str, Any]:
+    """One page of the outlier list: the cached index with the acknowledgements read now (one small query),
+    else (a page beyond the index) the whole computation, cached under the acknowledgements' version."""
+    index = cached_index(conn, cfg, f)
+    page = sql_outliers.page_from_index(
+        index,
+        sql_outliers.acks(conn),
+        f.get("reason"),
+        f.get("acknowledged", "no"),  # the worklist: what is still to review (docs/web.md)
+        f.get("limit", 1000),
+        f.get("offset", 0),
+    )
+    if page is not None:
+        return page
+    return cache.cached_rows(
+        conn, dose_key(cfg, "outliers", f, conn), lambda: compute_dose_rows(conn, cfg, "outliers", f)
+    )
 
 
 # What the dose page asks when it opens (no filter set; the page gets this list in its page data, opening_views,
@@ -113,13 +171,17 @@ def opening_views() -> list[dict[str, Any]]:
 
 
 def warm_default_views(conn, cfg: Any) -> int:
-    """Compute the dose page's opening answers into the cache; returns how many were computed (not found)."""
+    """Compute the dose page's opening answers into the cache, then the report page's (web/report_views.py
+    `opening_views`: about as much again, bench/outlier_ack.py); returns how many were computed (not found)."""
     computed: list[str] = []
     for route, f in DEFAULT_VIEWS:
 
         def compute(route: str = route, f: dict[str, Any] = f) -> Any:
             computed.append(route)
+            if route == "outliers":  # its index: the page and the acknowledgements are read per request
+                return compute_outlier_index(conn, cfg, f)
             return compute_dose_rows(conn, cfg, route, f)
 
-        cache.cached_rows(conn, dose_key(cfg, route, f), compute)
-    return len(computed)
+        key = index_key(cfg, f) if route == "outliers" else dose_key(cfg, route, f, conn)
+        cache.cached_rows(conn, key, compute)
+    return len(computed) + report_views.warm_report_views(conn, cfg)

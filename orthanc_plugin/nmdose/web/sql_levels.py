@@ -198,7 +198,7 @@ def reference_level_rows(levels: Sequence[Any]) -> Rows:
 # `fx`: the rules (bound): a single value is flagged above `factor` × the level that applies to it (DRLs are set for
 # a facility's median, not for one patient), and above its group's 95th percentile only when the group holds at
 # least `min_n` values (in a smaller group the p95 flags ~5 % of every group by construction).
-OUTLIERS = """WITH {levels}, fx AS (SELECT %s::double precision AS factor, %s::integer AS min_n),
+OUTLIER_HITS = """WITH {levels}, fx AS (SELECT %s::double precision AS factor, %s::integer AS min_n, %s::text AS ack),
     {ev}, {st}, {ad}, {age_bounds},
     evk AS MATERIALIZED (SELECT coalesce(ev.protocol, chr(1)) AS k1, coalesce(ev.description, chr(1)) AS k2,
                                 coalesce(ev.target_region, chr(1)) AS k3,
@@ -270,18 +270,59 @@ OUTLIERS = """WITH {levels}, fx AS (SELECT %s::double precision AS factor, %s::i
        CROSS JOIN LATERAL (VALUES ('activity_mbq', r.activity_mbq, p.activity_p95, p.activity_n),
                                   ('activity_mbq_per_kg', r.activity_per_kg_mbq, p.per_kg_p95, p.per_kg_n))
                           q(quantity, value, p95, n)
-       WHERE q.value > q.p95 AND q.n >= (SELECT min_n FROM fx)),
-    counted AS (SELECT reason, count(*)::int AS n FROM hits GROUP BY reason),
+       WHERE q.value > q.p95 AND q.n >= (SELECT min_n FROM fx))"""
+# One page of the hits with their acknowledgements, the counts: the list for an export, a single study's hits
+# (web/routes_outliers.py), and a page the cached index (OUTLIER_INDEX) cannot answer.
+OUTLIERS = (
+    OUTLIER_HITS
+    + """,
+    -- the acknowledgements (sql/021_outlier_acks.sql): per study and reason, or 'any' reason; the latest applies
+    ack AS MATERIALIZED (SELECT DISTINCT ON (a.study_instance_uid, r.reason) a.study_instance_uid, r.reason,
+                                a.acknowledged_by, a.acknowledged_at, a.ack_comment
+                           FROM dose.outlier_ack a CROSS JOIN (VALUES ('reference_level'), ('p95')) r(reason)
+                          WHERE a.reason IN (r.reason, 'any')
+                          ORDER BY a.study_instance_uid, r.reason, a.acknowledged_at DESC),
+    acked AS (SELECT h.*, k.acknowledged_by, k.acknowledged_at, k.ack_comment
+                FROM hits h LEFT JOIN ack k ON (k.study_instance_uid, k.reason) = (h.study_instance_uid, h.reason)),
+    shown AS (SELECT * FROM acked
+               WHERE (SELECT ack FROM fx) = 'all' OR ((SELECT ack FROM fx) = 'yes') = (acknowledged_at IS NOT NULL)),
+    counted AS (SELECT reason, count(*)::int AS n FROM shown GROUP BY reason),
     page AS (SELECT reason, kind, study_instance_uid, study_date, study_description, "group", ordinal, quantity,
                     value, level, threshold, value / NULLIF(level, 0) AS ratio, level_name, level_status,
-                    level_source,
+                    level_source, acknowledged_by, acknowledged_at, ack_comment,
                     row_number() OVER (ORDER BY value / NULLIF(level, 0) DESC NULLS FIRST, study_date DESC,
                                        study_instance_uid, kind, ordinal, quantity) AS rn
-               FROM hits {reason}
+               FROM shown {reason}
               ORDER BY rn LIMIT %s OFFSET %s)
-SELECT (SELECT coalesce(jsonb_object_agg(reason, n), jsonb_build_object()) FROM counted) AS counts, page.*
+SELECT (SELECT coalesce(jsonb_object_agg(reason, n), jsonb_build_object()) FROM counted) AS counts,
+       (SELECT jsonb_build_object('yes', count(*) FILTER (WHERE acknowledged_at IS NOT NULL),
+                                  'no', count(*) FILTER (WHERE acknowledged_at IS NULL)) FROM acked) AS ack_counts,
+       page.*
   FROM (VALUES (1)) one(x) LEFT JOIN page ON true
  ORDER BY page.rn"""
+)
+# Every hit without the acknowledgements (web/sql_outliers.py applies them per request, so acknowledging one never
+# recomputes this): the first `top` rows of each reason in the list's order (rn), the hits per reason and study.
+OUTLIER_INDEX = (
+    OUTLIER_HITS
+    + """,
+    ranked AS (SELECT reason, kind, study_instance_uid, study_date, study_description, "group", ordinal, quantity,
+                      value, level, threshold, value / NULLIF(level, 0) AS ratio, level_name, level_status,
+                      level_source,
+                      row_number() OVER (ORDER BY value / NULLIF(level, 0) DESC NULLS FIRST, study_date DESC,
+                                         study_instance_uid, kind, ordinal, quantity) AS rn
+                 FROM hits),
+    per_study AS (SELECT reason, study_instance_uid, count(*)::int AS n FROM hits GROUP BY 1, 2),
+    top AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY reason ORDER BY rn) AS rr FROM ranked) r
+             WHERE rr <= %s)
+SELECT CASE WHEN row_number() OVER (ORDER BY top.rn) = 1  -- (once, not in every row: megabytes on a big list)
+            THEN (SELECT coalesce(jsonb_object_agg(reason, s), jsonb_build_object())
+                    FROM (SELECT reason, jsonb_object_agg(study_instance_uid, n) AS s
+                            FROM per_study GROUP BY reason) x) END AS studies,
+       top.*
+  FROM (VALUES (1)) one(x) LEFT JOIN top ON true
+ ORDER BY top.rn"""
+)
 LEVEL_COLUMNS = sql.SQL(
     "l.quantity, l.value AS level, l.name AS level_name, l.status AS level_status, l.source AS level_source"
 )
@@ -308,18 +349,60 @@ def outliers(
     offset: int = 0,
     factor: float = 2.0,
     p95_min_n: int = 20,
+    acknowledged: str = "all",
+    study: str | None = None,
 ) -> dict[str, Any]:
     """CT events, CT examinations and administrations above `factor` × a reference level that applies to them
     (official levels only unless `f["levels"]` is `all`), or above the 95th percentile (`percentile_cont`) of their
     acquisition protocol / agent within the filtered set when it holds at least `p95_min_n` values. Worst first
     (value / level); one page of them (`limit`, `offset`). Returns `rows`, `total` (the hits of `f["reason"]`, or
-    all) and `counts` per reason."""
+    all) and `counts` per reason, and `ack_counts` (hits acknowledged: yes / no). Each row has its study's
+    acknowledgement for its reason (`acknowledged_by`, `_at`, `ack_comment`; sql/021_outlier_acks.sql);
+    `acknowledged`: yes | no | all (default) keeps those hits only. `study`: only that study's hits in `rows` (the
+    p95 still of the whole filtered set, the counts of the whole list)."""
+    where = ["reason = %s"] if "reason" in f else []
+    if study is not None:
+        where.append("study_instance_uid = %s")
+    query, params = _outlier_query(OUTLIERS, f, levels, factor, p95_min_n, acknowledged, where)
+    if "reason" in f:
+        params.append(f["reason"])
+    if study is not None:
+        params.append(study)
+    # The events are joined to their levels on a key of the small evl; PostgreSQL cannot estimate the rows of a
+    # materialised CTE and chose a merge join sorting every event (measured 2.5 s of 6.5 on 500k events).
+    out = rows(conn, query, [*params, limit, offset], settings=("enable_mergejoin = off",))
+    counts = dict(out[0].get("counts") or {}) if out else {}
+    ack_counts = dict(out[0].get("ack_counts") or {}) if out else {}
+    page = []
+    for row in out:
+        row.pop("counts", None)
+        row.pop("ack_counts", None)
+        row.pop("rn", None)
+        if row.get("reason") is None:  # the one row of an empty page
+            continue
+        row["link"] = "ui/orthanc/study/" + quote(row["study_instance_uid"], safe="")
+        page.append(row)
+    total = counts.get(f["reason"], 0) if "reason" in f else sum(counts.values())
+    return {"rows": page, "total": total, "counts": counts, "ack_counts": ack_counts}
+
+
+def _outlier_query(
+    text: str,
+    f: dict[str, Any],
+    levels: Sequence[Any],
+    factor: float,
+    p95_min_n: int,
+    ack: str,
+    where: list[str],
+) -> tuple[sql.Composed, list[Any]]:
+    """One of the outlier queries (OUTLIERS, OUTLIER_INDEX) for the filters `f`, and its parameters up to the
+    hits (the caller appends those of its tail)."""
     statuses = OUTLIER_LEVELS[f.get("levels", "official")]
     levels = [lv for lv in levels if lv.status in statuses]
     ev, ev_p = ev_cte(f)
     st, st_p = st_cte(f)
     ad, ad_p = ad_cte(f)
-    query = sql.SQL(OUTLIERS).format(
+    query = sql.SQL(text).format(
         levels=LEVELS_CTE,
         ev=ev,
         st=st,
@@ -330,22 +413,30 @@ def outliers(
         admin_match=ADMIN_MATCH,
         study_match=STUDY_MATCH,
         level=LEVEL_COLUMNS,
-        reason=sql.SQL("WHERE reason = %s" if "reason" in f else ""),
+        reason=sql.SQL("WHERE " + " AND ".join(where) if where else ""),  # (OUTLIERS only)
     )
-    params: list[Any] = [levels_json(levels), factor, p95_min_n, *ev_p, *st_p, *ad_p]
-    if "reason" in f:
-        params.append(f["reason"])
-    # The events are joined to their levels on a key of the small evl; PostgreSQL cannot estimate the rows of a
-    # materialised CTE and chose a merge join sorting every event (measured 2.5 s of 6.5 on 500k events).
-    out = rows(conn, query, [*params, limit, offset], settings=("enable_mergejoin = off",))
-    counts = dict(out[0].get("counts") or {}) if out else {}
-    page = []
+    return query, [levels_json(levels), factor, p95_min_n, ack, *ev_p, *st_p, *ad_p]
+
+
+def outlier_index(
+    conn, f: dict[str, Any], levels: Sequence[Any], top: int, *, factor: float = 2.0, p95_min_n: int = 20
+) -> dict[str, Any]:
+    """The outliers of the filters `f` (see :func:`outliers`) without their acknowledgements, for the cache
+    (web/sql_outliers.py `page_from_index` applies those, the paging and the counts per request): `top`, the
+    first `top` hits of each reason in the list's order (worst first; `rn` their place in the whole list);
+    `studies`, per reason the number of hits of each study; `n`, the hits per reason; `ends`, per reason the place
+    (`rn`) of its last hit held when the index does not hold them all (else None)."""
+    query, params = _outlier_query(OUTLIER_INDEX, f, levels, factor, p95_min_n, "all", [])
+    out = rows(conn, query, [*params, top], settings=("enable_mergejoin = off",))
+    studies = next((dict(r["studies"]) for r in out if r.get("studies") is not None), {})
+    hits = []
     for row in out:
-        row.pop("counts", None)
-        row.pop("rn", None)
-        if row.get("reason") is None:  # the one row of an empty page
-            continue
-        row["link"] = "ui/orthanc/study/" + quote(row["study_instance_uid"], safe="")
-        page.append(row)
-    total = counts.get(f["reason"], 0) if "reason" in f else sum(counts.values())
-    return {"rows": page, "total": total, "counts": counts}
+        row.pop("studies", None)
+        row.pop("rr", None)
+        if row.get("reason") is not None:  # (the one row of an empty list has none)
+            hits.append(row)
+    n = {r: sum(s.values()) for r, s in studies.items()}
+    shown = {r: [h["rn"] for h in hits if h["reason"] == r] for r in n}
+    # where the hits of a reason the index does not hold all of end: beyond, its missing hits interleave
+    ends = {r: shown[r][-1] if len(shown[r]) < n[r] else None for r in n}
+    return {"top": hits, "studies": studies, "n": n, "ends": ends}
