@@ -181,3 +181,136 @@ def test_the_print_view_is_the_annual_report_alone_and_prints_to_a4(filled, brow
         assert errors(browser) == []
     finally:
         browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")
+
+
+SIZE_PREFIX = "1.2.826.0.1.997."
+BONE = "Technetium Tc^99m^ medronate"
+
+
+@pytest.fixture(scope="module")
+def sized(filled):
+    """Besides `filled`: 8 FDG PET-CT whole-body studies and 6 bone scans of adults weighing 50-99 kg, and one of
+    each without a weight (the shipped levels: 3.5 MBq/kg FDG whole body, 8 MBq/kg bone scintigraphy)."""
+    with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+        for i in range(16):
+            uid = f"{SIZE_PREFIX}{i}"
+            fdg = i < 9
+            weight = None if i in (0, 9) else 50.0 + 7 * i
+            cur.execute(
+                """INSERT INTO dose.study (study_instance_uid, study_date, study_year, study_time,
+                       study_description, station_name, patient_age_years, patient_weight_kg, ct_event_count)
+                   VALUES (%s, '2024-06-03', 2024, '09:00', %s, 'NM-SIZE', 55, %s, 0)""",
+                (uid, "PET-CT WB size-e2e" if fdg else "Bone scan size-e2e", weight),
+            )
+            cur.execute(
+                """INSERT INTO dose.radiopharmaceutical (study_instance_uid, administration_key, ordinal,
+                       study_date, study_year, source, agent, activity_mbq, activity_per_kg_mbq)
+                   VALUES (%s, '#0', 0, '2024-06-03', 2024, 'rrdsr', %s, %s, %s)""",
+                (uid, "Fluorodeoxyglucose F^18^" if fdg else BONE, 200.0 + 20 * i,
+                 None if weight is None else (200.0 + 20 * i) / weight),
+            )  # fmt: skip
+        conn.commit()
+    yield filled
+    with contextlib.closing(connect(filled.cfg)) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM dose.study WHERE study_instance_uid LIKE %s", (SIZE_PREFIX + "%",))
+        conn.commit()
+
+
+def _datasets(browser, canvas: str) -> list[dict]:
+    """The chart's datasets: label, whether a level line, the slope of a line (y / x of its last point)."""
+    return browser.execute_script(
+        "return Chart.getChart(document.getElementById(arguments[0])).data.datasets.map(function (ds) {"
+        " var last = ds.data[ds.data.length - 1];"
+        " return {label: ds.label, line: ds.type === 'line', n: ds.data.length,"
+        "         slope: ds.type === 'line' && last ? last.y / last.x : null,"
+        "         flat: ds.type === 'line' && ds.data.length === 2 ? ds.data[0].y === ds.data[1].y : null}; })",
+        canvas,
+    )
+
+
+def _axis_titles(browser, canvas: str) -> list[str]:
+    return browser.execute_script(
+        "var o = Chart.getChart(document.getElementById(arguments[0])).options.scales;"
+        " return [o.x.title.text, o.y.title.text];",
+        canvas,
+    )
+
+
+def test_the_report_draws_activity_against_weight_per_agent_with_the_mbq_per_kg_lines_in_both_languages(
+    sized, browser
+):
+    _open(browser, base(sized) + "/ui/report?year=2024")
+    try:
+        wait(browser, "return document.getElementById('rp-size-nm-chart').getAttribute('data-level-lines')")
+        wait(browser, "return document.getElementById('rp-size-table').getAttribute('data-rows')")
+        nm = _datasets(browser, "rp-size-nm-chart")
+        points = {d["label"]: d["n"] for d in nm if not d["line"]}
+        assert points["¹⁸F-FDG"] >= 8 + 10  # 8 weighed here, 10 of `filled` at 70 kg
+        bone = [k for k in points if "medronate" in k.lower() or "MDP" in k]
+        assert len(bone) == 1 and points[bone[0]] == 6  # the one without a weight is not drawn
+        lines = [d for d in nm if d["line"]]
+        slopes = sorted(round(d["slope"], 3) for d in lines if not d["flat"])
+        assert slopes == [3.5, 8.0]  # level x weight, through zero
+        assert all("reference level" in d["label"] and "part" in d["label"] for d in lines)
+        canvas = browser.find_element("id", "rp-size-nm-chart")
+        assert int(canvas.get_attribute("data-datasets")) == len(points) >= 2
+        assert canvas.get_attribute("data-level-lines") == str(len(lines))
+        assert _axis_titles(browser, "rp-size-nm-chart") == ["Patient weight (kg)", "Activity (MBq)"]
+        missing = browser.find_element("id", "rp-size-missing").text
+        assert missing.startswith("Without a patient weight") and " 2 NM / PET studies" in missing
+        ct = _datasets(browser, "rp-size-ct-chart")
+        assert {d["label"] for d in ct if not d["line"]} >= {"Head report-e2e", "Chest report-e2e"}
+        # one agent chosen: its points and its line only
+        select = browser.find_element("id", "rp-size-nm-group")
+        next(
+            o for o in select.find_elements("tag name", "option") if o.get_attribute("value") == "¹⁸F-FDG"
+        ).click()
+        one = _datasets(browser, "rp-size-nm-chart")
+        assert [d["label"] for d in one if not d["line"]] == ["¹⁸F-FDG"]
+        assert [round(d["slope"], 3) for d in one if d["line"]] == [3.5]
+        browser.save_screenshot(str(ARTIFACTS / "report-size-en.png"))
+
+        browser.find_element("id", "lang-toggle").click()
+        wait(browser, "return document.documentElement.lang === 'ko'")
+        ko = _datasets(browser, "rp-size-nm-chart")
+        assert all("참고수준" in d["label"] and "일부" in d["label"] for d in ko if d["line"])
+        assert not any("reference level" in d["label"] or "part" in d["label"] for d in ko)
+        assert _axis_titles(browser, "rp-size-nm-chart") == ["환자 체중 (kg)", "투여 방사능 (MBq)"]
+        assert _axis_titles(browser, "rp-size-ct-chart")[0] == "환자 체중 (kg)"
+        assert browser.find_element("id", "rp-size-missing").text.startswith("환자 체중이 없는 검사")
+        headers = [th.text for th in browser.find_elements("css selector", "#rp-size-table th")]
+        assert headers[:3] == ["종류", "그룹", "건수"] and "참고수준" in headers
+        browser.save_screenshot(str(ARTIFACTS / "report-size-ko.png"))
+        assert errors(browser) == []
+    finally:
+        browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")
+
+
+def test_the_dose_page_scatter_has_a_colour_per_agent_and_the_mbq_per_kg_lines(sized, browser):
+    url = base(sized) + "/ui/dose"
+    browser.get(url)
+    browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")
+    browser.get(url)
+    try:
+        wait(browser, "return document.getElementById('scatter-chart').getAttribute('data-level-lines')")
+        got = _datasets(browser, "scatter-chart")
+        agents = [d for d in got if not d["line"]]
+        colours = browser.execute_script(
+            "return Chart.getChart(document.getElementById('scatter-chart')).data.datasets"
+            ".filter(function (ds) { return ds.type !== 'line'; }).map(function (ds) { return ds.backgroundColor; })"
+        )
+        assert len(agents) >= 2 and len(set(colours)) == len(colours)
+        assert "¹⁸F-FDG" in {d["label"] for d in agents}
+        lines = [d for d in got if d["line"]]
+        assert sorted(round(d["slope"], 3) for d in lines if not d["flat"]) == [3.5, 8.0]
+        assert all("Reference level" in d["label"] and "MBq/kg" in d["label"] for d in lines)
+        assert browser.find_element("id", "scatter-chart").get_attribute("data-datasets") == str(len(agents))
+        browser.find_element("id", "lang-toggle").click()
+        wait(browser, "return document.documentElement.lang === 'ko'")
+        ko = _datasets(browser, "scatter-chart")
+        assert all("진단참고수준" in d["label"] for d in ko if d["line"])
+        assert not any("Reference level" in d["label"] for d in ko)
+        assert _axis_titles(browser, "scatter-chart") == ["환자 체중 (kg)", "투여 방사능 (MBq)"]
+        browser.save_screenshot(str(ARTIFACTS / "dose-scatter-ko.png"))
+    finally:
+        browser.execute_script("localStorage.setItem('nmdose.lang', 'en')")

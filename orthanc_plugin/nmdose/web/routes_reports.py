@@ -2,25 +2,21 @@
 reference-level comparison per group × scanner × year, trends, histograms, the workload by weekday and hour, and
 the annual report (JSON, CSV, XLSX; its print view `/nmdose/ui/report/print`).
 
-JSON answers come from the per-data-version cache (web/cache.py) like the dose page's; `format=csv|xlsx` is an
+JSON answers come from the per-data-version cache (web/cache.py, web/report_views.py: the dose worker computes the
+page's opening answers after new data) like the dose page's; `format=csv|xlsx` is an
 export and needs `dose:export` (the router checks it). Agents go out as people write them (web/names.py), the
 stored text in `group_code_meaning`."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
-from nmdose.web import cache, names, routes_dose, shell, sql_dose, sql_levels, sql_reports, xlsx
+from nmdose.web import report_views, routes_dose, shell, sql_reports, xlsx
 from nmdose.web.export import answer, export_filename
-from nmdose.web.params import FORMAT, Choice, Int
+from nmdose.web.params import FORMAT, Choice, Int, limit
 from nmdose.web.router import PUBLIC, HttpError, Request, Response
 from nmdose.web.routes import HTML, Context, RouteSpec
 from nmdose.web.routes_dose import FILTERS
-
-# Part of every cache key: raised when the columns of an answer change.
-ANSWER_VERSION = 1
 
 MEASURE = Choice(
     *sql_reports.MEASURES,
@@ -35,59 +31,29 @@ BAD_GROUP = {400: "a query parameter is unknown or malformed, or 'group' does no
 TOP = {"top": Int(1, 20, "the groups with the most values (default 5)")}
 
 
-def _measure_group(f: dict[str, Any], default_measure: str) -> tuple[str, str]:
-    measure = f.get("measure", default_measure)
+def _measure_group(f: dict[str, Any], route: str) -> tuple[str, str]:
+    measure, group = report_views.measure_group(f, route)
     groups = sql_reports.groups_of(measure)
-    group = f.get("group", groups[0])
     if group not in groups:
         raise HttpError(400, f"parameter 'group' must be one of {', '.join(groups)} for measure {measure}")
     return measure, group
 
 
-def _display(rows: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
-    """Rows grouped by agent: the agent as people write it in `group`, the stored text in `group_code_meaning`."""
-    if group != "agent":
-        return rows
-    return [{**r, "group": names.agent_name(r["group"]) or r["group"], "group_code_meaning": r["group"]}
-            for r in rows]  # fmt: skip
-
-
-def _cached(conn, ctx: Context, route: str, f: dict[str, Any], compute: Callable[[], Any]) -> Any:
-    """A JSON answer from the per-version cache (the levels' JSON part of the key); exports always computed."""
-    if f.get("format", "json") != "json":
-        return compute()
-    key = cache.cache_key(f"report_{route}", f, ANSWER_VERSION, sql_levels.levels_json(ctx.levels()))
-    return cache.cached_rows(conn, key, compute)
-
-
 def levels(request: Request, ctx: Context) -> Response:
     f = request.args
-    measure, group = _measure_group(f, "ctdivol")
+    measure, group = _measure_group(f, "levels")
     with ctx.db() as conn:
-        q = sql_dose.resolve_agent(conn, f)
-        got = _cached(
-            conn,
-            ctx,
-            "levels",
-            f,
-            lambda: _display(sql_reports.level_comparison(conn, q, ctx.levels(), measure, group), group),
-        )
+        got = report_views.cached(conn, ctx.cfg, "levels", f)
     extra = {"measure": measure, "group": group, "compared_with": "median"}
     return answer(got, f, f"report-levels-{measure}-{group}", extra=extra)
 
 
 def trends(request: Request, ctx: Context) -> Response:
     f = request.args
-    measure, group = _measure_group(f, "dlp")
+    measure, group = _measure_group(f, "trends")
     period = f.get("period", "month")
-
-    def compute() -> dict[str, Any]:
-        q = sql_dose.resolve_agent(conn, f)
-        got, periods = sql_reports.trends(conn, q, measure, group, period, f.get("top", 5))
-        return {"rows": _display(got, group), "periods": periods}
-
     with ctx.db() as conn:
-        got = _cached(conn, ctx, "trends", f, compute)
+        got = report_views.cached(conn, ctx.cfg, "trends", f)
     extra = {"measure": measure, "group": group, "period": period, "periods": got["periods"],
              "unit": sql_reports.MEASURES[measure][1]}  # fmt: skip
     return answer(got["rows"], f, f"report-trends-{measure}-{group}-{period}", extra=extra)
@@ -95,17 +61,10 @@ def trends(request: Request, ctx: Context) -> Response:
 
 def histogram(request: Request, ctx: Context) -> Response:
     f = request.args
-    measure, group = _measure_group(f, "ctdivol")
-    bins, top = f.get("bins", 20), f.get("top", 4)
+    measure, group = _measure_group(f, "histogram")
+    bins = f.get("bins", 20)
     with ctx.db() as conn:
-        q = sql_dose.resolve_agent(conn, f)
-        got = _cached(
-            conn,
-            ctx,
-            "histogram",
-            f,
-            lambda: _display(sql_reports.histogram(conn, q, measure, group, bins, top), group),
-        )
+        got = report_views.cached(conn, ctx.cfg, "histogram", f)
     extra = {"measure": measure, "group": group, "bins": bins, "unit": sql_reports.MEASURES[measure][1]}
     return answer(got, f, f"report-histogram-{measure}-{group}", extra=extra)
 
@@ -113,33 +72,8 @@ def histogram(request: Request, ctx: Context) -> Response:
 def workload(request: Request, ctx: Context) -> Response:
     f = request.args
     with ctx.db() as conn:
-        q = sql_dose.resolve_agent(conn, f)
-        got = _cached(conn, ctx, "workload", f, lambda: sql_reports.workload(conn, q))
+        got = report_views.cached(conn, ctx.cfg, "workload", f)
     return answer(got, f, "report-workload")
-
-
-# The annual report's comparison tables: (measure, group), as a physicist reads them against national DRLs.
-ANNUAL_COMPARISONS = (
-    ("ctdivol", "protocol"),
-    ("dlp", "description"),
-    ("activity", "agent"),
-    ("per_kg", "agent"),
-)
-
-
-def annual_data(conn, ctx: Context, year: int) -> dict[str, Any]:
-    """The annual report of `year`: the reference-level comparisons, CT statistics per acquisition protocol,
-    activity per agent, the workload."""
-    f = {"from": dt.date(year, 1, 1), "to": dt.date(year, 12, 31)}
-    comparison = []
-    for measure, group in ANNUAL_COMPARISONS:
-        comparison += _display(sql_reports.level_comparison(conn, f, ctx.levels(), measure, group), group)
-    return {
-        "levels": comparison,
-        "protocols": sql_dose.ct_protocols(conn, f, "protocol"),
-        "agents": names.display_rows(sql_dose.activity(conn, f, "agent")),
-        "workload": sql_reports.workload(conn, f),
-    }
 
 
 def annual(request: Request, ctx: Context) -> Response:
@@ -149,7 +83,7 @@ def annual(request: Request, ctx: Context) -> Response:
     year = f["year"]
     generated = xlsx.stamp()  # the site's time zone (KST), named
     with ctx.db() as conn:
-        got = _cached(conn, ctx, "annual", f, lambda: annual_data(conn, ctx, year))
+        got = report_views.cached(conn, ctx.cfg, "annual", f)
     if f.get("format") == "xlsx":
         body = xlsx.sheets_workbook(
             {
@@ -168,6 +102,32 @@ def annual(request: Request, ctx: Context) -> Response:
     extra = {"year": year, "generated": generated, "compared_with": "median",
              **{k: got[k] for k in ("protocols", "agents", "workload")}}  # fmt: skip
     return answer(got["levels"], f, f"annual-report-{year}", extra=extra)
+
+
+def patient_size(request: Request, ctx: Context) -> Response:
+    """Dose against patient weight: CTDIvol and DLP per protocol (or description, standard name), activity per
+    agent, a deterministic sample of at most `limit` points per group for the `top` groups, with the true counts
+    (also of the values without a weight) and the reference levels that apply per group."""
+    f = request.args
+    group = f.get("group", "protocol")
+    with ctx.db() as conn:
+        got = report_views.cached(conn, ctx.cfg, "patient_size", f)
+    points = got["ct"]["points"] + got["nm"]["points"]
+    parts = {kind: {k: v for k, v in got[kind].items() if k != "points"} for kind in ("ct", "nm")}
+    units = report_views.UNITS
+    extra = {"group": group, "top": f.get("top", 8), "limit": f.get("limit", 300), **parts, "units": units}
+    summary = [{**{k: v for k, v in g.items() if k != "levels"},
+                "levels": "; ".join(f"{lv['name']}: {lv['value']:g} {lv['unit']}" for lv in g["levels"])}
+               for g in got["ct"]["groups"] + got["nm"]["groups"]]  # fmt: skip
+    return answer(
+        points,
+        f,
+        f"report-patient-size-{group}",
+        group_by="group",
+        summary=lambda: summary,
+        summary_title="Values per group: all, with a weight, without, shown; the reference levels that apply",
+        extra=extra,
+    )
 
 
 def page(request: Request, ctx: Context) -> Response:
@@ -231,6 +191,22 @@ ROUTES = (
         "The annual report of one year: reference-level comparisons, CT protocols, agents, workload",
         {"year": Int(1900, 2200, "the year (required)").but(required=True), **FORMAT},
         {400: "a query parameter is unknown or malformed, or 'year' is missing"},
+    ),
+    _route(
+        "/api/dose/report/patient-size",
+        patient_size,
+        "Dose against patient weight per group (CT: CTDIvol, DLP; NM: activity), sampled, with counts and levels",
+        {
+            **FILTERS,
+            "group": Choice(
+                *sql_reports.SIZE_GROUPS,
+                description="CT per protocol (default), description or standard_name; NM always per agent",
+            ),
+            "top": Int(1, 20, "the groups with the most values, per kind (default 8)"),
+            **limit(300, 2000),
+            **FORMAT,
+        },
+        {400: "a query parameter is unknown or malformed"},
     ),
     RouteSpec("GET", "/ui/report", page, PUBLIC, "The physicist's report page (shell)", content_type=HTML),
     RouteSpec(

@@ -314,3 +314,109 @@ def workload(conn, f: dict[str, Any]) -> Rows:
     w = dose_where(f, STUDIES).add("s.study_date IS NOT NULL")
     query = sql.SQL(WORKLOAD).format(nm=sql.SQL(HAS_ADMINISTRATION), where=w.sql())
     return rows(conn, query, w.params)
+
+
+# ----- patient size: dose against patient weight ---------------------------------------------------------
+
+# CT per group (the report's CT groups): the source, CTDIvol, DLP and the key that tells the group's values apart
+# (an event's ordinal; a study is one value). Per protocol one value per irradiation event, per description or
+# standard name one per examination (its mean CTDIvol, total DLP), as in MEASURES.
+SIZE_CT: dict[str, tuple[Source, str, str, str]] = {
+    "protocol": (EVENT_SOURCE, "e.ctdivol_mgy", "e.dlp_mgycm", "e.ordinal::text"),
+    "description": (STUDY_SOURCE, "s.ct_mean_ctdivol_mgy", "s.ct_total_dlp_mgycm", "''"),
+    "standard_name": (STUDY_SOURCE, "s.ct_mean_ctdivol_mgy", "s.ct_total_dlp_mgycm", "''"),
+}
+SIZE_GROUPS = tuple(SIZE_CT)
+# The administrations: per agent (the levels in MBq/kg are per agent), the activity.
+SIZE_NM: tuple[Source, str, str, str] = (
+    ADMIN_SOURCE,
+    "a.activity_mbq",
+    "NULL::double precision",
+    "a.ordinal::text",
+)
+
+# Per group: how many values, how many with a weight (a weight of 0 or below counts as none); the `top` groups with
+# the most values; of each, at most `limit` points with a weight, a deterministic sample: the values whose hash
+# (`h`, uniform in [0, 1) from the study UID and the value's key) is smallest. Only values with h below a
+# threshold expecting 2 × limit + 20 of them are ranked, so no group is sorted whole. One row per point, and one
+# row with NULL uid for a shown group without any. `no_weight_studies`: the distinct studies with a value but no
+# weight, over every group.
+PATIENT_SIZE = """WITH base AS MATERIALIZED (
+        SELECT {grp} AS grp, {a}.study_instance_uid AS uid,
+               CASE WHEN {a}.patient_weight_kg > 0 THEN {a}.patient_weight_kg END AS w, {y1} AS y1, {y2} AS y2,
+               (hashtext({a}.study_instance_uid || ':' || {key}) & 2147483647)::float8 / 2147483648.0 AS h
+          FROM {table} {a} {where}),
+    counts AS (SELECT grp, count(*)::int AS n, count(w)::int AS n_weight FROM base GROUP BY grp),
+    top AS (SELECT grp, n, n_weight, count(*) OVER ()::int AS groups_total
+              FROM counts ORDER BY n DESC, grp LIMIT %s),
+    pick AS (SELECT b.grp, b.uid, b.w, b.y1, b.y2, row_number() OVER (PARTITION BY b.grp ORDER BY b.h, b.uid) AS rn
+               FROM base b JOIN top t USING (grp)
+              WHERE b.w IS NOT NULL AND b.h < (2.0 * %s + 20) / NULLIF(t.n_weight, 0))
+SELECT t.grp AS "group", t.n, t.n_weight, t.groups_total,
+       (SELECT count(DISTINCT uid) FROM base WHERE w IS NULL)::int AS no_weight_studies,
+       p.uid AS study_instance_uid, p.w AS weight_kg, p.y1, p.y2
+  FROM top t LEFT JOIN pick p ON p.grp = t.grp AND p.rn <= %s
+ ORDER BY t.n DESC, t.grp, p.w, p.uid"""
+
+
+def patient_size(conn, f: dict[str, Any], kind: str, group: str, top: int, limit: int) -> dict[str, Any]:
+    """Dose against patient weight under the dose filters: `kind` CT (CTDIvol and DLP per `group` of SIZE_CT) or NM
+    (activity per agent). {"groups": [{group, n, with_weight, no_weight, shown}], "points": [{group, uid, weight,
+    y1, y2}], "groups_total", "no_weight_studies"}; the groups with the most values first."""
+    source, y1, y2, key = SIZE_NM if kind == "NM" else SIZE_CT[group]
+    a = source.records.alias
+    w = dose_where(f, source.records)
+    if source.where:
+        w.add(source.where)
+    w.add(f"{y1} IS NOT NULL" if kind == "NM" else f"({y1} IS NOT NULL OR {y2} IS NOT NULL)")
+    query = sql.SQL(PATIENT_SIZE).format(
+        grp=sql.SQL(_group_sql("agent" if kind == "NM" else group, a)),
+        a=sql.Identifier(a),
+        y1=sql.SQL(y1),
+        y2=sql.SQL(y2),
+        key=sql.SQL(key),
+        table=sql.SQL(source.table),
+        where=w.sql(),
+    )
+    got = rows(conn, query, [*w.params, top, limit, limit])
+    groups: dict[str, dict[str, Any]] = {}
+    points = []
+    for r in got:
+        g = groups.setdefault(
+            r["group"],
+            {"group": r["group"], "n": r["n"], "with_weight": r["n_weight"], "no_weight": r["n"] - r["n_weight"],
+             "shown": 0},
+        )  # fmt: skip
+        if r["study_instance_uid"] is not None:
+            g["shown"] += 1
+            points.append({k: r[k] for k in ("group", "study_instance_uid", "weight_kg", "y1", "y2")})
+    return {
+        "groups": list(groups.values()),
+        "points": points,
+        "groups_total": got[0]["groups_total"] if got else 0,
+        "no_weight_studies": got[0]["no_weight_studies"] if got else 0,
+    }
+
+
+# The reference levels whose patterns for a group's kind of name (SIZE_PATTERNS) match one of `names`: per name,
+# official before proposed before example. `conditional`: the level also asks for other attributes (a description,
+# a standard name, an age band...), so it applies to part of the group's values only.
+SIZE_PATTERNS = {"protocol": "protocols", "description": "descriptions", "standard_name": "standard_names",
+                 "agent": "agents"}  # fmt: skip
+SIZE_QUANTITIES = {"CT": ("ctdivol_mgy", "dlp_mgycm"), "NM": ("activity_mbq", "activity_mbq_per_kg")}
+# what one value of the group is, as the levels' `per` says (a level for another unit is not drawn)
+SIZE_PER = {"protocol": "event", "description": "study", "standard_name": "study", "agent": "administration"}
+SIZE_LEVELS = """WITH {levels}, g AS (SELECT DISTINCT unnest(%s::text[]) AS grp)
+SELECT g.grp AS "group", l.name, l.quantity, l.per, l.value, l.status, l.source, l.year, l.age_min, l.age_max,
+       (num_nonnulls(l.protocols, l.descriptions, l.target_regions, l.agents, l.standard_names) > 1
+        OR l.age_min IS NOT NULL OR l.age_max IS NOT NULL) AS conditional
+  FROM g JOIN lv l ON l.quantity = ANY(%s) AND l.per = %s AND {patterns} IS NOT NULL AND g.grp ~* ANY({patterns})
+ ORDER BY g.grp, CASE l.status WHEN 'official' THEN 0 WHEN 'proposed' THEN 1 ELSE 2 END, l.quantity, l.name"""
+
+
+def size_levels(conn, levels: Sequence[Any], kind: str, group: str, names: Sequence[str]) -> Rows:
+    """The levels whose `group` patterns match one of `names` (CT: CTDIvol and DLP; NM: activity and MBq/kg)."""
+    if not names or not levels:
+        return []
+    query = sql.SQL(SIZE_LEVELS).format(levels=LEVELS_CTE, patterns=sql.Identifier("l", SIZE_PATTERNS[group]))
+    return rows(conn, query, [levels_json(levels), list(names), list(SIZE_QUANTITIES[kind]), SIZE_PER[group]])

@@ -11,6 +11,7 @@
         "year, trends, distributions and workload. Scanner: the station name (else manufacturer and model).",
       "rp.f.from": "From", "rp.f.to": "To", "rp.f.station": "Station", "rp.f.protocol": "Protocol",
       "rp.f.description": "Description", "rp.f.agent": "Radiopharmaceutical", "rp.f.measure": "Measure",
+      "rp.f.standard_name": "Standard name",
       "rp.f.group": "Group", "rp.f.period": "Trend per", "rp.f.apply": "Apply",
       "rp.m.ctdivol": "CTDIvol (mGy)", "rp.m.dlp": "DLP (mGy·cm)", "rp.m.activity": "Activity (MBq)",
       "rp.m.per_kg": "Activity per kg (MBq/kg)",
@@ -48,7 +49,20 @@
       "col.rp_ctdivol_p75": "CTDIvol p75 (mGy)", "col.rp_dlp_median": "DLP median (mGy·cm)",
       "col.rp_dlp_p75": "DLP p75 (mGy·cm)", "col.rp_agent": "Radiopharmaceutical",
       "col.rp_activity_median": "Activity median (MBq)", "col.rp_activity_p75": "Activity p75 (MBq)",
-      "col.rp_per_kg_median": "Activity per kg median (MBq/kg)", "col.rp_studies": "Studies"
+      "col.rp_per_kg_median": "Activity per kg median (MBq/kg)", "col.rp_studies": "Studies",
+      "rp.size": "Patient size",
+      "rp.size_hint": "Dose against patient weight, a colour per group, for the groups with the most values (a " +
+        "fixed sample of at most 300 points each; N counts them all). Dashed lines: the reference levels whose " +
+        "names match the group (in MBq/kg a line through zero, level × weight); a level for part of the group " +
+        "only (an age band, a description) is marked “part”.",
+      "rp.size_ct": "CT: CTDIvol and DLP against weight",
+      "rp.size_nm": "Radiopharmaceuticals: activity against weight", "rp.size_group": "Group",
+      "rp.size_all": "all shown groups", "rp.size_weight": "Patient weight (kg)", "rp.size_level": "reference level",
+      "rp.size_part": "part",
+      "rp.size_missing": "Without a patient weight (counted, not drawn): {ct} CT and {nm} NM / PET studies. " +
+        "Shown: {ctg} of {ctt} CT groups, {nmg} of {nmt} radiopharmaceuticals.",
+      "col.rp_with_weight": "With weight", "col.rp_no_weight": "Without weight", "col.rp_shown": "Points shown",
+      "col.rp_levels": "Reference levels"
     },
     ko: {
       "nav.report": "보고서", "rp.title": "선량 보고서",
@@ -56,6 +70,7 @@
         "(없으면 제조사와 모델).",
       "rp.f.from": "시작일", "rp.f.to": "종료일", "rp.f.station": "스테이션", "rp.f.protocol": "프로토콜",
       "rp.f.description": "검사명", "rp.f.agent": "방사성의약품", "rp.f.measure": "측정값",
+      "rp.f.standard_name": "표준 검사명",
       "rp.f.group": "그룹", "rp.f.period": "추세 단위", "rp.f.apply": "적용",
       "rp.m.ctdivol": "CTDIvol (mGy)", "rp.m.dlp": "DLP (mGy·cm)", "rp.m.activity": "투여 방사능 (MBq)",
       "rp.m.per_kg": "체중당 투여 방사능 (MBq/kg)",
@@ -91,7 +106,19 @@
       "col.rp_ctdivol_p75": "CTDIvol 75 백분위수 (mGy)", "col.rp_dlp_median": "DLP 중앙값 (mGy·cm)",
       "col.rp_dlp_p75": "DLP 75 백분위수 (mGy·cm)", "col.rp_agent": "방사성의약품",
       "col.rp_activity_median": "투여 방사능 중앙값 (MBq)", "col.rp_activity_p75": "투여 방사능 75 백분위수 (MBq)",
-      "col.rp_per_kg_median": "체중당 투여 방사능 중앙값 (MBq/kg)", "col.rp_studies": "검사 수"
+      "col.rp_per_kg_median": "체중당 투여 방사능 중앙값 (MBq/kg)", "col.rp_studies": "검사 수",
+      "rp.size": "환자 체격",
+      "rp.size_hint": "환자 체중 대비 선량, 그룹마다 한 색, 값이 가장 많은 그룹 (그룹마다 최대 300개의 고정 표본; " +
+        "건수는 전체를 셉니다). 점선: 이름이 그룹과 맞는 참고수준 (MBq/kg이면 원점을 지나는 선, 참고수준 × 체중); " +
+        "그룹의 일부에만 적용되는 참고수준 (연령대, 검사명)은 “일부”로 표시합니다.",
+      "rp.size_ct": "CT: 체중 대비 CTDIvol과 DLP",
+      "rp.size_nm": "방사성의약품: 체중 대비 투여 방사능", "rp.size_group": "그룹",
+      "rp.size_all": "표시된 모든 그룹", "rp.size_weight": "환자 체중 (kg)", "rp.size_level": "참고수준",
+      "rp.size_part": "일부",
+      "rp.size_missing": "환자 체중이 없는 검사 (세었으나 그리지 않음): CT {ct}건, 핵의학 / PET {nm}건. " +
+        "표시: CT 그룹 {ctt}개 중 {ctg}개, 방사성의약품 {nmt}개 중 {nmg}개.",
+      "col.rp_with_weight": "체중 있음", "col.rp_no_weight": "체중 없음", "col.rp_shown": "표시된 점",
+      "col.rp_levels": "참고수준"
     }
   };
   var KINDS = {"CT": null, "NM": "rp.kind.nm", "CT+NM": "rp.kind.ctnm", "other": "rp.kind.other"};
@@ -116,6 +143,21 @@
       });
       return p;
     }
+
+    // the standard names in use (GET /api/names/in-use), asked on the field's first focus
+    var namesAsked = false;
+    document.getElementById("rp-standard-name").addEventListener("focus", function () {
+      if (namesAsked) return;
+      namesAsked = true;
+      n.api("names/in-use").then(function (d) {
+        var list = document.getElementById("rp-standard-names");
+        d.rows.forEach(function (r) {
+          var o = document.createElement("option");
+          o.value = r.standard_name;
+          list.appendChild(o);
+        });
+      }).catch(function () { namesAsked = false; });
+    });
 
     function without(p, keys) {
       var q = new URLSearchParams(p);
@@ -189,6 +231,88 @@
       });
       n.chart("rp-hist-chart", {type: "bar", data: {labels: labels, datasets: datasets}, options: {
         scales: {x: {title: {display: true, text: d.unit}}, y: {beginAtZero: true}}}});
+    }
+
+    // Patient size: a scatter per kind (CT: CTDIvol or DLP, NM: activity) against weight, a dataset and colour
+    // per group, and a dashed line per reference level that matches the group (MBq/kg: level × weight; a fixed
+    // level: horizontal), named in the legend.
+    var sizeData = null;
+
+    function sizeGroupName(g) {
+      return g.group === "" ? n.t("rp.unknown") : g.group;
+    }
+
+    function levelText(g, lv) {
+      return sizeGroupName(g) + " – " + n.t("rp.size_level") + " " + n.fmt(lv.value) + " " + lv.unit + " (" +
+        n.t("rp.status." + lv.status) + (lv.conditional ? ", " + n.t("rp.size_part") : "") + ")";
+    }
+
+    function sizeChart(kind) {
+      if (!sizeData) return;
+      var part = kind === "CT" ? sizeData.ct : sizeData.nm;
+      var id = kind === "CT" ? "rp-size-ct-chart" : "rp-size-nm-chart";
+      var chosen = document.getElementById(kind === "CT" ? "rp-size-ct-group" : "rp-size-nm-group").value;
+      var yKey = kind === "CT" ? document.getElementById("rp-size-measure").value : "activity_mbq";
+      var yTitle = {ctdivol_mgy: "rp.m.ctdivol", dlp_mgycm: "rp.m.dlp", activity_mbq: "rp.m.activity"}[yKey];
+      var points = sizeData.rows.filter(function (r) {
+        return r.kind === kind && r[yKey] !== null && (!chosen || r.group === chosen);
+      });
+      var xs = points.map(function (r) { return r.weight_kg; });
+      var lo = xs.length ? Math.min.apply(null, xs) : 0;
+      var hi = xs.length ? Math.max.apply(null, xs) : 100;
+      var datasets = [];
+      var lines = [];
+      part.groups.forEach(function (g, i) {
+        if (chosen && g.group !== chosen) return;
+        var color = n.colors[i % n.colors.length];
+        datasets.push({label: sizeGroupName(g), backgroundColor: color, borderColor: color,
+                       data: points.filter(function (r) { return r.group === g.group; })
+                         .map(function (r) { return {x: r.weight_kg, y: r[yKey]}; })});
+        g.levels.forEach(function (lv) {
+          var perKg = lv.quantity === "activity_mbq_per_kg";
+          if (kind === "CT" ? lv.quantity !== yKey : lv.quantity !== "activity_mbq" && !perKg) return;
+          lines.push({type: "line", label: levelText(g, lv), level: true, borderColor: color, backgroundColor: color,
+                      borderDash: [6, 4], borderWidth: 2, pointRadius: 0, fill: false,
+                      data: [lo, hi].map(function (x) { return {x: x, y: perKg ? lv.value * x : lv.value}; })});
+        });
+      });
+      var c = n.chart(id, {type: "scatter", data: {datasets: datasets.concat(lines)}, options: {
+        scales: {x: {type: "linear", title: {display: true, text: n.t("rp.size_weight")}},
+                 y: {beginAtZero: true, title: {display: true, text: n.t(yTitle)}}}}});
+      var canvas = document.getElementById(id);
+      canvas.setAttribute("data-datasets", String(datasets.length));
+      canvas.setAttribute("data-level-lines", String(lines.length));
+      c.relabel = function () { sizeChart(kind); };  // labels and axis titles in the language now chosen
+    }
+
+    function sizeOptions(selectId, groups) {
+      var select = document.getElementById(selectId);
+      var keep = select.value;
+      while (select.options.length > 1) select.remove(1);
+      groups.forEach(function (g) {
+        var o = document.createElement("option");
+        o.value = g.group;
+        o.textContent = sizeGroupName(g) + " (N " + g.n + ")";
+        select.appendChild(o);
+      });
+      select.value = groups.some(function (g) { return g.group === keep; }) ? keep : "";
+    }
+
+    function showSize(d) {
+      sizeData = d;
+      sizeOptions("rp-size-ct-group", d.ct.groups);
+      sizeOptions("rp-size-nm-group", d.nm.groups);
+      n.setLabel(document.getElementById("rp-size-missing"), "rp.size_missing", {
+        ct: d.ct.no_weight_studies, nm: d.nm.no_weight_studies, ctg: d.ct.groups.length, ctt: d.ct.groups_total,
+        nmg: d.nm.groups.length, nmt: d.nm.groups_total});
+      sizeChart("CT");
+      sizeChart("NM");
+      n.table("rp-size-table", d.ct.groups.concat(d.nm.groups), [
+        ["kind", "col.rp_kind", function (g) { return g.kind === "CT" ? "CT" : n.label("rp.kind.nm"); }],
+        ["group", "col.rp_group", sizeGroupName], ["n", "col.rp_n"], ["with_weight", "col.rp_with_weight"],
+        ["no_weight", "col.rp_no_weight"], ["shown", "col.rp_shown"], ["levels", "col.rp_levels", function (g) {
+          return g.levels.map(function (lv) { return lv.name + ": " + n.fmt(lv.value) + " " + lv.unit; }).join("; ");
+        }]], "rp.empty");
     }
 
     // The heat table: weekday rows, hour columns (and the studies without a time), darker = more studies.
@@ -288,6 +412,10 @@
       n.api("dose/report/levels", levelParams).then(showLevels, fail);
       n.api("dose/report/trends", p).then(showTrends, fail);
       n.api("dose/report/histogram", levelParams).then(showHistogram, fail);
+      var sizeParams = without(p, ["measure", "group", "period"]);
+      var g = p.get("group");
+      if (g === "description" || g === "standard_name") sizeParams.set("group", g);
+      n.api("dose/report/patient-size", sizeParams).then(showSize, fail);
       n.api("dose/report/workload", without(p, ["measure", "group", "period"])).then(function (d) {
         workloadRows = d.rows;
         showWorkload();
@@ -306,6 +434,9 @@
       e.preventDefault();
       loadAnnual(annualForm.elements.year.value);
     });
+    document.getElementById("rp-size-measure").addEventListener("change", function () { sizeChart("CT"); });
+    document.getElementById("rp-size-ct-group").addEventListener("change", function () { sizeChart("CT"); });
+    document.getElementById("rp-size-nm-group").addEventListener("change", function () { sizeChart("NM"); });
     document.getElementById("rp-kind").addEventListener("change", showWorkload);
     load();
     loadAnnual(year);
