@@ -8,29 +8,18 @@ route is an export and needs `dose:export` (the router checks it before the hand
 
 from __future__ import annotations
 
-from nmdose.web import cache, names, sql_dose, sql_levels
+from nmdose.web import cache, names, sql_dose, sql_levels, sql_outliers
 from nmdose.web.dose_views import box_groups, cached_dose_rows
-from nmdose.web.export import answer
+from nmdose.web.export import answer, csv_answer, sql_csv
 from nmdose.web.params import DOSE_FILTERS, FORMAT, MAX_LIMIT, Choice, Int, limit
 from nmdose.web.router import HttpError, Request, Response, check_uid
 from nmdose.web.routes import Context, RouteSpec
 
 BAD_PARAMETER = {400: "a query parameter is unknown or malformed"}
 
-# The text filters match part of the text, any case (web/sql_common.py TEXT_FILTERS): described so here.
-_TEXT_FILTERS = ("manufacturer", "model", "station", "modality", "description", "protocol")
-FILTERS = {
-    **DOSE_FILTERS,
-    **{
-        k: DOSE_FILTERS[k].but(
-            description=DOSE_FILTERS[k].description.replace("(exact)", "(part of the text, any case)")
-        )
-        for k in _TEXT_FILTERS
-    },
-    "agent": DOSE_FILTERS["agent"].but(
-        description="radiopharmaceutical: the stored text, its display name or part of either, any case"
-    ),
-}
+# The dose filters (web/params.py DOSE_FILTERS, applied by web/sql_common.py dose_where), under the name the other
+# route tables import.
+FILTERS = DOSE_FILTERS
 CHOICE_FIELD = Choice(*sql_dose.CHOICE_FIELDS, description="the filter whose values are asked").but(
     required=True
 )
@@ -57,6 +46,10 @@ def ct_events(request: Request, ctx: Context) -> Response:
     f = request.args
     with ctx.db() as conn:
         q = sql_dose.resolve_agent(conn, f)  # the agent filter: raw text or display name
+        if f.get("format") == "csv":  # each line written by PostgreSQL, no dicts (export.sql_csv)
+            body = sql_csv(conn, *sql_dose.ct_events_query(q, f.get("limit", MAX_LIMIT)))
+            if body is not None:
+                return csv_answer(body, f, "ct-events")
         events = sql_dose.ct_events(conn, q, f.get("limit", MAX_LIMIT))
         if f.get("format") == "xlsx":
             kept = [e for e in events if not e["localizer"]]
@@ -102,14 +95,18 @@ def reference_levels(request: Request, ctx: Context) -> Response:
 
 
 def outliers(request: Request, ctx: Context) -> Response:
-    """One page of the outliers (`limit`, `offset`), with the total, the counts per reason and the rules."""
+    """One page of the outliers (`limit`, `offset`), with the total, the counts per reason and the rules; each
+    row with its acknowledgement (web/routes_outliers.py) and its study's latest acknowledged dose alert."""
     f = request.args
     rules = ctx.cfg.reference_levels.outliers
     with ctx.db() as conn:
         got = cached_dose_rows(conn, ctx.cfg, "outliers", f)
+        sql_outliers.add_alert_acks(conn, got["rows"])
     extra = {
         "total": got["total"],
         "counts": got["counts"],
+        "acknowledged": f.get("acknowledged", "no"),
+        "ack_counts": got.get("ack_counts", {}),
         "offset": f.get("offset", 0),
         "factor": rules.factor,
         "p95_min_values": rules.p95_min_values,
@@ -253,6 +250,12 @@ ROUTES = (
                 "official",
                 "all",
                 description="compare with official levels only (default) or also proposed and example ones",
+            ),
+            "acknowledged": Choice(
+                "no",
+                "yes",
+                "all",
+                description="the worklist: not yet acknowledged (default), acknowledged, or all",
             ),
             **limit(1000),
             "offset": Int(0, 10_000_000, "skip this many rows of the list (paging; default 0)"),

@@ -189,11 +189,15 @@ def ct_monthly(conn, f: dict[str, Any]) -> Rows:
     return rows(conn, query, w.params)
 
 
+def ct_events_query(f: dict[str, Any], limit: int) -> tuple[sql.Composable, list[Any]]:
+    """The statement of `ct_events` and its parameters (the CSV export runs it inside export.sql_csv)."""
+    w = dose_where(f, EVENTS)
+    return sql.SQL(CT_EVENTS).format(where=w.sql(), localizer=sql.SQL(LOCALIZER)), [*w.params, limit]
+
+
 def ct_events(conn, f: dict[str, Any], limit: int) -> Rows:
     """The filtered CT irradiation events with their study's fields (the data behind the statistics)."""
-    w = dose_where(f, EVENTS)
-    query = sql.SQL(CT_EVENTS).format(where=w.sql(), localizer=sql.SQL(LOCALIZER))
-    return rows(conn, query, [*w.params, limit])
+    return rows(conn, *ct_events_query(f, limit))
 
 
 def activity(conn, f: dict[str, Any], group: str) -> Rows:
