@@ -135,14 +135,22 @@ YEARS = {"from_year": Int(1900, 2200, "first year"), "to_year": Int(1900, 2200, 
 DOSE_FILTERS: dict[str, Param] = {
     "from": DATE.but(description="first study date (inclusive)"),
     "to": DATE.but(description="last study date (inclusive)"),
-    "manufacturer": TEXT.but(description="equipment manufacturer (exact)"),
-    "model": TEXT.but(description="equipment model (exact)"),
-    "station": TEXT.but(description="station name (exact)"),
-    "modality": TEXT.but(description="modality of the study (exact)"),
-    "description": TEXT.but(description="study description (exact)"),
-    "protocol": TEXT.but(description="acquisition protocol (exact)"),
-    "agent": TEXT.but(description="radiopharmaceutical (exact)"),
+    "manufacturer": TEXT.but(description="equipment manufacturer (part of the text, any case)"),
+    "model": TEXT.but(description="equipment model (part of the text, any case)"),
+    "station": TEXT.but(description="station name (part of the text, any case)"),
+    "modality": TEXT.but(description="modality of any series of the study (part of the text, any case)"),
+    "description": TEXT.but(description="study description (part of the text, any case)"),
+    "protocol": TEXT.but(
+        description="acquisition protocol: the CT event's, else of any event of the study (part of the text, any case)"
+    ),
+    "agent": TEXT.but(
+        description="radiopharmaceutical: the stored text, its display name or part of either, any case"
+    ),
     "scanner": TEXT.but(description="scanner: its id or display name (exact, any case), and those merged in"),
+    "standard_name": TEXT.but(
+        description="standard name (docs/standard_names.md; exact, any case): a CT event's or administration's "
+        "own, a study's own or that of any of its CT events or administrations"
+    ),
     "sex": Choice("M", "F", "O", description="patient sex"),
     "age_min": Number(150, "patient age in years, inclusive"),
     "age_max": Number(150, "patient age in years, exclusive"),

@@ -78,6 +78,8 @@ COLUMN_FILTERS: dict[str, tuple[str, str]] = {
     "age_max": ("patient_age_years", "<"),
     "weight_min": ("patient_weight_kg", ">="),
     "weight_max": ("patient_weight_kg", "<"),
+    # not a route parameter: one study's own rows (web/routes_outliers.py, whether it is an outlier)
+    "study_instance_uid": ("study_instance_uid", "="),
 }
 # Text filters -> column of the study's fields: part of the text, any case (ILIKE with the value's `%`, `_` and `\`
 # escaped, bound: like_pattern), so 'chest' finds 'CT Chest' and '%' finds only a '%'.
@@ -110,12 +112,32 @@ SCANNER_IDS = """(SELECT sc.scanner_id FROM dose.scanner sc WHERE coalesce(sc.me
 _STUDY_SCANNER = "{r}.scanner_id IN " + SCANNER_IDS
 _ANY_SCANNER = f"""{{r}}.study_instance_uid IN (SELECT ss.study_instance_uid FROM dose.study ss
                     WHERE ss.scanner_id IN {SCANNER_IDS})"""
+# The standard-name filter (docs/standard_names.md "Filtering by standard name"): the whole name, any case (a
+# controlled vocabulary: 'ct chest' finds 'CT chest', not 'CT chest low dose'). A CT event or an administration
+# compares its own name (which is its study's when no rule names its protocol or agent); a study its own or that
+# of any of its CT events or administrations, as the protocol and agent filters look into the study's events and
+# administrations.
+# The names compared: those of the rules that are the value in any case (every name on a row was given by a rule,
+# dose/standard_names.py apply), and the value as typed; so `= ANY` uses the (standard_name, study_year) indexes.
+_NAMES = """ARRAY(SELECT nr.standard_name FROM dose.standard_name_rule nr
+                      WHERE lower(nr.standard_name) = lower(%s)) || %s::text"""
+_OWN_STANDARD_NAME = "{r}.standard_name = ANY(" + _NAMES + ")"
+# A study: its own name, or one of the studies of the CT events / administrations so named, as one set (a semi-join
+# on the union; an OR of two IN sub-queries was not hashed at 300 000 studies and ran per study, 75 s+:
+# bench/standard_name_filter.py).
+_STUDY_STANDARD_NAME = f"""{{r}}.study_instance_uid IN (
+                 SELECT ns.study_instance_uid FROM dose.study ns WHERE ns.standard_name = ANY({_NAMES})
+                 UNION SELECT ne.study_instance_uid FROM dose.ct_event ne WHERE ne.standard_name = ANY({_NAMES})
+                 UNION SELECT na.study_instance_uid FROM dose.radiopharmaceutical na
+                        WHERE na.standard_name = ANY({_NAMES}))"""
 
 
 def dose_where(f: dict[str, Any], records: Records) -> Where:
     """The validated dose filters `f` (web/params.py DOSE_FILTERS) on `records`: the study's fields, the modality
     (any series of the study), the protocol (the event itself, else any event of the study) and the agent (the
-    administration itself, else any administration of the study). Text filters match part of the text, any case."""
+    administration itself, else any administration of the study). Text filters match part of the text, any case;
+    the scanner and the standard name the whole text, any case (an event's or administration's own standard name, a
+    study's own or any of its events' or administrations')."""
     r = sql.Identifier(records.alias)
     w = Where()
     for key, (column, op) in COLUMN_FILTERS.items():
@@ -136,6 +158,9 @@ def dose_where(f: dict[str, Any], records: Records) -> Where:
     if "scanner" in f:
         clause = _STUDY_SCANNER if records is STUDIES else _ANY_SCANNER
         w.add(sql.SQL(clause).format(r=r), str(f["scanner"]), str(f["scanner"]))
+    if "standard_name" in f:
+        clause, times = (_STUDY_STANDARD_NAME, 3) if records is STUDIES else (_OWN_STANDARD_NAME, 1)
+        w.add(sql.SQL(clause).format(r=r), *[str(f["standard_name"])] * (2 * times))
     return w
 
 
