@@ -558,6 +558,8 @@ def cases(conn) -> list[tuple[str, dict[str, str], str]]:
     out: list[tuple[str, dict[str, str], str]] = [
         ("/api/research/yearly", {}, ""),
         ("/api/research/yearly", {"from_year": YEAR[0][:4], "to_year": YEAR[0][:4]}, ""),
+        ("/api/research/grid", {}, ""),
+        ("/api/research/grid", {"format": "csv"}, "format=csv"),
         ("/api/research/descriptions/new", {}, ""),
         ("/api/research/corrections", {}, ""),
         ("/api/research/failed", {}, ""),
@@ -594,6 +596,9 @@ def cases(conn) -> list[tuple[str, dict[str, str], str]]:
         ("/api/names/suggestions", {}, ""),
         ("/api/alerts/firings", {}, ""),
         ("/api/alerts/rules", {}, ""),
+        # the outlier worklist's acknowledged rows and all rows (the default, not yet acknowledged, is above)
+        ("/api/dose/outliers", {"limit": "50", "acknowledged": "yes"}, "acknowledged=yes"),
+        ("/api/dose/outliers", {"limit": "50", "acknowledged": "all"}, "acknowledged=all"),
         ("/api/dose/patients", {}, ""),
         ("/api/dose/patients", {"window_years": "5"}, "window_years=5"),
     ]
@@ -610,6 +615,8 @@ def cases(conn) -> list[tuple[str, dict[str, str], str]]:
         ("/api/dose/report/histogram", {"measure": "activity"}, "measure=activity"),
         ("/api/dose/report/workload", {}, ""),
         ("/api/dose/report/annual", {"year": YEAR[0][:4]}, "year"),
+        ("/api/dose/report/patient-size", {}, ""),
+        ("/api/dose/report/patient-size", {"group": "standard_name"}, "group=standard_name"),
     ]
     out.append(("/api/dose/ct-events", {"format": "csv", **year, "station": "CT1"}, "format=csv"))
     out.append((f"/api/dose/study/{uid}", {}, ""))

@@ -16,6 +16,7 @@ from nmdose.web import (
     routes_alerts,
     routes_dose,
     routes_names,
+    routes_outliers,
     routes_pages,
     routes_patients,
     routes_projects,
@@ -32,6 +33,7 @@ __all__ = ["ROUTES", "orthanc_explorer_js", "register_routes"]
 ROUTES: tuple[RouteSpec, ...] = (
     *routes_research.ROUTES,
     *routes_dose.ROUTES,
+    *routes_outliers.ROUTES,
     *routes_names.ROUTES,
     *routes_patients.ROUTES,
     *routes_alerts.ROUTES,

@@ -22,6 +22,8 @@ def test_the_file_name_carries_the_filters_sanitised():
         {"agent": "¹⁸F-FDG", "station": '../CT 1"; rm', "sex": "F", "age_min": 18.0, "protocol": "흉부"},
     )
     assert name == "activity-weight_x_ct-1-rm_18f-fdg_sex-f_age_min-18.0"  # protocol "흉부": nothing ASCII
+    named = export_filename("ct-protocols", {"standard_name": "CT chest", "year": 2024})
+    assert named == "ct-protocols_standard_name-ct-chest"  # two standard names never share a file name
     assert (
         len(export_filename("x", {"description": "a" * 500, "protocol": "b" * 500, "model": "c" * 500}))
         <= 150

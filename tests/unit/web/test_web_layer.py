@@ -67,8 +67,9 @@ def test_the_pages_load_no_inline_script():
 
 
 def test_every_route_has_a_summary_and_every_api_route_a_query_spec():
-    # 75: 30, and standard names 11, scanners 5, alerts 7, the report 7, projects 11, the viewer 4 (issues 16, 17, 19)
-    assert len(pages.ROUTES) == len({(r.method, r.pattern) for r in pages.ROUTES}) == 75
+    # 79: 30, and standard names 11, scanners 5, alerts 7, the report 8 (patient size), projects 11, the viewer 4,
+    # outlier acknowledgement 1, the research grid and accepting descriptions 2 (issues 16, 17, 19)
+    assert len(pages.ROUTES) == len({(r.method, r.pattern) for r in pages.ROUTES}) == 79
     for r in pages.ROUTES:
         assert r.summary and "\n" not in r.summary and len(r.summary) < 120, r.pattern
         assert r.permission, r.pattern
@@ -223,6 +224,7 @@ def calls(levels):
             yield f"box {measure} {group}", lambda c, m=measure, g=group: sql_dose.box(c, f, levels, m, g)
     yield "outliers", lambda c: sql_levels.outliers(c, f, levels, 10)
     yield "outliers p95", lambda c: sql_levels.outliers(c, {**f, "reason": "p95 ' %s"}, levels, 10)
+    yield "outlier_index", lambda c: sql_levels.outlier_index(c, f, levels, 10)
     for field in sql_dose.CHOICE_FIELDS:
         yield f"choices {field}", lambda c, fd=field: sql_dose.choices(c, f, fd)
     yield "dose_study", lambda c: sql_dose.dose_study(c, "1.2'3")
@@ -268,7 +270,8 @@ def test_the_sql_modules_put_every_value_in_a_bound_parameter(levels):
             "modality",
             "protocol",
         )
-    ] + [[f["agent"]], f["scanner"], f["scanner"], 10]  # fmt: skip  (agent: one array; scanner: id or name)
+    ] + [[f["agent"]], f["scanner"], f["scanner"], f["standard_name"], f["standard_name"], 10]  # fmt: skip
+    # (agent: one array; scanner: id or name; standard name: the rules' names in any case, and as typed)
 
 
 def test_a_text_filter_is_a_pattern_of_part_of_the_text_with_its_wildcards_literal():

@@ -13,6 +13,24 @@
       "research.yearly": "Studies per year and exam type",
       "research.new": "New descriptions waiting for acceptance", "research.corrections": "Modality corrections",
       "research.failed": "Failed retrievals",
+      "grid.year": "{year}", "grid.total_row": "Total", "col.total": "Total", "col.no_date": "No date",
+      "grid.cell": "{studies} studies: {retrieved} retrieved, {pending} pending, {failed} failed, " +
+        "{not_target} not targets",
+      "grid.hint": "Cells: retrieved / studies (the studies alone when none is a retrieval target); hover for " +
+        "every state. Click a column header to sort.",
+      "grid.csv": "CSV (grid)", "grid.xlsx": "XLSX (grid)", "col.accept": "Select",
+      "research.accept": "Accept selected", "research.accept_hint": "Accepted descriptions become retrieval " +
+        "targets: their studies are queued by the next retrieval run (needs the config:write permission).",
+      "accept.none": "Select at least one description.",
+      "accept.done": "Accepted {n} description(s) by {by}; {studies} studies are now retrieval targets.",
+      "accept.done_db": "Accepted {n} description(s) by {by}; {studies} studies are now retrieval targets. " +
+        "The configuration file is read-only here: the acceptance is kept in the database.",
+      "reason.majority": "The PACS lists {found} for this study, but most studies with this description " +
+        "({agreeing} of {studies}) have {expected}: counted as {corrected}.",
+      "reason.majority_tie": "The PACS lists {found} for this study; studies with this description are split " +
+        "evenly ({agreeing} of {studies} have {expected}, chosen alphabetically): counted as {corrected}.",
+      "reason.rule": "The PACS lists {found} for this study, but the modality rule \u201c{rule}\u201d says this " +
+        "description is {expected}: counted as {corrected}.",
       "research.forward": "Forwarding to the dose PACS not complete",
       "prog.never": "not run yet", "prog.run.running": "running", "prog.run.done": "finished",
       "prog.run.failed": "failed", "prog.run.interrupted": "interrupted (the next run resumes)",
@@ -97,6 +115,11 @@
       "col.nm_missing_n": "Left out of the total: NM part missing",
       "f.reason": "Reason", "f.all": "all", "f.levels": "Levels", "levels.official": "official only",
       "levels.all": "also proposed and example", "page.prev": "Previous", "page.next": "Next",
+      "f.acknowledged": "Acknowledged", "ack.no": "not yet (to review)", "ack.yes": "acknowledged", "ack.all": "all",
+      "ack.counts": "{yes} acknowledged, {no} to review", "ack.button": "Acknowledge", "ack.again": "Edit",
+      "ack.comment": "Comment (required)", "ack.save": "Save", "ack.cancel": "Cancel", "ack.by": "{by}, {at}",
+      "ack.empty": "A comment is required.", "col.ack": "Acknowledged", "col.alert_ack": "Alert",
+      "ack.denied": "Not allowed: acknowledging needs the alerts:ack permission",
       "page.of": "{from}–{to} of {total}", "col.threshold": "Flagged above",
       "dose.levels": "Reference levels", "dose.dead_letter": "Dose files that failed",
       "study.effective": "Effective dose: values, coefficients and their sources",
@@ -104,6 +127,11 @@
       "chart.ctdivol": "CTDIvol (mGy)", "chart.dlp": "DLP (mGy·cm)", "chart.dlp_study": "DLP per study (mGy·cm)",
       "chart.ctdivol_study": "mean CTDIvol per study (mGy)", "chart.activity": "Activity (MBq)",
       "chart.per_kg": "Activity per kg (MBq/kg)", "chart.level": "Reference level",
+      "chart.panel_ct_high": "Diagnostic-dose CT", "chart.axis_ct_high": "diagnostic",
+      "chart.panel_ct_low": "Low-dose CT (e.g. attenuation correction of PET-CT, SPECT-CT): own axis",
+      "chart.axis_ct_low": "low-dose", "chart.panel_nm_high": "Higher activities",
+      "chart.axis_nm_high": "higher", "chart.panel_nm_low": "Lower activities: own axis",
+      "chart.axis_nm_low": "lower",
       "col.protocol": "Protocol", "col.description": "Description", "col.standard_name": "Standard name", "col.agent": "Radiopharmaceutical",
       "col.n": "N", "col.studies": "Studies", "col.date": "Date", "col.study": "Study", "col.group": "Protocol / agent",
       "col.quantity": "Quantity", "col.value": "Value", "col.level": "Level", "col.ratio": "× level",
@@ -150,8 +178,11 @@
       "startsrc.minus_1day": "previous day (injected before midnight)",
       "warn.plausibility": "Implausible activity",
       "f.manufacturer": "Manufacturer", "f.model": "Scanner model", "f.any": "any", "f.scanner": "Scanner",
-      "f.hint": "Filters match part of the text, any case; suggestions appear as you type.",
-      "empty.filtered": "no exam matches; filters match part of the text, any case",
+      "f.standard_name": "Standard name",
+      "f.standard_name_title": "The whole standard name, any case: a CT event's or administration's own, a " +
+        "study's own or any of its events' or administrations'",
+      "f.hint": "Filters match part of the text, any case (a standard name: the whole name); suggestions appear as you type.",
+      "empty.filtered": "no exam matches; filters match part of the text, any case (a standard name: the whole name)",
       "error.server": "error from the server", "choices.n": "{n} ×",
       "col.modalities": "Modalities", "col.state": "State", "col.first": "First", "col.last": "Last",
       "col.found": "Found", "col.corrected": "Corrected", "col.uid": "StudyInstanceUID", "col.log": "Log",
@@ -178,6 +209,23 @@
       "research.yearly": "연도 및 검사 종류별 검사 수",
       "research.new": "승인 대기 중인 새 검사명", "research.corrections": "모달리티 수정",
       "research.failed": "가져오기 실패",
+      "grid.year": "{year}년", "grid.total_row": "합계", "col.total": "합계", "col.no_date": "날짜 없음",
+      "grid.cell": "검사 {studies}건: 가져옴 {retrieved}, 대기 {pending}, 실패 {failed}, 대상 아님 {not_target}",
+      "grid.hint": "칸: 가져온 검사 / 전체 검사 (가져오기 대상이 없으면 전체 검사 수만). 마우스를 올리면 상태별 " +
+        "수가 보입니다. 열 제목을 누르면 정렬됩니다.",
+      "grid.csv": "CSV (표)", "grid.xlsx": "XLSX (표)", "col.accept": "선택",
+      "research.accept": "선택한 검사명 승인", "research.accept_hint": "승인한 검사명은 가져오기 대상이 되어 " +
+        "다음 가져오기 실행 때 해당 검사를 가져옵니다 (config:write 권한 필요).",
+      "accept.none": "검사명을 하나 이상 선택하세요.",
+      "accept.done": "{by} 님이 검사명 {n}개를 승인했습니다. 이제 {studies}건의 검사가 가져오기 대상입니다.",
+      "accept.done_db": "{by} 님이 검사명 {n}개를 승인했습니다. 이제 {studies}건의 검사가 가져오기 대상입니다. " +
+        "이곳의 설정 파일은 읽기 전용이라 승인 내용은 데이터베이스에 저장되었습니다.",
+      "reason.majority": "PACS에는 이 검사의 모달리티가 {found}(으)로 되어 있지만, 같은 검사명의 검사 대부분" +
+        "({studies}건 중 {agreeing}건)이 {expected}입니다: {corrected}(으)로 집계합니다.",
+      "reason.majority_tie": "PACS에는 이 검사의 모달리티가 {found}(으)로 되어 있습니다. 같은 검사명의 검사가 " +
+        "고르게 나뉘어 ({studies}건 중 {agreeing}건이 {expected}, 알파벳 순으로 선택) {corrected}(으)로 집계합니다.",
+      "reason.rule": "PACS에는 이 검사의 모달리티가 {found}(으)로 되어 있지만, 모달리티 규칙 \u201c{rule}\u201d에 " +
+        "따르면 이 검사명은 {expected}입니다: {corrected}(으)로 집계합니다.",
       "research.forward": "선량 PACS 전송 미완료",
       "prog.never": "아직 실행 안 함", "prog.run.running": "실행 중", "prog.run.done": "완료",
       "prog.run.failed": "실패", "prog.run.interrupted": "중단됨 (다음 실행에서 이어서 진행)",
@@ -259,6 +307,11 @@
       "col.nm_missing_n": "합계에서 제외: 핵의학 부분 없음",
       "f.reason": "사유", "f.all": "전체", "f.levels": "진단참고수준", "levels.official": "공식 진단참고수준만",
       "levels.all": "제안값·예시 진단참고수준 포함", "page.prev": "이전", "page.next": "다음",
+      "f.acknowledged": "확인 여부", "ack.no": "미확인 (검토 대상)", "ack.yes": "확인됨", "ack.all": "전체",
+      "ack.counts": "확인 {yes}건, 검토 대상 {no}건", "ack.button": "확인", "ack.again": "수정",
+      "ack.comment": "의견 (필수)", "ack.save": "저장", "ack.cancel": "취소", "ack.by": "{by}, {at}",
+      "ack.empty": "의견을 입력하세요.", "col.ack": "확인", "col.alert_ack": "경보",
+      "ack.denied": "권한 없음: 확인에는 alerts:ack 권한이 필요합니다",
       "page.of": "{from}–{to} / 전체 {total}", "col.threshold": "표시 기준값",
       "dose.levels": "진단참고수준 (DRL)", "dose.dead_letter": "처리 실패한 선량 파일",
       "study.effective": "유효선량: 값, 환산계수와 출처",
@@ -266,6 +319,11 @@
       "chart.ctdivol": "CTDIvol (mGy)", "chart.dlp": "DLP (mGy·cm)", "chart.dlp_study": "검사당 선량길이곱 DLP (mGy·cm)",
       "chart.ctdivol_study": "검사당 평균 CTDIvol (mGy)", "chart.activity": "투여 방사능 (MBq)",
       "chart.per_kg": "체중당 투여 방사능 (MBq/kg)", "chart.level": "진단참고수준 (DRL)",
+      "chart.panel_ct_high": "진단 선량 CT", "chart.axis_ct_high": "진단 선량",
+      "chart.panel_ct_low": "저선량 CT (예: PET-CT, SPECT-CT의 감쇠보정): 별도 축",
+      "chart.axis_ct_low": "저선량", "chart.panel_nm_high": "높은 투여 방사능",
+      "chart.axis_nm_high": "높음", "chart.panel_nm_low": "낮은 투여 방사능: 별도 축",
+      "chart.axis_nm_low": "낮음",
       "col.protocol": "프로토콜", "col.description": "검사명", "col.standard_name": "표준 검사명", "col.agent": "방사성의약품",
       "col.n": "건수 (N)", "col.studies": "검사 수", "col.date": "날짜", "col.study": "검사", "col.group": "프로토콜 / 의약품",
       "col.quantity": "선량 지표", "col.value": "값", "col.level": "진단참고수준 (DRL)", "col.ratio": "DRL 대비 배수",
@@ -313,8 +371,11 @@
       "startsrc.minus_1day": "전날 (자정 전 투여)",
       "warn.plausibility": "비정상 투여 방사능",
       "f.manufacturer": "제조사", "f.model": "장비 모델", "f.any": "전체", "f.scanner": "장비 (표시 이름)",
-      "f.hint": "필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다. 입력하면 추천 값이 나타납니다.",
-      "empty.filtered": "일치하는 검사 없음: 필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다",
+      "f.standard_name": "표준 검사명",
+      "f.standard_name_title": "표준 검사명 전체 (대소문자 무시): CT 조사 이벤트·투여는 자신의 이름, 검사는 " +
+        "자신의 이름 또는 그 이벤트·투여 중 하나의 이름",
+      "f.hint": "필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다 (표준 검사명은 전체 이름). 입력하면 추천 값이 나타납니다.",
+      "empty.filtered": "일치하는 검사 없음: 필터는 대소문자 구분 없이 텍스트의 일부와 일치합니다 (표준 검사명은 전체 이름)",
       "error.server": "서버 오류", "choices.n": "{n}건",
       "col.modalities": "모달리티", "col.state": "상태", "col.first": "최초 검사일", "col.last": "최근 검사일",
       "col.found": "확인된 모달리티", "col.corrected": "수정된 모달리티", "col.uid": "검사 UID (StudyInstanceUID)",
@@ -359,7 +420,7 @@
       el.textContent = tv(el.getAttribute("data-i18n"), el.getAttribute("data-i18n-vars"));
     });
     document.querySelectorAll("[data-i18n-title]").forEach(function (el) {
-      el.title = t(el.getAttribute("data-i18n-title"));
+      el.title = tv(el.getAttribute("data-i18n-title"), el.getAttribute("data-i18n-title-vars"));
     });
     Object.keys(charts).forEach(function (k) { if (charts[k].relabel) charts[k].relabel(); });
   }
@@ -532,13 +593,78 @@
 
   // A floating-bar box chart of up to two measures per group, each on its own y axis (left "y", right "y1").
   // `series`: [{key: i18n label, unit, rows, color}], rows from /api/dose/box (same group column `by`).
-  function boxChart(id, by, series) {
+  // `split` ("ct" or "nm", the dose page): groups an order of magnitude apart get two panels, each with its own
+  // axes (splitGroups); the low groups go to a second canvas `<id>-low` made after the first one's box.
+  function boxChart(id, by, series, split) {
     var labels = [];
     series.forEach(function (s) {
       s.rows.forEach(function (r) { if (labels.indexOf(r[by]) < 0) labels.push(r[by]); });
     });
     labels.sort();
+    var lowId = id + "-low";
+    var parts = split ? splitGroups(labels, by, series[0].rows) : null;
+    if (!parts) {
+      hideLowPanel(lowId);
+      return boxPanel(id, by, series, labels, null);
+    }
+    var c = boxPanel(id, by, series, parts.high, {kind: split, panel: "high"});
+    boxPanel(lowPanel(id, lowId), by, series, parts.low, {kind: split, panel: "low"});
+    return c;
+  }
+
+  // Two panels when the largest ratio between neighbouring group medians (of the first measure: CTDIvol,
+  // activity) is at least SPLIT_RATIO: the groups below that gap go to the low panel. A group without a
+  // positive median of the first measure stays in the high panel. Null: one panel.
+  var SPLIT_RATIO = 4;
+  function splitGroups(labels, by, rows) {
+    var median = {};
+    rows.forEach(function (r) { if (r.median > 0) median[r[by]] = r.median; });
+    var ms = labels.filter(function (l) { return l in median; }).map(function (l) { return median[l]; });
+    ms.sort(function (a, b) { return a - b; });
+    var best = 0, cut = null;
+    for (var i = 0; i + 1 < ms.length; i++) {
+      if (ms[i + 1] / ms[i] > best) { best = ms[i + 1] / ms[i]; cut = ms[i]; }
+    }
+    if (cut === null || best < SPLIT_RATIO) return null;
+    return {high: labels.filter(function (l) { return !(l in median) || median[l] > cut; }),
+            low: labels.filter(function (l) { return l in median && median[l] <= cut; })};
+  }
+
+  function lowPanel(id, lowId) {
+    var canvas = document.getElementById(lowId);
+    if (!canvas) {
+      var box = document.getElementById(id).parentNode;
+      var div = document.createElement("div");
+      div.className = box.className;
+      canvas = document.createElement("canvas");
+      canvas.id = lowId;
+      div.appendChild(canvas);
+      box.parentNode.insertBefore(div, box.nextSibling);
+    }
+    canvas.parentNode.hidden = false;
+    return lowId;
+  }
+
+  function hideLowPanel(lowId) {
+    var canvas = document.getElementById(lowId);
+    if (!canvas) return;
+    if (charts[lowId]) { charts[lowId].destroy(); delete charts[lowId]; }
+    ["data-points", "data-ref-lines", "data-stale", "data-panel", "data-groups", "data-y-max"].forEach(
+      function (a) { canvas.removeAttribute(a); });
+    canvas.parentNode.hidden = true;
+  }
+
+  // One box chart of `labels`; `split` {kind, panel}: its title and axis titles say which panel it is
+  // (PANEL_KEYS: [title, axis]), the canvas carries data-panel, data-groups (JSON) and data-y-max (the left
+  // axis's top) for the browser tests.
+  var PANEL_KEYS = {
+    ct: {high: ["chart.panel_ct_high", "chart.axis_ct_high"], low: ["chart.panel_ct_low", "chart.axis_ct_low"]},
+    nm: {high: ["chart.panel_nm_high", "chart.axis_nm_high"], low: ["chart.panel_nm_low", "chart.axis_nm_low"]}
+  };
+  function boxPanel(id, by, series, labels, split) {
     var scales = {};
+    var keys = split ? PANEL_KEYS[split.kind][split.panel] : null;
+    var axisTitle = function (s) { return keys ? s.unit + " · " + t(keys[1]) : s.unit; };
     var datasets = series.map(function (s, k) {
       var axis = k === 0 ? "y" : "y1";
       var byGroup = {};
@@ -551,7 +677,7 @@
         (r.levels || []).forEach(function (lv) { top = Math.max(top, lv.value); });
       });
       scales[axis] = {position: k === 0 ? "left" : "right", beginAtZero: true, suggestedMax: top * 1.05,
-                      title: {display: true, text: s.unit}, grid: {drawOnChartArea: k === 0}};
+                      title: {display: true, text: axisTitle(s)}, grid: {drawOnChartArea: k === 0}};
       return {label: t(s.key), i18n: s.key, yAxisID: axis, backgroundColor: s.color + "99",
               borderColor: s.color, borderWidth: 1,
               data: rows.map(function (r) { return r ? [r.q1, r.q3] : null; }),
@@ -559,15 +685,27 @@
     });
     datasets.push({label: t("chart.level"), i18n: "chart.level", type: "line", data: [],
                    borderColor: "#d50000", borderDash: [6, 3], backgroundColor: "#d50000"});
+    var titleKey = keys ? keys[0] : null;
     var c = chart(id, {type: "bar", data: {labels: labels, datasets: datasets}, options: {scales: scales,
-      plugins: {tooltip: {callbacks: {label: function (item) {
+      plugins: {title: {display: !!split, text: titleKey ? t(titleKey) : ""},
+                tooltip: {callbacks: {label: function (item) {
         var b = item.dataset.box && item.dataset.box[item.dataIndex];
         if (!b) return item.dataset.label;
         return item.dataset.label + ": " + fmt(b.median) + " (Q1 " + fmt(b.q1) + ", Q3 " + fmt(b.q3) +
           ", n " + b.n + ")";
       }}}}}});
+    var canvas = document.getElementById(id);
+    if (split) {
+      canvas.setAttribute("data-panel", split.panel);
+    } else {
+      canvas.removeAttribute("data-panel");
+    }
+    canvas.setAttribute("data-groups", JSON.stringify(labels));
+    canvas.setAttribute("data-y-max", String(c.scales.y ? c.scales.y.max : ""));
     c.relabel = function () {
       c.data.datasets.forEach(function (ds) { ds.label = t(ds.i18n); });
+      if (titleKey) c.options.plugins.title.text = t(titleKey);
+      series.forEach(function (s, k) { c.options.scales[k === 0 ? "y" : "y1"].title.text = axisTitle(s); });
       c.update();
     };
     return c;
@@ -575,11 +713,23 @@
 
   // ----- research page
   function research() {
+    researchGrid();
+    researchChart();
+    newDescriptions();
+    var accept = document.getElementById("accept-button");
+    if (accept) accept.addEventListener("click", acceptSelected);
+    api("research/corrections").then(function (d) {
+      table("corrections-table", d.rows, [["description", "col.description"], ["modalities_found", "col.found"],
+        ["modalities_corrected", "col.corrected"], ["correction_reason", "col.reason", reasonText],
+        ["studies", "col.studies"]]);
+    }).catch(function (e) { showError("corrections-table", e); });
+    researchLists();
+  }
+
+  // Studies per year by retrieval state (stacked bars; GET research/yearly), drawn again after an acceptance.
+  function researchChart() {
     api("research/yearly").then(function (d) {
       var rows = d.rows;
-      table("yearly-table", rows, [["year", "col.year"], ["description", "col.description"],
-        ["modalities", "col.modalities"], ["state", "col.state", function (r) { return label("state." + r.state); }],
-        ["studies", "col.studies"]]);
       // Every year from the first to the last, an empty one too (a gap in the archive must show as a gap).
       var found = rows.map(function (r) { return r.year; }).filter(function (y) { return y !== null; });
       var years = [];
@@ -599,14 +749,10 @@
         c.update();
       };
     }).catch(function (e) { showError("yearly-table", e); });
-    api("research/descriptions/new").then(function (d) {
-      table("new-table", d.rows, [["description", "col.description"], ["studies", "col.studies"],
-        ["modality_sets", "col.modalities"], ["first_date", "col.first"], ["last_date", "col.last"]]);
-    }).catch(function (e) { showError("new-table", e); });
-    api("research/corrections").then(function (d) {
-      table("corrections-table", d.rows, [["description", "col.description"], ["modalities_found", "col.found"],
-        ["modalities_corrected", "col.corrected"], ["correction_reason", "col.reason"], ["studies", "col.studies"]]);
-    }).catch(function (e) { showError("corrections-table", e); });
+  }
+
+  // The lists below the grid: failed retrievals, forwarding not complete, imports; and the polled progress.
+  function researchLists() {
     api("research/failed").then(function (d) {
       table("failed-table", d.rows, [["study_instance_uid", "col.uid"], ["study_date", "col.date"],
         ["description", "col.description"], ["state", "col.state"], ["attempts", "col.attempts"],
@@ -626,6 +772,147 @@
     }).catch(function (e) { showError("imports-table", e); });
     pollStatus();
     pollEstimate();
+  }
+
+  // The year x description grid (GET research/grid): a row per description and modality set, a column per year
+  // (empty years too), a cell "retrieved/studies" (the studies alone when none is a target) with every state in
+  // its title, a total column and row; rows by total, descending; a click on a header sorts by that column.
+  var grid = null, gridSort = {key: "total", desc: true};
+  function researchGrid() {
+    ["csv", "xlsx"].forEach(function (f) {
+      var a = document.getElementById("grid-" + f);
+      if (a) a.href = root + "api/research/grid?format=" + f;
+    });
+    api("research/grid").then(function (d) { grid = d; drawGrid(); })
+      .catch(function (e) { showError("yearly-table", e); });
+  }
+
+  function gridCell(tr, c) {
+    var td = tr.insertCell();
+    td.className = "num";
+    if (!c || !c.studies) return td;
+    td.textContent = c.studies > c.not_target ? c.retrieved + "/" + c.studies : String(c.studies);
+    td.setAttribute("data-i18n-title", "grid.cell");
+    td.setAttribute("data-i18n-title-vars", JSON.stringify(c));
+    td.title = tv("grid.cell", c);
+    return td;
+  }
+
+  function gridValue(r, key) {
+    if (key === "description") return r.description + "\u0000" + r.modalities;
+    if (key === "total") return r.total.studies;
+    if (key === "no_date") return r.no_date.studies;
+    return r.cells[key] ? r.cells[key].studies : 0;
+  }
+
+  function drawGrid() {
+    var el = document.getElementById("yearly-table");
+    if (!el || !grid) return;
+    var noDate = grid.totals.no_date.studies > 0;
+    var cols = [["description", "col.description"], ["modalities", "col.modalities"]];
+    grid.years.forEach(function (y) { cols.push([String(y), "grid.year", {year: y}]); });
+    if (noDate) cols.push(["no_date", "col.no_date"]);
+    cols.push(["total", "col.total"]);
+    var rows = grid.rows.slice().sort(function (a, b) {
+      var x = gridValue(a, gridSort.key), y = gridValue(b, gridSort.key);
+      var c = x < y ? -1 : x > y ? 1 : 0;
+      if (gridSort.desc) c = -c;
+      return c || b.total.studies - a.total.studies || (a.description < b.description ? -1 : 1);
+    });
+    el.replaceChildren();
+    var head = el.createTHead().insertRow();
+    cols.forEach(function (c) {
+      var th = document.createElement("th");
+      setLabel(th, c[1], c[2]);
+      if (c[0] !== "modalities") {
+        th.className = "sortable";
+        th.setAttribute("aria-sort", gridSort.key !== c[0] ? "none" : gridSort.desc ? "descending" : "ascending");
+        th.tabIndex = 0;
+        var sortBy = function () {
+          gridSort = {key: c[0], desc: gridSort.key === c[0] ? !gridSort.desc : c[0] !== "description"};
+          drawGrid();
+        };
+        th.addEventListener("click", sortBy);
+        th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(); } });
+      }
+      head.appendChild(th);
+    });
+    var tb = el.createTBody();
+    if (!rows.length) {
+      var td = tb.insertRow().insertCell();
+      td.colSpan = cols.length;
+      setLabel(td, "empty");
+    }
+    function line(r, isTotal) {
+      var tr = tb.insertRow();
+      var name = tr.insertCell();
+      if (isTotal) { setLabel(name, "grid.total_row"); tr.className = "total"; }
+      else name.textContent = r.description;
+      tr.insertCell().textContent = isTotal ? "" : r.modalities;
+      grid.years.forEach(function (y) { gridCell(tr, r.cells[y]); });
+      if (noDate) gridCell(tr, r.no_date);
+      gridCell(tr, r.total);
+    }
+    rows.forEach(function (r) { line(r, false); });
+    if (rows.length) line(grid.totals, true);
+    el.setAttribute("data-rows", String(rows.length));
+    el.removeAttribute("data-stale");
+  }
+
+  // New descriptions with a checkbox each; "Accept selected" POSTs them (config:write), then both lists refresh.
+  function newDescriptions() {
+    api("research/descriptions/new").then(function (d) {
+      table("new-table", d.rows, [["select", "col.accept", function (r) {
+        var box = document.createElement("input");
+        box.type = "checkbox";
+        box.className = "accept-box";
+        box.value = r.description;
+        box.setAttribute("aria-label", r.description);
+        return box;
+      }], ["description", "col.description"], ["studies", "col.studies"],
+        ["modality_sets", "col.modalities"], ["first_date", "col.first"], ["last_date", "col.last"]]);
+      var button = document.getElementById("accept-button");
+      if (button) button.disabled = !d.rows.length;
+    }).catch(function (e) { showError("new-table", e); });
+  }
+
+  function acceptSelected() {
+    var out = document.getElementById("accept-result");
+    var chosen = Array.prototype.map.call(document.querySelectorAll("#new-table .accept-box:checked"),
+                                          function (b) { return b.value; });
+    if (!chosen.length) { setLabel(out, "accept.none"); return; }
+    var button = document.getElementById("accept-button");
+    button.disabled = true;
+    window.nmdoseFetch(root + "api/research/descriptions/accept", {
+      method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({descriptions: chosen})
+    }).then(function (r) {
+      return r.json().then(function (d) { if (!r.ok) throw new Error(d.error || r.statusText); return d; });
+    }).then(function (d) {
+      setLabel(out, d.config_error ? "accept.done_db" : "accept.done",
+               {n: d.accepted.length, studies: d.studies_marked, by: d.by});
+      if (d.config_error) out.title = d.config_error;
+      newDescriptions();
+      researchGrid();
+      researchChart();
+    }).catch(function (e) {
+      out.replaceChildren(errorText(e));
+      out.removeAttribute("data-i18n");
+      button.disabled = false;
+    });
+  }
+
+  // A modality correction's reason (the census's text read back by the API: reason.code) as a sentence.
+  function mods(list) { return list && list.length ? list.join(" + ") : "–"; }
+  function reasonText(r) {
+    var why = r.reason;
+    if (!why || why.code === "other") return fmt(r.correction_reason);
+    var vars = {found: mods(why.found), expected: mods(why.expected), corrected: r.modalities_corrected
+      ? String(r.modalities_corrected).split("\\").join(" + ") : "–"};
+    if (why.code === "rule") { vars.rule = why.rule; return label("reason.rule", vars); }
+    vars.agreeing = why.agreeing;
+    vars.studies = why.studies;
+    return label(why.tie ? "reason.majority_tie" : "reason.majority", vars);
   }
 
   // The census's and the retrieval's progress as sentences (not the API's key=value), in both languages.
@@ -700,6 +987,25 @@
         select.appendChild(opt);
       });
     }).catch(function () { scannersFilled = false; });
+  }
+
+  // The standard-name filter's suggestions (<datalist id="standard-names">): the standard names in use with their
+  // studies (GET /api/names/in-use, docs/standard_names.md), asked on the field's first focus like the scanners.
+  var standardNamesFilled = false;
+  function fillStandardNames() {
+    var list = document.getElementById("standard-names");
+    if (!list || standardNamesFilled) return;
+    standardNamesFilled = true;
+    api("names/in-use").then(function (d) {
+      list.replaceChildren();
+      d.rows.forEach(function (r) {
+        var o = document.createElement("option");
+        o.value = r.standard_name;
+        o.label = r.standard_name + " · " + tv("choices.n", {n: r.studies});
+        list.appendChild(o);
+      });
+      list.setAttribute("data-options", String(d.rows.length));
+    }).catch(function () { standardNamesFilled = false; });  // asked again on the next focus
   }
 
   function filters() {
@@ -789,7 +1095,7 @@
      fill: function (ctdivol, dlp) {
       boxChart("ct-chart", "protocol", [
         {key: "chart.ctdivol", unit: "mGy", rows: ctdivol.rows, color: COLORS[6]},
-        {key: "chart.dlp", unit: "mGy·cm", rows: dlp.rows, color: COLORS[4]}]);
+        {key: "chart.dlp", unit: "mGy·cm", rows: dlp.rows, color: COLORS[4]}], "ct");
     }},
     {answers: ["dose/ct-protocols?group=description"], error: "ct-desc-table", fill: function (d) {
       table("ct-desc-table", d.rows, [["description", "col.description"]].concat(STAT_COLUMNS));
@@ -798,7 +1104,7 @@
      error: "ct-desc-table", fill: function (ctdivol, dlp) {
       boxChart("ct-desc-chart", "description", [
         {key: "chart.ctdivol_study", unit: "mGy", rows: ctdivol.rows, color: COLORS[6]},
-        {key: "chart.dlp_study", unit: "mGy·cm", rows: dlp.rows, color: COLORS[4]}]);
+        {key: "chart.dlp_study", unit: "mGy·cm", rows: dlp.rows, color: COLORS[4]}], "ct");
     }},
     {answers: ["dose/ct-protocols?group=standard_name"], error: "sn-table", fill: function (d) {
       table("sn-table", d.rows, [["standard_name", "col.standard_name", snNamed]].concat(STAT_COLUMNS));
@@ -807,7 +1113,7 @@
      error: "sn-table", fill: function (ctdivol, dlp) {
       boxChart("sn-chart", "standard_name", [
         {key: "chart.ctdivol_study", unit: "mGy", rows: snShown(ctdivol.rows), color: COLORS[6]},
-        {key: "chart.dlp_study", unit: "mGy·cm", rows: snShown(dlp.rows), color: COLORS[4]}]);
+        {key: "chart.dlp_study", unit: "mGy·cm", rows: snShown(dlp.rows), color: COLORS[4]}], "ct");
     }},
     {answers: ["dose/activity?group=standard_name"], error: "sn-activity-table", fill: function (d) {
       table("sn-activity-table", d.rows, [["standard_name", "col.standard_name", snNamed], ["n", "col.n"],
@@ -831,15 +1137,53 @@
      error: "activity-table", fill: function (activity, perKg) {
       boxChart("activity-chart", "agent", [
         {key: "chart.activity", unit: "MBq", rows: activity.rows, color: COLORS[5]},
-        {key: "chart.per_kg", unit: "MBq/kg", rows: perKg.rows, color: COLORS[7]}]);
+        {key: "chart.per_kg", unit: "MBq/kg", rows: perKg.rows, color: COLORS[7]}], "nm");
     }},
-    {answers: ["dose/activity-points?"], fill: function (d) {
-      var c = chart("scatter-chart", {type: "scatter", data: {datasets: [{label: t("chart.scatter"),
-        backgroundColor: COLORS[5], data: d.rows.map(function (r) { return {x: r.weight_kg, y: r.activity_mbq}; })}]},
-        options: {scales: {x: {title: {display: true, text: t("chart.weight")}},
-                           y: {title: {display: true, text: t("chart.activity")}}}}});
+    // Activity against weight: a dataset and colour per agent, and a dashed line per reference level that applies
+    // to the agent (the box plots' answers carry them): MBq/kg a line through zero (level x weight), MBq flat.
+    {answers: ["dose/activity-points?", "dose/box?group=agent&measure=per_kg",
+               "dose/box?group=agent&measure=activity"], fill: function (d, perKg, activity) {
+      var agents = [];
+      d.rows.forEach(function (r) { if (agents.indexOf(r.agent) < 0) agents.push(r.agent); });
+      var levels = {};
+      [[perKg, "MBq/kg"], [activity, "MBq"]].forEach(function (a) {
+        a[0].rows.forEach(function (b) {
+          (b.levels || []).forEach(function (lv) {
+            (levels[b.agent] = levels[b.agent] || []).push({value: lv.value, unit: a[1], name: lv.name});
+          });
+        });
+      });
+      var datasets = [], lines = [];
+      agents.forEach(function (agent, i) {
+        var color = COLORS[(i + 5) % COLORS.length];
+        var mine = d.rows.filter(function (r) { return r.agent === agent; });
+        datasets.push({label: agent || "?", backgroundColor: color, borderColor: color,
+          data: mine.map(function (r) { return {x: r.weight_kg, y: r.activity_mbq}; })});
+        var ws = mine.map(function (r) { return r.weight_kg; });
+        var lo = Math.min.apply(null, ws), hi = Math.max.apply(null, ws);
+        (levels[agent] || []).forEach(function (lv) {
+          var slope = lv.unit === "MBq/kg";
+          lines.push({type: "line", level: lv, agent: agent, label: "", borderColor: color, backgroundColor: color,
+            borderDash: [6, 3], borderWidth: 2, pointRadius: 0, fill: false,
+            data: [lo, hi].map(function (x) { return {x: x, y: slope ? lv.value * x : lv.value}; })});
+        });
+      });
+      function levelLabels() {
+        lines.forEach(function (ds) {
+          ds.label = (ds.agent || "?") + " – " + t("chart.level") + " " + fmt(ds.level.value) + " " + ds.level.unit;
+        });
+      }
+      levelLabels();
+      var c = chart("scatter-chart", {type: "scatter", data: {datasets: datasets.concat(lines)},
+        options: {plugins: {title: {display: true, text: t("chart.scatter")}},
+                  scales: {x: {type: "linear", title: {display: true, text: t("chart.weight")}},
+                           y: {beginAtZero: true, title: {display: true, text: t("chart.activity")}}}}});
+      var canvas = document.getElementById("scatter-chart");
+      canvas.setAttribute("data-datasets", String(datasets.length));
+      canvas.setAttribute("data-level-lines", String(lines.length));
       c.relabel = function () {
-        c.data.datasets[0].label = t("chart.scatter");
+        levelLabels();
+        c.options.plugins.title.text = t("chart.scatter");
         c.options.scales.x.title.text = t("chart.weight");
         c.options.scales.y.title.text = t("chart.activity");
         c.update();
@@ -875,6 +1219,8 @@
     document.getElementById("outlier-prev").disabled = d.offset <= 0;
     document.getElementById("outlier-next").disabled = to >= d.total;
     outlierOffset = d.offset;
+    var counts = document.getElementById("outlier-ack-counts");
+    if (counts && d.ack_counts) setLabel(counts, "ack.counts", {yes: d.ack_counts.yes, no: d.ack_counts.no});
     table("outlier-table", d.rows, [["study_date", "col.date"],
       ["study_instance_uid", "col.study", function (r) { return studyLink(r.study_instance_uid); }],
       ["study_description", "col.description"],
@@ -906,7 +1252,101 @@
         a.className = "orthanc-link";
         a.appendChild(label("open"));
         return a;
+      }],
+      ["ack", "col.ack", function (r) { return ackCell(d, r); }],
+      ["alert_ack", "col.alert_ack", function (r) {
+        if (!r.alert_acknowledged_at) return "";
+        var span = label("ack.by", {by: r.alert_acknowledged_by, at: String(r.alert_acknowledged_at).slice(0, 16)});
+        span.className = "alert-ack";
+        if (r.alert_ack_comment) span.title = r.alert_ack_comment;
+        return span;
       }]]);
+  }
+
+  // Acknowledging an outlier (POST dose/outliers/ack, permission alerts:ack; docs/web.md): the study's hits of the
+  // row's reason, under the filters and levels the list was asked with; the rows of that study and reason are
+  // then drawn again as acknowledged (who, when, comment). A refusal (403) says which permission is missing.
+  function ackCell(d, r) {
+    var cell = document.createElement("span");
+    cell.className = "outlier-ack";
+    if (r.acknowledged_at) {
+      var done = label("ack.by", {by: r.acknowledged_by, at: String(r.acknowledged_at).slice(0, 16)});
+      done.className = "ack-done";
+      cell.appendChild(done);
+      var comment = document.createElement("span");
+      comment.className = "ack-comment";
+      comment.textContent = " \u201c" + r.ack_comment + "\u201d ";
+      cell.appendChild(comment);
+    }
+    var open = document.createElement("button");
+    open.type = "button";
+    open.className = "ack-open";
+    open.appendChild(label(r.acknowledged_at ? "ack.again" : "ack.button"));
+    open.addEventListener("click", function () {
+      open.hidden = true;
+      var form = ackForm(d, r, function () { open.hidden = false; });
+      cell.appendChild(form);
+      form.querySelector("input").focus();
+    });
+    cell.appendChild(open);
+    return cell;
+  }
+
+  function ackForm(d, r, closed) {
+    var form = document.createElement("form");
+    form.className = "ack-form";
+    var field = document.createElement("label");
+    field.appendChild(label("ack.comment"));
+    var input = document.createElement("input");
+    input.name = "comment";
+    input.maxLength = 2000;
+    input.value = r.ack_comment || "";
+    field.appendChild(document.createTextNode(" "));
+    field.appendChild(input);
+    var save = document.createElement("button");
+    save.type = "submit";
+    save.className = "ack-save";
+    save.appendChild(label("ack.save"));
+    var cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "ack-cancel";
+    cancel.appendChild(label("ack.cancel"));
+    var message = document.createElement("span");
+    message.className = "ack-error error";
+    [field, save, cancel, message].forEach(function (el) { form.appendChild(el); });
+    cancel.addEventListener("click", function () { form.remove(); closed(); });
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      message.replaceChildren();
+      if (!input.value.trim()) { message.appendChild(label("ack.empty")); return; }
+      save.disabled = true;
+      var q = Object.assign({}, doseFilters);
+      if (d.levels && d.levels !== "official") q.levels = d.levels;
+      var query = new URLSearchParams(q).toString();
+      window.nmdoseFetch(root + "api/dose/outliers/ack" + (query ? "?" + query : ""), {
+        method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({study_instance_uid: r.study_instance_uid, reason: r.reason, comment: input.value})
+      }).then(function (resp) {
+        return resp.json().then(function (a) {
+          if (!resp.ok) { var err = new Error(a.error || resp.statusText); err.status = resp.status; throw err; }
+          return a;
+        });
+      }).then(function (a) {
+        d.rows.forEach(function (x) {
+          if (x.study_instance_uid === a.study_instance_uid && (a.reason === "any" || x.reason === a.reason)) {
+            x.acknowledged_by = a.acknowledged_by;
+            x.acknowledged_at = a.acknowledged_at;
+            x.ack_comment = a.ack_comment;
+          }
+        });
+        fillOutliers(d);
+      }).catch(function (err) {
+        save.disabled = false;
+        if (err.status === 403) message.appendChild(label("ack.denied"));
+        message.appendChild(errorText(err));
+      });
+    });
+    return form;
   }
 
   // Monthly median DLP per study: one line per study description (the TOP_GROUPS with most studies, or the one
@@ -980,6 +1420,8 @@
     if (reason) params.reason = reason;
     var levels = document.getElementById("outlier-levels").value;
     if (levels !== "official") params.levels = levels;
+    var acknowledged = document.getElementById("outlier-acknowledged").value;
+    if (acknowledged !== "no") params.acknowledged = acknowledged;
     document.getElementById("outlier-table").removeAttribute("data-rows");
     api(outlierView.path, params).then(function (d) {
       if (seq === outlierSeq && gen === doseGeneration) fillOutliers(d);
@@ -1003,7 +1445,7 @@
     document.getElementById("outlier-next").addEventListener("click", function () {
       loadOutliers(outlierOffset + size);
     });
-    ["outlier-reason", "outlier-levels"].forEach(function (id) {
+    ["outlier-reason", "outlier-levels", "outlier-acknowledged"].forEach(function (id) {
       document.getElementById(id).addEventListener("change", function () { loadOutliers(0); });
     });
   }
@@ -1069,6 +1511,7 @@
     if (document.getElementById("outlier-controls")) {
       document.getElementById("outlier-reason").value = "";
       document.getElementById("outlier-levels").value = "official";
+      document.getElementById("outlier-acknowledged").value = "no";
     }
     // Answers to an earlier Apply are dropped, so a slow old request never overwrites newer numbers.
     function call(path, params) {
@@ -1286,9 +1729,13 @@
   var form = document.getElementById("filters");
   if (form) {
     form.addEventListener("submit", function (ev) { ev.preventDefault(); dose(); });
-    form.querySelectorAll("input[list]").forEach(function (input) {
+    form.querySelectorAll("input[list^='choices-']").forEach(function (input) {
       input.addEventListener("focus", function () { fillChoices(input); });
     });
+    var standardNameInput = document.getElementById("standard-name-filter");
+    if (standardNameInput) {
+      ["focus", "pointerdown"].forEach(function (ev) { standardNameInput.addEventListener(ev, fillStandardNames); });
+    }
     // the scanner choices are asked when the select is first used, like the suggestions: the page's opening
     // requests stay the warmed DEFAULT_VIEWS
     var scannerSelect = document.getElementById("scanner-filter");
