@@ -155,7 +155,7 @@ def opening_views(today: dt.date | None = None) -> tuple[tuple[str, dict[str, An
 # opening answers (about as costly again as the dose page's: 14.7 s on 1 M studies) are warmed at most once per
 # REPORT_WARM_INTERVAL_S, not after every ingest; in between, its first request computes them (0.3-2.5 s there).
 REPORT_WARM_INTERVAL_S = 15 * 60.0
-_last_warm: dict[tuple[str, int, str], float] = {}  # per database: when its report views were last warmed
+_last_warm: dict[tuple[str, int, str, str], float] = {}  # per database (and var dir): last warmed when
 
 
 def warm_report_views(conn, cfg: Any, *, now: float | None = None) -> int:
@@ -163,7 +163,7 @@ def warm_report_views(conn, cfg: Any, *, now: float | None = None) -> int:
     process; returns how many were computed (not found)."""
     now = time.monotonic() if now is None else now
     pg = cfg.postgresql
-    database = (pg.host, pg.port, pg.database)
+    database = (pg.host, pg.port, pg.database, str(getattr(cfg, "var_dir", "")))
     if now - _last_warm.get(database, -1e12) < REPORT_WARM_INTERVAL_S:
         return 0
     _last_warm[database] = now
