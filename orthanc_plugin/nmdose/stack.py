@@ -14,7 +14,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import requests
 from nmdose.config import Config, Node
 from nmdose.errors import StackError
 from nmdose.pacs.dcmtk import dicom_env
+from nmdose.ports import free_port, port_in_use  # noqa: F401  (free_port: tests and benches import it from here)
 from nmdose.secrets import PSEUDONYM_KEY, EnvSecretStore
 from nmdose.security import profile, tls
 from nmdose.web import dicomweb
@@ -95,19 +95,6 @@ def find_pg_bin() -> Path:
     if not candidates:
         raise StackError("PostgreSQL server binaries not found in /usr/lib/postgresql: run `make deps`")
     return candidates[-1].parent
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something already accepts connections on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pid_alive(pid: int) -> bool:

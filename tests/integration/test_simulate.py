@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,9 +26,9 @@ ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from nmdose.ports import free_port
+
+    return free_port()
 
 
 class ThrowawayOrthanc:

@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.logfiles",
             "nmdose.orthanc_log",
             "nmdose.progress",
+            "nmdose.ports",
             "nmdose.orthanc_ids",
             "nmdose.sop_classes",
             "nmdose.agent_names",

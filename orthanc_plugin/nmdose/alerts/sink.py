@@ -74,6 +74,10 @@ def make_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path,
 def free_port(host: str = "127.0.0.1") -> int:
     import socket
 
+    if host in ("127.0.0.1", "localhost"):
+        from nmdose.ports import free_port as loopback_port
+
+        return loopback_port()
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -40,9 +39,9 @@ def test_simulate_json(tmp_path, capsys):
 
 
 def test_upload_to_a_pacs_that_is_not_running_fails_with_one_clear_line(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from nmdose.ports import free_port
+
+    port = free_port()
     (tmp_path / "a.dcm").write_bytes(b"")
     node = SimpleNamespace(aet="NMFULLDATA", host="127.0.0.1", port=port, http_url=f"http://127.0.0.1:{port}")
     with pytest.raises(UploadError, match="not answering at http://127.0.0.1"):
