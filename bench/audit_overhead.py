@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -30,17 +28,14 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import pages as bench_pages  # noqa: E402
+from bench.lib.scratch import scratch_postgres, vacuum_analyze  # noqa: E402
 from nmdose.audit import routes, store  # noqa: E402
 from nmdose.audit.event import from_web_call  # noqa: E402
 from nmdose.db import connect  # noqa: E402
 from nmdose.db.migrate import migrate  # noqa: E402
 from nmdose.plugin import Plugin  # noqa: E402
-from nmdose.stack import Stack  # noqa: E402
-from tests.support import REPO, load, make_config_dir, make_tempdir  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_pages", Path(__file__).with_name("pages.py"))
-bench_pages = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_pages)
+from tests.support import REPO  # noqa: E402
 
 
 def sync_observer(cfg):
@@ -66,21 +61,14 @@ def main() -> int:
     ap.add_argument("--modes", default="off,queue,sync")
     args = ap.parse_args()
     print(f"loadavg_start={os.getloadavg()[0]:.2f}", flush=True)
-    root = make_tempdir("nmdose-bench-audit-")
-    cfg = load(make_config_dir(root))
-    stack = Stack(cfg)
-    try:
-        (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
-        stack.postgres_up()
+    with scratch_postgres("nmdose-bench-audit-") as db:
+        cfg = db.cfg
         with contextlib.closing(connect(cfg)) as conn:
             migrate(conn, REPO / "sql")
         with contextlib.closing(connect(cfg, role="owner")) as conn:
             bench_pages.fill(conn, args.studies, args.events, cfg.source_node.name)
             conn.commit()
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("VACUUM (ANALYZE)")
-            conn.autocommit = False
+            vacuum_analyze(conn)
             calls = bench_pages.cases(conn)
         plugin = Plugin(cfg)
         observers = plugin.router.observers
@@ -135,11 +123,6 @@ def main() -> int:
         print(f"calls={len(calls)} requests_per_call_and_mode={args.requests * args.rounds}")
         print(f"loadavg_end={os.getloadavg()[0]:.2f}")
         plugin.audit_writer.stop()
-    finally:
-        try:
-            stack.postgres_down()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

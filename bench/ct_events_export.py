@@ -19,8 +19,6 @@ and checks that all three give the same bytes. One line per filter set:
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import statistics
 import sys
 import time
@@ -30,16 +28,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pages import YEAR, fill, p95  # noqa: E402
+from pages import YEAR, fill  # noqa: E402
 
+from bench.lib.scratch import relax_checkpoints, scratch_postgres, stop_audit_writer, vacuum_analyze  # noqa: E402
+from bench.lib.timing import p95, time_ms  # noqa: E402
 from nmdose.db import connect  # noqa: E402
 from nmdose.db.migrate import migrate  # noqa: E402
 from nmdose.plugin import Plugin  # noqa: E402
-from nmdose.stack import Stack  # noqa: E402
 from nmdose.web import sql_dose  # noqa: E402
 from nmdose.web.export import sql_csv, to_csv  # noqa: E402
 from nmdose.web.params import MAX_LIMIT  # noqa: E402
-from tests.support import REPO, load, make_config_dir, make_tempdir  # noqa: E402
+from tests.support import REPO  # noqa: E402
 
 FILTERS = [
     {"from": YEAR[0], "to": YEAR[1], "station": "CT1"},  # bench/pages.py's case
@@ -70,15 +69,6 @@ def route(plugin: Plugin, f: dict) -> bytes:
     return resp.body
 
 
-def timed(fn, n: int) -> tuple[list[float], bytes]:
-    out, body = [], b""
-    for _ in range(n):
-        start = time.perf_counter()
-        body = fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out, body
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=1_000_000)
@@ -86,25 +76,14 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="leave the database running (prints how to stop it)")
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    root = make_tempdir("nmdose-bench-ct-events-")
-    cfg = load(make_config_dir(root))
-    stack = Stack(cfg)
-    keep = False
-    try:
-        (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
-        stack.postgres_up()
-        with closing(connect(cfg, role="admin", autocommit=True)) as conn, conn.cursor() as cur:
-            cur.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
-            cur.execute("ALTER SYSTEM SET checkpoint_timeout = '30min'")
-            cur.execute("SELECT pg_reload_conf()")
+    with scratch_postgres("nmdose-bench-ct-events-") as db:
+        cfg = db.cfg
+        relax_checkpoints(cfg)
         start = time.perf_counter()
         with closing(connect(cfg, role="owner")) as conn:
             migrate(conn, REPO / "sql")
             fill(conn, args.studies, args.events, cfg.source_node.name)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("VACUUM (ANALYZE)")
+            vacuum_analyze(conn)
         print(
             f"studies={args.studies} events={args.events} build_s={time.perf_counter() - start:.1f}",
             flush=True,
@@ -113,9 +92,9 @@ def main() -> int:
         for f in FILTERS:
             route(plugin, f)  # warm the paths once (plans, caches)
             before(cfg, f)
-            b, body_b = timed(lambda f=f: before(cfg, f), args.requests)
-            a, body_a = timed(lambda f=f: after(cfg, f), args.requests)
-            r, body_r = timed(lambda f=f: route(plugin, f), args.requests)
+            b, body_b = time_ms(lambda f=f: before(cfg, f), args.requests)
+            a, body_a = time_ms(lambda f=f: after(cfg, f), args.requests)
+            r, body_r = time_ms(lambda f=f: route(plugin, f), args.requests)
             same = body_a == body_b == body_r
             lines = body_a.count(b"\r\n") - 1
             print(f"filters={'&'.join(f'{k}={v}' for k, v in f.items())} rows={lines} "
@@ -126,23 +105,10 @@ def main() -> int:
                   f"route_p95_ms={p95(r):.1f}", flush=True)  # fmt: skip
             if not same:
                 print("DIFFERENT BYTES", flush=True)
-        writer = getattr(
-            plugin, "audit_writer", None
-        )  # the route's audit rows, written before the server stops
-        if writer is not None:
-            writer.stop()
-        keep = args.keep
-        if keep:
-            pg = cfg.postgresql
-            print(f"kept: psql 'host={pg.host} port={pg.port} dbname={pg.database} user={pg.user}' "
-                  f"(password in {cfg.var_dir}/secrets.env); stop: pg_ctl -D {stack.pg_data} stop; "
-                  f"then rm -rf {root}", flush=True)  # fmt: skip
-    finally:
-        if not keep:
-            try:
-                stack.postgres_down()
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
+        stop_audit_writer(plugin)  # the route's audit rows, written before the server stops
+        db.keep = args.keep
+        if db.keep:
+            print(db.kept_message(), flush=True)
     return 0
 
 

@@ -108,18 +108,13 @@ def bench_ingest(files: list[Path]) -> dict[str, float]:
     """Ingest into a throw-away PostgreSQL; rows/s over the dose tables."""
     from contextlib import closing
 
+    from bench.lib.scratch import scratch_postgres
     from nmdose.db import connect
     from nmdose.db.migrate import migrate
     from nmdose.dose.ingest import ingest_files
-    from nmdose.stack import Stack
-    from tests.support import load, make_config_dir, make_tempdir
 
-    root = make_tempdir("nmdose-bench-dose-")
-    cfg = load(make_config_dir(root))
-    stack = Stack(cfg)
-    try:
-        (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
-        stack.postgres_up()
+    with scratch_postgres("nmdose-bench-dose-") as db:
+        cfg = db.cfg
         with closing(connect(cfg)) as conn:
             migrate(conn, cfg.migrations_dir)
             start = time.perf_counter()
@@ -140,11 +135,6 @@ def bench_ingest(files: list[Path]) -> dict[str, float]:
         assert all(o["status"] == "unchanged" for o in again)
         return {"ingest_rows": rows, "ingest_s": first_s, "ingest_files_per_s": len(files) / first_s,
                 "ingest_rows_per_s": rows / first_s, "reingest_files_per_s": len(files) / second_s}  # fmt: skip
-    finally:
-        stack.postgres_down()
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import time
@@ -31,14 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.lib.scratch import dose_counts, scratch_postgres, stop_audit_writer, vacuum_analyze  # noqa: E402
 from bench.pages import dose_write, fill  # noqa: E402
 from nmdose.db import connect  # noqa: E402
 from nmdose.db.migrate import migrate  # noqa: E402
 from nmdose.plugin import Plugin  # noqa: E402
-from nmdose.stack import Stack  # noqa: E402
 from nmdose.web import report_views  # noqa: E402
 from nmdose.web.dose_views import warm_default_views  # noqa: E402
-from tests.support import REPO, load, make_config_dir, make_tempdir  # noqa: E402
+from tests.support import REPO  # noqa: E402
 
 OUTLIERS = "/api/dose/outliers"
 
@@ -60,20 +59,13 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--n", type=int, default=5, help="repetitions of each timed call (warm GETs: 4 x n)")
     args = ap.parse_args()
-    root = make_tempdir("nmdose-bench-ack-")
-    cfg = load(make_config_dir(root))
-    stack = Stack(cfg)
-    try:
-        (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
-        stack.postgres_up()
+    with scratch_postgres("nmdose-bench-ack-") as db:
+        cfg = db.cfg
         with closing(connect(cfg, role="owner")) as conn:
             migrate(conn, REPO / "sql")
             fill(conn, args.studies, args.events, cfg.source_node.name)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("VACUUM (ANALYZE)")
-                cur.execute("SELECT count(*) FROM dose.ct_event")
-                print(f"ct_events={cur.fetchone()[0]}", flush=True)
+            vacuum_analyze(conn)
+            print(f"ct_events={dose_counts(conn)[1]}", flush=True)
         plugin = Plugin(cfg)
         ms, page = timed(plugin, "GET", OUTLIERS, {"limit": "50"})
         print(f"outliers_total={page['total']} first_ms={ms:.0f}", flush=True)
@@ -143,14 +135,7 @@ def main() -> int:
             + " ".join(f"{k}={v:.0f}" for k, v in report_ms.items())
         )
         print(f"warm_dose_ms={dose_ms:.0f} computed={computed}", flush=True)
-        writer = getattr(plugin, "audit_writer", None)
-        if writer is not None:
-            writer.stop()  # its rows written before the database stops
-    finally:
-        try:
-            stack.postgres_down()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+        stop_audit_writer(plugin)  # its rows written before the database stops
     return 0
 
 

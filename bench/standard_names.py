@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -29,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.lib.scratch import dose_counts, scratch_postgres, vacuum_analyze  # noqa: E402
 from nmdose.db import connect  # noqa: E402
 from nmdose.db.migrate import migrate  # noqa: E402
 from nmdose.dose import standard_names as sn  # noqa: E402
-from nmdose.stack import Stack  # noqa: E402
-from tests.support import REPO, load, make_config_dir, make_tempdir  # noqa: E402
+from tests.support import REPO  # noqa: E402
 
 # (spelling, the standard name it should get); the spellings of one examination differ in case, spacing,
 # punctuation, width and language
@@ -79,6 +78,33 @@ SELECT s.study_instance_uid, '#0', 0, 'rrdsr', (%(agents)s::text[])[1 + floor(ra
 """
 
 
+def fill(conn, studies: int, events_per_study: int) -> None:
+    """FILL with this bench's spellings (also bench/standard_name_filter.py's data set); committed."""
+    with conn.cursor() as cur:
+        cur.execute(
+            FILL,
+            {
+                "descriptions": [d for d, _ in DESCRIPTIONS],
+                "nd": len(DESCRIPTIONS),
+                "protocols": [p for p, _ in PROTOCOLS],
+                "np": len(PROTOCOLS),
+                "agents": [a for a, _ in AGENTS],
+                "na": len(AGENTS),
+                "n": studies,
+                "events": events_per_study,
+            },
+        )
+    conn.commit()
+
+
+def own_rules() -> list[sn.Rule]:
+    """One rule per spelling of the bench that has a standard name."""
+    rules = [sn.Rule("study_description", d, name) for d, name in DESCRIPTIONS if name]
+    rules += [sn.Rule("acquisition_protocol", p, name) for p, name in PROTOCOLS if name]
+    rules += [sn.Rule("agent", a, name) for a, name in AGENTS if name]
+    return rules
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=1_000_000)
@@ -86,44 +112,19 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.perf_counter()
     print(f"loadavg_start={os.getloadavg()[0]:.2f}", flush=True)
-    root = make_tempdir("nmdose-bench-names-")
-    cfg = load(make_config_dir(root))
-    stack = Stack(cfg)
-    try:
-        (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
-        stack.postgres_up()
+    with scratch_postgres("nmdose-bench-names-") as db:
+        cfg = db.cfg
         with closing(connect(cfg, role="owner")) as conn:
             migrate(conn, REPO / "sql")
             start = time.perf_counter()
-            with conn.cursor() as cur:
-                cur.execute(
-                    FILL,
-                    {
-                        "descriptions": [d for d, _ in DESCRIPTIONS],
-                        "nd": len(DESCRIPTIONS),
-                        "protocols": [p for p, _ in PROTOCOLS],
-                        "np": len(PROTOCOLS),
-                        "agents": [a for a, _ in AGENTS],
-                        "na": len(AGENTS),
-                        "n": args.studies,
-                        "events": args.events_per_study,
-                    },
-                )
-            conn.commit()
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("VACUUM (ANALYZE)")
-                cur.execute("SELECT (SELECT count(*) FROM dose.study), (SELECT count(*) FROM dose.ct_event),"
-                            " (SELECT count(*) FROM dose.radiopharmaceutical)")  # fmt: skip
-                studies, events, admins = cur.fetchone()
-            conn.autocommit = False
+            fill(conn, args.studies, args.events_per_study)
+            vacuum_analyze(conn)
+            studies, events, admins = dose_counts(conn)
             print(f"studies={studies} ct_events={events} administrations={admins}")
             print(f"fill_s={time.perf_counter() - start:.1f}", flush=True)
 
         example = sn.parse_yaml((REPO / "config" / "standard_names.example.yaml").read_text(encoding="utf-8"))
-        own = [sn.Rule("study_description", d, name) for d, name in DESCRIPTIONS if name]
-        own += [sn.Rule("acquisition_protocol", p, name) for p, name in PROTOCOLS if name]
-        own += [sn.Rule("agent", a, name) for a, name in AGENTS if name]
+        own = own_rules()
         with closing(connect(cfg)) as conn:  # the worker role, as the CLI and the routes
             start = time.perf_counter()
             with conn, conn.cursor() as cur:
@@ -174,11 +175,6 @@ def main() -> int:
                 print(f"  suggestion {g['field']} {g['normalised']!r} studies={g['studies']}")
         print(f"loadavg_end={os.getloadavg()[0]:.2f}")
         print(f"total_s={time.perf_counter() - t0:.1f}")
-    finally:
-        try:
-            stack.postgres_down()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
