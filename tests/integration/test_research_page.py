@@ -245,6 +245,13 @@ def test_accept_needs_config_write_marks_the_studies_and_is_audited(data, issuer
     )
     assert got == [(403, "denied", "kim", "config:write", "POST"), (200, "success", "kim", "config:write", "POST"),
                    (200, "success", "kim", "config:write", "POST")]  # fmt: skip
+    # the descriptions accepted are in the audit row (the body is never recorded); a refusal names none
+    details = _sql(
+        data.cfg,
+        """SELECT detail->'accepted', detail->'accepted_total' FROM audit.event
+            WHERE action = '/api/research/descriptions/accept' ORDER BY id""",
+    )
+    assert details == [(None, None), ([NEW[0]], 1), ([NEW[0]], 1)]
 
 
 def test_accept_holds_in_the_database_when_the_config_file_cannot_be_written(data, tmp_path):

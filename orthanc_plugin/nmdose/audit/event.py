@@ -86,6 +86,7 @@ class WebCall:
     status: int
     content_type: str
     response_body: bytes
+    detail: dict[str, Any] = field(default_factory=dict)  # the handler's (Response.audit)
 
 
 def header(headers: dict[str, str], name: str) -> str | None:
@@ -306,7 +307,7 @@ def from_web_call(call: WebCall, max_study_uids: int = 1000) -> AuditEvent:
     subject = getattr(user, "subject", None) or getattr(user, "sub", None)
     roles = [str(r) for r in (getattr(user, "roles", None) or ())]
     client, forwarded = client_addresses(call.headers, call.peer)
-    detail: dict[str, Any] = {}
+    detail: dict[str, Any] = dict(call.detail or {})
     if call.status >= 400 and call.response_body and len(call.response_body) < 4000:
         try:
             err = json.loads(call.response_body)
@@ -317,6 +318,11 @@ def from_web_call(call: WebCall, max_study_uids: int = 1000) -> AuditEvent:
     agent = header(call.headers, "User-Agent")
     if agent:
         detail["user_agent"] = agent[:200]
+    original = header(call.headers, "X-Original-URI") or header(call.headers, "X-Original-Path")
+    if original:  # the HTTPS proxy asks a route whether to forward a request (web/routes_pseudo.py): name it
+        detail["authorizes"] = (
+            f"{(header(call.headers, 'X-Original-Method') or '')[:10]} {original[:300]}".strip()
+        )
     return AuditEvent(
         source="web",
         action=route_of(call.path, call.params),

@@ -53,6 +53,7 @@ def make_observer(audit_writer: writer_mod.AuditWriter, identify=None):
                     status=int(response.status),
                     content_type=response.content_type or "",
                     response_body=response.body or b"",
+                    detail=dict(getattr(response, "audit", None) or {}),
                 )
             )
         except Exception:

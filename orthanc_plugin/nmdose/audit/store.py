@@ -23,13 +23,28 @@ _TEMPLATE = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
 MAX_LIMIT = 10_000
 
 
+NUL_MARK = "\ufffd"  # a NUL character as recorded (PostgreSQL's text and jsonb cannot hold one)
+
+
+def _no_nul(value: Any) -> Any:
+    """`value` with each NUL character of its texts (dict keys, list items too) made NUL_MARK: a request with
+    `?who=%00` is recorded as sent, instead of failing its whole batch again and again (the writer retries)."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_MARK) if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nul(v) for v in value]
+    return value
+
+
 def _values(e: AuditEvent) -> tuple:
-    return (
+    return tuple(_no_nul(v) if isinstance(v, str | list) else v for v in (
         e.at, e.source, e.actor_subject, e.actor_username, list(e.actor_roles), e.client_address,
         e.peer_address, e.forwarded_for, e.action[:500], e.method, (e.path or None) and e.path[:2000],
-        e.permission, psycopg2.extras.Json(e.params), list(e.study_uids), e.study_uids_total,
-        e.rows_returned, e.format, e.status, e.outcome, psycopg2.extras.Json(e.detail),
-    )  # fmt: skip
+        e.permission, psycopg2.extras.Json(_no_nul(e.params)), list(e.study_uids), e.study_uids_total,
+        e.rows_returned, e.format, e.status, e.outcome, psycopg2.extras.Json(_no_nul(e.detail)),
+    ))  # fmt: skip
 
 
 def insert(conn, events: Sequence[AuditEvent]) -> None:

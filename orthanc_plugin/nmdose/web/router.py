@@ -91,10 +91,14 @@ class Request:
 
 @dataclass
 class Response:
+    """An answer. `audit`: what the handler adds to the call's audit row (its `detail`; never sent), e.g. what a
+    state-changing route changed when its body is not recorded (the audit trail records no request body)."""
+
     status: int = 200
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Orthanc sends a body of another status than 200 without a Content-Type of its own: name it here.

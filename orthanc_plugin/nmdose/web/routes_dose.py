@@ -96,12 +96,14 @@ def reference_levels(request: Request, ctx: Context) -> Response:
 
 def outliers(request: Request, ctx: Context) -> Response:
     """One page of the outliers (`limit`, `offset`), with the total, the counts per reason and the rules; each
-    row with its acknowledgement (web/routes_outliers.py) and its study's latest acknowledged dose alert."""
+    row with its acknowledgement (web/routes_outliers.py; `ack_history`: how many were given, replaced ones too)
+    and its study's latest acknowledged dose alert."""
     f = request.args
     rules = ctx.cfg.reference_levels.outliers
     with ctx.db() as conn:
         got = cached_dose_rows(conn, ctx.cfg, "outliers", f)
         sql_outliers.add_alert_acks(conn, got["rows"])
+        sql_outliers.add_ack_history(conn, got["rows"])
     extra = {
         "total": got["total"],
         "counts": got["counts"],

@@ -5,12 +5,18 @@ acknowledgement, web/routes_alerts.py). Acknowledging again replaces the comment
 every earlier acknowledgement are kept: sql/021_outlier_acks.sql).
 
 The query takes the dose page's filters and `levels`, those of the list the row was seen in: the study must be an
-outlier there (of `reason` when given), else 404 (the 95th percentiles are those of the filtered set)."""
+outlier there (of `reason` when given), else 404 (the 95th percentiles are those of the filtered set).
+
+The history (`GET /nmdose/api/dose/outliers/ack-history`): every acknowledgement ever given, replaced ones too,
+newest first, for a physicist or an audit; acknowledgements are of patients' studies, so reading them needs what
+the outlier list needs (`dose:read`; its CSV/XLSX `dose:export`) and is audited like every route (the studies of
+the answer in the audit row)."""
 
 from __future__ import annotations
 
 from nmdose.web import dose_views, sql_dose, sql_levels, sql_outliers
-from nmdose.web.params import Choice
+from nmdose.web.export import answer
+from nmdose.web.params import DATE, FORMAT, TEXT, Choice, Int, limit
 from nmdose.web.router import HttpError, Request, Response, check_uid
 from nmdose.web.routes import Context, RouteSpec
 from nmdose.web.routes_dose import FILTERS
@@ -66,6 +72,43 @@ def acknowledge(request: Request, ctx: Context) -> Response:
     return Response.json(row)
 
 
+HISTORY_QUERY = {
+    "study_instance_uid": TEXT.but(description="only this study's acknowledgements (a StudyInstanceUID)"),
+    "reason": Choice(
+        *sql_outliers.HISTORY_REASONS,
+        description="those that covered this reason (given for it or for every reason); any: those given for "
+        "every reason only",
+    ),
+    "from": DATE.but(description="acknowledged on or after this day"),
+    "to": DATE.but(description="acknowledged on or before this day"),
+    "who": TEXT.but(description="acknowledged by this user (exact)"),
+    **limit(100, sql_outliers.MAX_HISTORY_LIMIT),
+    "offset": Int(0, 10_000_000, "skip this many rows (paging; default 0)"),
+    **FORMAT,
+}
+
+
+def history(request: Request, ctx: Context) -> Response:
+    """One page of the acknowledgements, newest first, with the total (sql_outliers.history)."""
+    f = request.args
+    uid = f.get("study_instance_uid")
+    if uid is not None:
+        check_uid(uid, "parameter 'study_instance_uid'")
+    with ctx.db() as conn:
+        rows, total = sql_outliers.history(
+            conn,
+            uid=uid,
+            reason=f.get("reason"),
+            date_from=f.get("from"),
+            date_to=f.get("to"),
+            who=f.get("who"),
+            limit=f.get("limit", 100),
+            offset=f.get("offset", 0),
+        )
+    extra = {"total": total, "offset": f.get("offset", 0), "limit": f.get("limit", 100)}
+    return answer(rows, f, "outlier-ack-history", extra=extra)
+
+
 def is_outlier(conn, ctx: Context, f: dict, uid: str, reason: str | None) -> bool:
     """Whether study `uid` is in the outlier list of the filters `f` (of `reason`, or any). A hit above a
     reference level depends on the study's own values only, so it is looked for among the study's rows alone
@@ -107,6 +150,18 @@ ROUTES = (
         answers={
             400: "the body or a query parameter is malformed, or the comment is blank",
             404: "no dose record for the study, or it is not an outlier (of that reason) under these filters",
+        },
+    ),
+    RouteSpec(
+        "GET",
+        "/api/dose/outliers/ack-history",
+        history,
+        "dose:read",
+        "Every acknowledgement of the outliers, replaced ones too (current or replaced when), newest first, paged",
+        query=HISTORY_QUERY,
+        export_permission="dose:export",
+        answers={
+            400: "a query parameter is unknown or malformed (limit 1-500, a date, 'from' after 'to', not a UID)"
         },
     ),
 )

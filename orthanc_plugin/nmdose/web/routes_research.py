@@ -70,7 +70,23 @@ def accept_descriptions(request: Request, ctx: Context) -> Response:
             result = accept(conn, ctx.cfg, wanted, by=by)
         except NmdoseError as exc:  # a description gone between the two reads: refused, nothing changed
             raise HttpError(400, str(exc)) from None
-    return Response.json(result)
+    resp = Response.json(result)
+    resp.audit = accepted_audit(result.get("accepted") or [])
+    return resp
+
+
+AUDIT_DESCRIPTIONS = 50  # descriptions named in the audit row (its detail); the rest counted
+AUDIT_DESCRIPTION_CHARS = 200
+
+
+def accepted_audit(accepted: list[str]) -> dict:
+    """The audit row's detail of an acceptance: the descriptions accepted (study descriptions, not patient data;
+    the first AUDIT_DESCRIPTIONS, each cut at AUDIT_DESCRIPTION_CHARS) and how many, as `nmdose census accept`
+    records them (the request body itself is never recorded)."""
+    return {
+        "accepted": [d[:AUDIT_DESCRIPTION_CHARS] for d in accepted[:AUDIT_DESCRIPTIONS]],
+        "accepted_total": len(accepted),
+    }
 
 
 def failed(request: Request, ctx: Context) -> Response:

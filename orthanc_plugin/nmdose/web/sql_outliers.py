@@ -1,9 +1,11 @@
 """The outlier worklist's acknowledgements (sql/021_outlier_acks.sql, web/routes_outliers.py): storing one (and its
 history), the version of them that is part of the cached outlier answers' key (web/dose_views.py), and the dose
-alerts acknowledged on the alerts page for the studies of a page of outliers. Every value is bound."""
+alerts acknowledged on the alerts page for the studies of a page of outliers, and the history of the
+acknowledgements (GET /api/dose/outliers/ack-history). Every value is bound."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from urllib.parse import quote
 
@@ -149,3 +151,98 @@ def add_alert_acks(conn, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r["alert_acknowledged_at"] = a.get("acknowledged_at")
         r["alert_ack_comment"] = a.get("ack_comment")
     return rows
+
+
+def add_ack_history(conn, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` (outliers) with `ack_history`: how many acknowledgements ever covered the row's study and reason
+    (given for that reason or for every reason, `any`: the `total` of GET /api/dose/outliers/ack-history with the
+    row's study and reason), None when the row is not acknowledged. One small query (dose.outlier_ack_log by its
+    study index) for the acknowledged rows of the page only, read after the cached outlier answer."""
+    uids = sorted({r["study_instance_uid"] for r in rows if r.get("acknowledged_at") is not None})
+    counts: dict[tuple[str, str], int] = {}
+    if uids:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                """SELECT study_instance_uid, reason, count(*) FROM dose.outlier_ack_log
+                    WHERE study_instance_uid = ANY(%s) GROUP BY study_instance_uid, reason""",
+                (uids,),
+            )
+            counts = {(uid, reason): n for uid, reason, n in cur.fetchall()}
+    for r in rows:
+        uid = r["study_instance_uid"]
+        r["ack_history"] = (
+            None
+            if r.get("acknowledged_at") is None
+            else counts.get((uid, r["reason"]), 0) + counts.get((uid, ANY), 0)
+        )
+    return rows
+
+
+# ----- the history of the acknowledgements (GET /api/dose/outliers/ack-history)
+
+HISTORY_REASONS = (*REASONS, ANY)
+MAX_HISTORY_LIMIT = 500
+
+# One page of dose.outlier_ack_log, newest first, then for each of its rows the acknowledgement that replaced it
+# (the next one of its study and reason, by the log's study index) and whether it is the current one (the latest
+# of its study and reason, still in dose.outlier_ack: what the outlier list shows).
+HISTORY = """
+SELECT p.id, p.study_instance_uid, p.reason, p.acknowledged_by, p.acknowledged_at, p.ack_comment AS comment,
+       n.acknowledged_at AS replaced_at,
+       n.id IS NULL AND EXISTS (SELECT 1 FROM dose.outlier_ack a
+                                 WHERE (a.study_instance_uid, a.reason) = (p.study_instance_uid, p.reason))
+         AS current
+  FROM (SELECT * FROM dose.outlier_ack_log l {where}
+         ORDER BY l.acknowledged_at DESC, l.id DESC LIMIT %s OFFSET %s) p
+  LEFT JOIN LATERAL (SELECT m.id, m.acknowledged_at FROM dose.outlier_ack_log m
+                      WHERE m.study_instance_uid = p.study_instance_uid AND m.reason = p.reason AND m.id > p.id
+                      ORDER BY m.id LIMIT 1) n ON true
+ ORDER BY p.acknowledged_at DESC, p.id DESC"""
+
+
+def history(
+    conn,
+    *,
+    uid: str | None = None,
+    reason: str | None = None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    who: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """(one page of the acknowledgements ever given, newest first; how many match). `reason`: those that covered
+    it (given for that reason or for every reason); `any`: those given for every reason only. The dates bound the
+    day of the acknowledgement (inclusive, the database's time zone, as the alerts' dates); `who`: the user
+    (exact). Each row: its study, reason, who, when (ISO 8601 with the offset), comment, `current` (the latest of
+    its study and reason: the one the outlier list shows) and `replaced_at` (when the next one replaced it)."""
+    where, params = [], []
+    if uid is not None:
+        where.append("l.study_instance_uid = %s")
+        params.append(uid)
+    if reason == ANY:
+        where.append("l.reason = %s")
+        params.append(ANY)
+    elif reason is not None:
+        where.append("l.reason IN (%s, %s)")
+        params += [reason, ANY]
+    if date_from is not None:
+        where.append("l.acknowledged_at >= %s::date")
+        params.append(date_from)
+    if date_to is not None:
+        where.append("l.acknowledged_at < %s::date + 1")
+        params.append(date_to)
+    if who is not None:
+        where.append("l.acknowledged_by = %s")
+        params.append(who)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    with conn, conn.cursor() as cur:
+        cur.execute(HISTORY.format(where=clause), (*params, limit, offset))
+        rows = _rows(cur)
+        cur.execute(f"SELECT count(*) FROM dose.outlier_ack_log l {clause}", params)
+        total = cur.fetchone()[0]
+    for r in rows:
+        for k in ("acknowledged_at", "replaced_at"):
+            if r[k] is not None:
+                r[k] = r[k].isoformat()
+    return rows, total
