@@ -1,4 +1,4 @@
-"""Acknowledging an outlier on the dose page (issue 19; web/routes_outliers.py, static/nmdose.js ackCell) in a real
+"""Acknowledging an outlier on the dose page (issue 19; web/routes_outliers.py, static/dose.js ackCell) in a real
 headless Chromium against the research Orthanc of a test stack: a study above 2 x the official head CTDIvol level
 goes through the real dose ingest; its outlier row gets an Acknowledge button; a blank comment is refused in the
 page; the comment is stored (dose.outlier_ack) and the row drawn again as acknowledged (who, when, comment); the

@@ -157,9 +157,29 @@ def test_research_page_draws_the_yearly_chart_and_shows_the_script_description_a
     assert errors(browser) == []
 
 
+PROGRESS = ("census-status", "retrieve-status", "retrieve-estimate")
+# Click the toggle and read the research page's progress lines in one script: no status poll can answer between
+# the two, so the lines are in the new language because the toggle wrote them again (nmdose.onLang).
+TOGGLE_AND_READ_PROGRESS = (
+    "document.getElementById('lang-toggle').click();"
+    f" return {list(PROGRESS)}.map(function (id) {{ return document.getElementById(id).textContent; }});"
+)
+
+
+def hangul(text: str) -> bool:
+    return any("\uac00" <= c <= "\ud7a3" for c in text)
+
+
 def test_korean_toggle_relabels_the_page(filled, browser):
     browser.get(base(filled) + "/ui/research")
     wait(browser, "return document.getElementById('yearly-table').getAttribute('data-rows')")
+    for element_id in PROGRESS:
+        wait(browser, f"var t = document.getElementById('{element_id}').textContent; return t !== '…' && t")
+    english = [browser.find_element("id", i).text for i in PROGRESS]
+    assert not any(hangul(t) for t in english), english
+    korean = browser.execute_script(TOGGLE_AND_READ_PROGRESS)  # at once, not at the next 5 s poll
+    assert all(hangul(t) for t in korean), korean
+    assert not any(hangul(t) for t in browser.execute_script(TOGGLE_AND_READ_PROGRESS))
     browser.find_element("id", "lang-toggle").click()
     assert (
         browser.find_element("css selector", "[data-i18n='research.title']").text

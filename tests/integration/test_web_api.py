@@ -14,6 +14,7 @@ import random
 import re
 import statistics
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from types import SimpleNamespace
@@ -986,7 +987,17 @@ def test_answers_through_orthanc_carry_the_security_headers_and_patient_data_is_
             csp = r.headers["Content-Security-Policy"]
             assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "connect-src" not in csp
     with urllib.request.urlopen(base + "/static/nmdose.js") as r:
-        assert r.headers["Cache-Control"] == "max-age=3600"
+        assert r.headers["Cache-Control"] == "no-cache" and r.headers["ETag"].startswith('"')
+        tag, body = r.headers["ETag"], r.read()
+    assert b"window.nmdose" in body
+    # an unchanged script costs a 304 without a body; another ETag (an upgrade) gets the file again
+    req = urllib.request.Request(base + "/static/nmdose.js", headers={"If-None-Match": tag})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert e.value.code == 304 and e.value.read() == b""
+    req = urllib.request.Request(base + "/static/nmdose.js", headers={"If-None-Match": '"older"'})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 200 and r.read() == body
 
 
 # ----- the per-version answer cache (nmdose/web/cache.py) and the per-study mean CTDIvol kept by triggers

@@ -133,7 +133,7 @@ def cached_outliers(conn, cfg: Any, f: dict[str, Any]) -> dict[str, Any]:
 
 
 # What the dose page asks when it opens (no filter set; the page gets this list in its page data, opening_views,
-# and static/nmdose.js dose() sends these requests): the dose worker computes these after an ingest
+# and static/dose.js dose() sends these requests): the dose worker computes these after an ingest
 # (warm_default_views), so the first visit after new data finds them ready. (route, parameters); the route's
 # path is view_path(route).
 OUTLIER_PAGE = 50  # rows per page of the dose page's outlier table

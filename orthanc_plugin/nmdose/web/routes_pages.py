@@ -8,6 +8,7 @@ keycloak mode, their script can log in; every /api/ route they call checks its p
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from nmdose.orthanc_ids import orthanc_study_id
@@ -85,14 +86,33 @@ def orthanc_study(request: Request, ctx: Context) -> Response:
     return redirect(f"../../../../app/explorer.html#study?uuid={orthanc_study_id(patient_id, uid)}")
 
 
+# The pages' scripts depend on each other (nmdose.js and each page's script): after an upgrade a browser must
+# not run a cached old one beside a new one. So a browser keeps them but asks again each time (`no-cache`), and
+# an unchanged file costs a 304 without a body (its ETag: a hash of the content).
+_etags: dict[tuple[str, int, int], str] = {}
+
+
+def _etag(path: Path, data: bytes) -> str:
+    st = path.stat()
+    key = (path.name, st.st_mtime_ns, st.st_size)
+    tag = _etags.get(key)
+    if tag is None:
+        tag = _etags[key] = '"' + hashlib.sha256(data).hexdigest()[:20] + '"'
+    return tag
+
+
 def static(request: Request, ctx: Context) -> Response:
     name = request.params["name"]
     path = STATIC_DIR / name
     ctype = CONTENT_TYPES.get(path.suffix)
     if name.startswith(".") or ctype is None or not path.is_file():
         raise HttpError(404, f"no such static file: {name}")
-    resp = Response(200, path.read_bytes(), ctype)
-    resp.headers["Cache-Control"] = "max-age=3600"
+    data = path.read_bytes()
+    tag = _etag(path, data)
+    asked = {t.strip().removeprefix("W/") for t in request.header("If-None-Match").split(",") if t.strip()}
+    resp = Response(304, b"", ctype) if tag in asked or "*" in asked else Response(200, data, ctype)
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["ETag"] = tag
     return resp
 
 
@@ -128,8 +148,8 @@ ROUTES = (
         "/static/{name}",
         static,
         PUBLIC,
-        "A static file of the pages (scripts, style sheet, Chart.js and its license)",
-        answers={404: "no such static file"},
+        "A static file of the pages (scripts, style sheet, Chart.js and its license); `no-cache` with an ETag",
+        answers={304: "unchanged since the ETag in If-None-Match", 404: "no such static file"},
         content_type="application/octet-stream",
     ),
 )

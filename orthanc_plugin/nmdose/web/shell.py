@@ -1,8 +1,9 @@
 """The HTML of the pages: small server-rendered shells from the files in `templates/` (`string.Template`,
 `${name}` placeholders), every value through :func:`html.escape` unless it is :class:`Html` (a template this
 module rendered). The shells hold no data but labels and the page's parameters (`data-page-data`); the tables and
-charts are filled by `static/nmdose.js` from the JSON API (DOM text only, never innerHTML). No inline script:
-the Content-Security-Policy allows our own script files only.
+charts are filled from the JSON API by each page's own script (PAGE_SCRIPTS, on the shared helpers of
+`static/nmdose.js`; DOM text only, never innerHTML). No inline script: the Content-Security-Policy allows our own
+script files only.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ TITLES = {
 
 # Pages with a script of their own (static/<file>, loaded after nmdose.js; it calls `window.nmdose.register`).
 PAGE_SCRIPTS: dict[str, str] = {
+    "research": "research.js",
+    "dose": "dose.js",
+    "study": "study.js",
     "patients": "patients.js",
     "projects": "projects.js",
     "project": "projects.js",

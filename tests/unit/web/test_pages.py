@@ -4,6 +4,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -118,6 +119,9 @@ def test_pages_are_html_loading_only_vendored_scripts(router, page):
     [
         ("chart.umd.min.js", "text/javascript; charset=utf-8"),
         ("nmdose.js", "text/javascript; charset=utf-8"),
+        ("research.js", "text/javascript; charset=utf-8"),
+        ("dose.js", "text/javascript; charset=utf-8"),
+        ("study.js", "text/javascript; charset=utf-8"),
         ("nmdose.css", "text/css; charset=utf-8"),
         ("chart.js.LICENSE.md", "text/plain; charset=utf-8"),
     ],
@@ -139,41 +143,107 @@ def test_vendored_chartjs_is_the_npm_build_with_its_license():
     assert "MIT License" in (STATIC_DIR / "chart.js.LICENSE.md").read_text()
 
 
-def test_nmdose_js_never_writes_html_from_data():
-    js = (STATIC_DIR / "nmdose.js").read_text()
+# The shared shell's script and the three pages' own scripts (shell.PAGE_SCRIPTS) that were part of it.
+PAGE_JS = {"research": "research.js", "dose": "dose.js", "study": "study.js"}
+
+
+@pytest.mark.parametrize("name", ["nmdose.js", *PAGE_JS.values()])
+def test_the_scripts_never_write_html_from_data(name):
+    js = (STATIC_DIR / name).read_text()
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "document.write" not in js
 
 
-def test_every_i18n_key_used_in_the_pages_and_script_has_english_and_korean():
-    """A label missing from one language would show its key; every data-i18n key and every "col."/"status."
-    key must be in both dictionaries of nmdose.js."""
-    import re
+@pytest.mark.parametrize("page", PAGE_JS)
+def test_the_research_dose_and_study_pages_load_their_own_script_after_the_shared_one(router, page):
+    text = get(router, "/ui/study/1.2.3" if page == "study" else f"/ui/{page}").body.decode()
+    up = "../../" if page == "study" else "../"
+    assert re.findall(r"<script[^>]*>", text)[-2:] == [
+        f'<script src="{up}static/nmdose.js">',
+        f'<script src="{up}static/{PAGE_JS[page]}">',
+    ]
+    assert re.search(r"<[^>]*\son\w+=", text) is None  # no inline handler (CSP: our script files only)
+    js = (STATIC_DIR / PAGE_JS[page]).read_text()
+    assert f'n.register("{page}", I18N, ' in js
 
-    js = (STATIC_DIR / "nmdose.js").read_text()
-    dictionaries = re.search(r"var I18N = \{\s*en: \{(.*?)\n    \},\s*ko: \{(.*?)\n    \}", js, re.S)
-    en, ko = (set(re.findall(r'"([\w.]+)":', d)) for d in dictionaries.groups())
-    html = "".join(shell.page(n, uid="1.2") for n in ("index", "research", "dose", "study"))
+
+def i18n(name: str) -> tuple[set[str], set[str], str]:
+    """The keys of the English and Korean dictionaries of static/`name` (`var I18N = {en: {...}, ko: {...}}`) and
+    its code without them."""
+    js = (STATIC_DIR / name).read_text()
+    found = re.search(r"var I18N = \{\s*en: \{(.*?)\n    \},\s*ko: \{(.*?)\n    \}\n  \};", js, re.S)
+    en, ko = (set(re.findall(r'(?:^|[{,])\s*"((?:[^"\\]|\\.)+)":', d, re.M)) for d in found.groups())
+    return en, ko, js[: found.start()] + js[found.end() :]
+
+
+def keys_in_code(code: str, prefixes: set[str]) -> set[str]:
+    """The label keys a script names as literals ("col.protocol"; not "prog.run.", a prefix it completes)."""
+    return {
+        k for k in re.findall(r'"([a-z_]+\.[\w.]+)"', code) if k.split(".")[0] in prefixes and k[-1] != "."
+    }
+
+
+def test_the_shared_dictionaries_hold_the_shell_s_labels_in_english_and_korean():
+    en, ko, code = i18n("nmdose.js")
+    assert en == ko and {"lang.toggle", "nav.dose", "empty", "error.server", "chart.level"} <= en
+    html = shell.page("index") + shell.message_page("t", "x", uid="1.2")
     used = set(re.findall(r'data-i18n(?:-title)?="([\w.]+)"', html))
-    used |= set(re.findall(r'"((?:col|status|reason|kind|part|chart|unit)\.[\w]+)"', js))
-    used |= {f"{p}.{v}" for p in ("status",) for v in ("official", "proposed", "example")}
-    used |= {f"reason.{v}" for v in ("reference_level", "p95")}
-    used |= {f"kind.{v}" for v in ("ct_event", "ct_study", "administration")}
-    used |= {f"q.{v}" for v in ("ctdivol_mgy", "dlp_mgycm", "activity_mbq", "activity_mbq_per_kg")}
-    used |= {f"per.{v}" for v in ("event", "study", "administration")}
-    # coded values of the dose stage shown by label (issue 16 item 5): the rule that gave the activity, where the
-    # injection time came from, the size an SSDE used (nmdose.dose.derived / pet_image_header / codes)
-    used |= {f"rule.{p}_{v}" for p in ("pet_header", "nm_header")
-             for v in ("start_datetime", "start_time", "no_start_time")}  # fmt: skip
-    used |= {"rule.rrdsr_administered", "rule.rrdsr_net_pre_post", "warn.plausibility", "ssde.method"}
-    used |= {f"startsrc.{v}" for v in ("rrdsr", "header_start_datetime", "header_start_time_AcquisitionDate",
-                                       "header_start_time_StudyDate", "minus_1day")}  # fmt: skip
-    used |= {f"size.{kind}" for _code, kind in SSDE_METHODS.values()}
-    used |= {"size.lateral_dimension", "size.ap_dimension"}
-    # issue 19: an official level named with its country, the filters' hints, the server-error prefix
-    used |= {f"status.official_{c}" for c in ("uk", "de", "kr", "eu")}
-    used |= {"empty", "empty.filtered", "error.server", "choices.n", "f.hint", "f.any"}
-    assert used - en == set() and used - ko == set()
-    assert len(en) > 100 and en == ko
+    used |= keys_in_code(code, {"col", "chart", "error"})
+    assert {"nav.home", "index.title", "msg.dose_record"} <= used and used <= en
+
+
+# Coded values of the dose stage shown by label on the study page (issue 16 item 5): the rule that gave the
+# activity, where the injection time came from, the size an SSDE used (nmdose.dose.derived / pet_image_header /
+# codes).
+STUDY_CODES = (
+    {
+        f"rule.{p}_{v}"
+        for p in ("pet_header", "nm_header")
+        for v in ("start_datetime", "start_time", "no_start_time")
+    }
+    | {
+        "rule.rrdsr_administered",
+        "rule.rrdsr_net_pre_post",
+        "startsrc.rrdsr",
+        "startsrc.header_start_datetime",
+    }
+    | {f"startsrc.header_start_time_{d}" for d in ("AcquisitionDate", "StudyDate")}
+    | {"startsrc.minus_1day", "size.lateral_dimension", "size.ap_dimension"}
+    | {f"size.{kind}" for _code, kind in SSDE_METHODS.values()}
+)
+
+# Keys a page makes from a value (prefix + the API's code): the values each can take.
+DYNAMIC = {
+    "research": {f"prog.run.{v}" for v in ("running", "done", "failed", "interrupted")}
+    | {f"prog.state.{v}" for v in ("done", "pending", "moving", "verifying", "partial", "failed")}
+    | {f"state.{v}" for v in ("retrieved", "pending", "failed", "not_target")},
+    "dose": {f"status.{v}" for v in ("official", "proposed", "example")}
+    | {f"status.official_{c}" for c in ("uk", "de", "kr", "eu")}  # issue 19: an official level's country
+    | {f"reason.{v}" for v in ("reference_level", "p95")}
+    | {f"kind.{v}" for v in ("ct_event", "ct_study", "administration")}
+    | {f"q.{v}" for v in ("ctdivol_mgy", "dlp_mgycm", "activity_mbq", "activity_mbq_per_kg")}
+    | {f"per.{v}" for v in ("event", "study", "administration")},
+    "study": STUDY_CODES | {"warn.plausibility", "ssde.method", "sex.M", "sex.F", "sex.O"},
+}
+
+
+@pytest.mark.parametrize("page", PAGE_JS)
+def test_every_i18n_key_of_a_page_has_english_and_korean(page):
+    """A label missing from one language would show its key: every data-i18n key of the page, every key its
+    script names and every coded value it shows by label is in both languages, in the page's own dictionaries
+    (static/<page>.js) or the shared ones (nmdose.js); each label is in one place only."""
+    en, ko, code = i18n(PAGE_JS[page])
+    shared_en, shared_ko, _ = i18n("nmdose.js")
+    assert en == ko and len(en) > 50
+    assert en.isdisjoint(shared_en)
+    html = shell.page(page, uid="1.2")
+    used = set(re.findall(r'data-i18n(?:-title)?="([\w.]+)"', html[html.index("<main>") :]))
+    prefixes = {k.split(".")[0] for k in en | shared_en}
+    used |= keys_in_code(code, prefixes) | DYNAMIC[page]
+    if page == "study":  # its table of the study's fields
+        fields = re.search(r"var keys = \[(.*?)\];", code, re.S).group(1)
+        used |= {f"field.{k}" for k in re.findall(r'"(\w+)"', fields)}
+    assert len(used) > 50
+    assert used - (en | shared_en) == set() and used - (ko | shared_ko) == set()
 
 
 def test_the_orthanc_lookup_page_for_a_missing_study_is_escaped_html():
