@@ -28,15 +28,16 @@ def webdriver_module() -> Any:
     return webdriver
 
 
-def start(downloads: Path | None = None) -> Any:
-    """A headless Chromium keeping the console log (and saving downloads into `downloads`)."""
+def start(downloads: Path | None = None, extra_args: tuple[str, ...] = ()) -> Any:
+    """A headless Chromium keeping the console log (and saving downloads into `downloads`); `extra_args`: more
+    command-line switches (e.g. ``--ignore-certificate-errors`` for a test CA's HTTPS)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--window-size=1400,1800"):  # fmt: skip
+                "--disable-component-update", "--no-first-run", "--window-size=1400,1800", *extra_args):  # fmt: skip
         opts.add_argument(arg)
     if downloads is not None:
         opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),

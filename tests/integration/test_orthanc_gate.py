@@ -211,7 +211,9 @@ def test_the_proxy_configuration_is_printed_for_the_container(kc, capsys):
     assert main([*running.cli_args(), "proxy", "config"]) == 0
     out = capsys.readouterr().out
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in out and f'proxy_set_header {INTERNAL_HEADER} "";' in out
-    assert f"proxy_pass http://127.0.0.1:{running.cfg.research_node.http_port};" in out
+    port = running.cfg.research_node.http_port
+    assert f"upstream nmdose_research {{ server 127.0.0.1:{port}; keepalive 16; }}" in out
+    assert "proxy_pass http://nmdose_research;" in out
 
 
 def test_a_project_member_views_the_projects_studies_through_dicomweb_and_no_other(kc, provider, tmp_path):

@@ -7,6 +7,10 @@ the network. It terminates TLS (1.2 and 1.3), forwards every path to Orthanc, wh
 the gate and the audit trail need to know: the client's address (X-Forwarded-For, X-Real-IP) and that the
 request came over https (X-Forwarded-Proto). It removes any `X-Nmdose-Internal` header a client sends, so
 nmdose's internal credential works only on the machine itself, and refuses Orthanc's Lua execution route.
+
+When the configuration has a pseudoPACS, nginx also serves it under `/pseudo/` (its Orthanc Explorer at
+`/pseudo/app/explorer.html`) to researchers: each request is first checked by the research PACS's plugin
+(`auth_request`, nmdose.web.routes_pseudo) and audited there.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    server {{
+    # kept-alive connections to Orthanc (its KeepAlive is on): no TCP set-up per request or per check
+    upstream nmdose_research {{ server {upstream}; keepalive 16; }}
+{pseudo_upstream}    server {{
         listen {listen} ssl;
         ssl_certificate {certificate};
         ssl_certificate_key {private_key};
@@ -46,9 +52,10 @@ http {{
         add_header Strict-Transport-Security "max-age=31536000" always;
         client_max_body_size 4g;
         location = /tools/execute-script {{ return 403; }}
-        location / {{
-            proxy_pass http://{upstream};
+{pseudo}        location / {{
+            proxy_pass http://nmdose_research;
             proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_set_header Host $http_host;
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -64,6 +71,53 @@ http {{
 """
 
 
+# The pseudoPACS's Orthanc Explorer and REST API under /pseudo/ for researchers (docs/pseudonymise.md): every
+# request is first asked of the research PACS's plugin (auth_request, web/routes_pseudo.py) with the user's own
+# credential (bearer token or session cookie) and the original method and normalised path; 2xx forwards it.
+PSEUDO_TEMPLATE = """        location = /pseudo {{ return 302 /pseudo/app/explorer.html; }}
+        location = /pseudo/tools/execute-script {{ return 403; }}
+        location /pseudo/ {{
+            set $nmdose_pseudo_path $uri;  # the subrequest's own $uri is its location's
+            auth_request /_nmdose_pseudo_authorize;
+            proxy_pass http://nmdose_pseudo/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header {internal_header} "";
+            proxy_buffering off;
+            proxy_read_timeout 600s;
+        }}
+        location = /_nmdose_pseudo_authorize {{
+            internal;
+            proxy_method GET;
+            proxy_pass http://nmdose_research/nmdose/api/pseudo/authorize;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-Path $nmdose_pseudo_path;
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header {internal_header} "";
+        }}
+"""
+
+
+def pseudo_upstream(cfg: Config) -> str | None:
+    """host:port of the pseudoPACS's REST API when the configuration has one (else the proxy serves no /pseudo/)."""
+    from nmdose.pseudonymise.export import NODE
+
+    node = cfg.nodes.get(NODE)
+    return f"{node.host}:{node.http_port}" if node is not None and node.http_port else None
+
+
 def render(cfg: Config, *, listen: str, certificate: Path, private_key: Path, prefix: Path) -> str:
     """The nginx configuration for the research PACS of `cfg` (paths absolute)."""
     node = cfg.research_node
@@ -73,8 +127,13 @@ def render(cfg: Config, *, listen: str, certificate: Path, private_key: Path, pr
         if not Path(path).is_file():
             raise StackError(f"nmdose proxy: HTTPS {what} {path} not found (PEM; `nmdose certs init` makes one "
                              "for dev and test as https.crt/https.key)")  # fmt: skip
+    upstream = f"{node.host}:{node.http_port}"
+    pseudo = pseudo_upstream(cfg)
+    pseudo_block = PSEUDO_TEMPLATE.format(internal_header=INTERNAL_HEADER) if pseudo else ""
+    pseudo_upstream_line = f"    upstream nmdose_pseudo {{ server {pseudo}; keepalive 16; }}\n" if pseudo else ""
     return TEMPLATE.format(prefix=prefix, listen=listen, certificate=certificate, private_key=private_key,
-                           upstream=f"{node.host}:{node.http_port}", internal_header=INTERNAL_HEADER)  # fmt: skip
+                           upstream=upstream, internal_header=INTERNAL_HEADER, pseudo=pseudo_block,
+                           pseudo_upstream=pseudo_upstream_line)  # fmt: skip
 
 
 def write(cfg: Config, prefix: Path, **kw) -> Path:
