@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import sys
 import time
@@ -42,12 +40,18 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.lib.scratch import (  # noqa: E402
+    relax_checkpoints,
+    scratch_postgres,
+    stop_audit_writer,
+    vacuum_analyze,
+)
+from bench.lib.timing import p95  # noqa: E402
 from nmdose.db import connect  # noqa: E402
 from nmdose.db.migrate import migrate  # noqa: E402
 from nmdose.plugin import Plugin  # noqa: E402
-from nmdose.stack import Stack  # noqa: E402
 from nmdose.web.dose_views import DEFAULT_VIEWS  # noqa: E402
-from tests.support import REPO, load, make_config_dir, make_tempdir  # noqa: E402
+from tests.support import REPO  # noqa: E402
 
 # StudyDescription, found modalities, target (config/retrieve_options.yaml), kind, agent. Most frequent first
 # (a study picks index floor(u^2 * n)).
@@ -599,6 +603,7 @@ def cases(conn) -> list[tuple[str, dict[str, str], str]]:
         # the outlier worklist's acknowledged rows and all rows (the default, not yet acknowledged, is above)
         ("/api/dose/outliers", {"limit": "50", "acknowledged": "yes"}, "acknowledged=yes"),
         ("/api/dose/outliers", {"limit": "50", "acknowledged": "all"}, "acknowledged=all"),
+        ("/api/dose/outliers/ack-history", {}, ""),  # the acknowledgements' history (empty here: none given)
         ("/api/dose/patients", {}, ""),
         ("/api/dose/patients", {"window_years": "5"}, "window_years=5"),
     ]
@@ -639,10 +644,6 @@ def dose_write(cfg, uid: str) -> None:
     with closing(connect(cfg)) as conn, conn.cursor() as cur:
         cur.execute("UPDATE dose.study SET updated_at = now() WHERE study_instance_uid = %s", (uid,))
         conn.commit()
-
-
-def p95(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=20, method="inclusive")[18] if len(samples) > 1 else samples[0]
 
 
 def time_routes(plugin: Plugin, calls, n: int, n_cold: int, budget_s: float) -> list[dict[str, Any]]:
@@ -697,33 +698,19 @@ def main() -> int:
     )
     ap.add_argument("--keep", action="store_true", help="leave the database running (prints how to stop it)")
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
-
     t0 = time.perf_counter()
     print(f"loadavg_start={os.getloadavg()[0]:.2f}", flush=True)
-    root = make_tempdir("nmdose-bench-pages-")
-    cfg = load(make_config_dir(root))
-    stack = Stack(cfg)
-    keep = False
-    try:
-        (cfg.var_dir / "log").mkdir(parents=True, exist_ok=True)
-        stack.postgres_up()
-        with closing(connect(cfg, role="admin", autocommit=True)) as conn, conn.cursor() as cur:
-            # a throw-away server: fewer checkpoints while it is filled (no effect on the queries timed)
-            cur.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
-            cur.execute("ALTER SYSTEM SET checkpoint_timeout = '30min'")
-            cur.execute("SELECT pg_reload_conf()")
+    with scratch_postgres("nmdose-bench-pages-") as db:
+        cfg = db.cfg
+        relax_checkpoints(cfg)
         with closing(connect(cfg, role="owner")) as conn:  # the bulk fill and VACUUM: the tables' owner
             applied = migrate(conn, REPO / "sql")
             start = time.perf_counter()
             steps = fill(conn, args.studies, args.events, cfg.source_node.name)
             fill_s = time.perf_counter() - start
-            conn.autocommit = True
             start = time.perf_counter()
-            with conn.cursor() as cur:
-                cur.execute("VACUUM (ANALYZE)")
+            vacuum_analyze(conn)
             vacuum_s = time.perf_counter() - start
-            conn.autocommit = False
             sizes = counts(conn)
             writes = exercise_writes(conn, cfg.source_node.name)
             calls = cases(conn)
@@ -749,18 +736,10 @@ def main() -> int:
             print(f"cache_speedup_median={statistics.median(speedups):.1f}")
         print(f"loadavg_end={os.getloadavg()[0]:.2f}")
         print(f"total_s={time.perf_counter() - t0:.1f}")
-        keep = args.keep
-        if keep:
-            pg = cfg.postgresql
-            print(f"kept: psql 'host={pg.host} port={pg.port} dbname={pg.database} user={pg.user}' "
-                  f"(password in {cfg.var_dir}/secrets.env); stop: pg_ctl -D {stack.pg_data} stop "
-                  f"(as postgres when root); then rm -rf {root}")  # fmt: skip
-    finally:
-        if not keep:
-            try:
-                stack.postgres_down()
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
+        stop_audit_writer(plugin)  # its rows written before the database stops
+        db.keep = args.keep
+        if db.keep:
+            print(db.kept_message())
     return 0
 
 

@@ -133,6 +133,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "nmdose.web.routes_patients",
             "nmdose.web.routes_alerts",
             "nmdose.web.routes_projects",
+            "nmdose.web.routes_pseudo",
             "nmdose.web.routes_pages",
             "nmdose.web.dose_views",
             "nmdose.web.report_views",

@@ -2,8 +2,9 @@
 
 This module is the plugin's web stage (nmdose/plugin.py): it registers the route tables of web/routes_research.py
 (the research page's API), web/routes_dose.py (the dose page's API) and web/routes_pages.py (the page shells,
-web/shell.py + templates/, and the static files: `static/nmdose.js` fills the tables and charts from the JSON
-API, with Chart.js vendored next to it so the pages work on a hospital network with no internet).
+web/shell.py + templates/, and the static files: each page's script on the shared `static/nmdose.js` fills the
+tables and charts from the JSON API, with Chart.js vendored next to it so the pages work on a hospital network
+with no internet).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from nmdose.web import (
     routes_pages,
     routes_patients,
     routes_projects,
+    routes_pseudo,
     routes_reports,
     routes_research,
     routes_scanners,
@@ -38,6 +40,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     *routes_patients.ROUTES,
     *routes_alerts.ROUTES,
     *routes_projects.ROUTES,
+    *routes_pseudo.ROUTES,
     *routes_pages.ROUTES,
     *routes_reports.ROUTES,
     *routes_scanners.ROUTES,
