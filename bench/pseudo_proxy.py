@@ -17,10 +17,8 @@ request), `audit_rows` (one per checked request).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,11 +27,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nmdose.security import certs, tls  # noqa: E402
-from nmdose.stack import free_port  # noqa: E402
-from nmdose.web import proxy as P  # noqa: E402
 from tests.oidc_provider import OidcProvider  # noqa: E402
-from tests.support import RunningStack, query  # noqa: E402
+from tests.pseudo_site import pseudo_site  # noqa: E402
+from tests.support import query  # noqa: E402
 
 OPEN = """        location /pseudo-open/ {
             proxy_pass http://nmdose_pseudo/;
@@ -75,88 +71,62 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=40, help="of each kind, each way, per round")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
-    from pydicom.uid import generate_uid
 
     provider = OidcProvider(roles=("nmdose-researcher",), username="bench").start()
-    running = RunningStack(
-        env={"NMDOSE_AUTH_MODE": "keycloak"},
-        keycloak={"issuer": provider.issuer, "client_id": "nmdose-cli"},
-        nodes={"simulationPACS": {"local": False}, "dosePACS": {"local": False}, "pseudoPACS": {}},
-    )
-    proc = None
+    anchor = "        location /pseudo/ {"
     try:
-        cfg = running.cfg
-        node = cfg.nodes["pseudoPACS"]
-        direct = node.http_url.rstrip("/")
-        for _ in range(a.studies):
-            r = requests.post(f"{direct}/instances", data=_instance(generate_uid()), timeout=20)
-            r.raise_for_status()
-        certs.init(cfg)
-        port = free_port()
-        folder = tls.certificates_dir(cfg)
-        prefix = running.root / "proxy"
-        conf = P.write(cfg, prefix, listen=f"127.0.0.1:{port}", certificate=folder / "https.crt",
-                       private_key=folder / "https.key")  # fmt: skip
-        text = conf.read_text()
-        anchor = "        location /pseudo/ {"
-        conf.write_text(text.replace(anchor, OPEN + anchor, 1))
-        proc = subprocess.Popen(P.nginx_argv(conf, prefix), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base, ca = f"https://127.0.0.1:{port}", str(tls.ca_file(cfg))
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {provider.access_token()}"
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if session.get(f"{base}/pseudo/studies", verify=ca, timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
-        study = session.get(f"{base}/pseudo/studies", verify=ca, timeout=10).json()[0]
-        instance = session.get(f"{base}/pseudo/studies/{study}/instances", verify=ca, timeout=10).json()[0][
-            "ID"
-        ]
-        kinds = {
-            "study_list": ("GET", "/studies", None),
-            "study": ("GET", f"/studies/{study}", None),
-            "series": ("GET", f"/studies/{study}/series", None),
-            "instance_file": ("GET", f"/instances/{instance}/file", None),
-            "find": ("POST", "/tools/find", {"Level": "Study", "Query": {}, "Expand": True}),
-        }
-        times: dict[tuple[str, str], list[float]] = {(k, w): [] for k in kinds for w in ("checked", "open")}
-        audit_before = query(cfg, "SELECT count(*) FROM audit.event WHERE action = '/api/pseudo/authorize'")[
-            0
-        ][0]
-        checked_requests = 0
-        for rnd in range(a.rounds):
-            ways = ("checked", "open") if rnd % 2 == 0 else ("open", "checked")
-            for way in ways:
-                root = f"{base}/pseudo" if way == "checked" else f"{base}/pseudo-open"
-                for name, (method, path, body) in kinds.items():
-                    for _ in range(a.requests):
-                        t0 = time.perf_counter()
-                        r = session.request(method, root + path, json=body, verify=ca, timeout=20)
-                        times[(name, way)].append((time.perf_counter() - t0) * 1000)
-                        if r.status_code != 200:
-                            raise SystemExit(f"{way} {method} {path}: HTTP {r.status_code} {r.text[:200]}")
-                        checked_requests += way == "checked"
-        sums = {"checked": 0.0, "open": 0.0}
-        for name in kinds:
-            for way in ("checked", "open"):
-                p50 = statistics.median(times[(name, way)])
-                sums[way] += p50
-                print(f"{name}_{way}_ms_p50={p50:.2f}")
-        print(f"pseudo_check_ratio={sums['open'] / sums['checked']:.3f}")
-        print(f"pseudo_check_overhead_ms_p50={(sums['checked'] - sums['open']) / len(kinds):.2f}")
-        time.sleep(3)  # the audit writer's batch
-        rows = query(cfg, "SELECT count(*) FROM audit.event WHERE action = '/api/pseudo/authorize'")[0][0]
-        print(f"audit_rows={rows - audit_before}")
-        print(f"checked_requests={checked_requests}")
-        return 0
+        with pseudo_site(provider, edit=lambda text: text.replace(anchor, OPEN + anchor, 1)) as site:
+            return _run(a, provider, site)
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=15)
-        running.close()
         provider.stop()
+
+
+def _run(a, provider, site) -> int:
+    from pydicom.uid import generate_uid
+
+    cfg, base, ca = site.running.cfg, site.https, site.ca
+    direct = cfg.nodes["pseudoPACS"].http_url.rstrip("/")
+    for _ in range(a.studies - 1):
+        requests.post(f"{direct}/instances", data=_instance(generate_uid()), timeout=20).raise_for_status()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {provider.access_token()}"
+    study = site.study_id
+    instance = session.get(f"{base}/pseudo/studies/{study}/instances", verify=ca, timeout=10).json()[0]["ID"]
+    kinds = {
+        "study_list": ("GET", "/studies", None),
+        "study": ("GET", f"/studies/{study}", None),
+        "series": ("GET", f"/studies/{study}/series", None),
+        "instance_file": ("GET", f"/instances/{instance}/file", None),
+        "find": ("POST", "/tools/find", {"Level": "Study", "Query": {}, "Expand": True}),
+    }
+    times: dict[tuple[str, str], list[float]] = {(k, w): [] for k in kinds for w in ("checked", "open")}
+    audit_before = query(cfg, "SELECT count(*) FROM audit.event WHERE action = '/api/pseudo/authorize'")[0][0]
+    checked_requests = 0
+    for rnd in range(a.rounds):
+        ways = ("checked", "open") if rnd % 2 == 0 else ("open", "checked")
+        for way in ways:
+            root = f"{base}/pseudo" if way == "checked" else f"{base}/pseudo-open"
+            for name, (method, path, body) in kinds.items():
+                for _ in range(a.requests):
+                    t0 = time.perf_counter()
+                    r = session.request(method, root + path, json=body, verify=ca, timeout=20)
+                    times[(name, way)].append((time.perf_counter() - t0) * 1000)
+                    if r.status_code != 200:
+                        raise SystemExit(f"{way} {method} {path}: HTTP {r.status_code} {r.text[:200]}")
+                    checked_requests += way == "checked"
+    sums = {"checked": 0.0, "open": 0.0}
+    for name in kinds:
+        for way in ("checked", "open"):
+            p50 = statistics.median(times[(name, way)])
+            sums[way] += p50
+            print(f"{name}_{way}_ms_p50={p50:.2f}")
+    print(f"pseudo_check_ratio={sums['open'] / sums['checked']:.3f}")
+    print(f"pseudo_check_overhead_ms_p50={(sums['checked'] - sums['open']) / len(kinds):.2f}")
+    time.sleep(3)  # the audit writer's batch
+    rows = query(cfg, "SELECT count(*) FROM audit.event WHERE action = '/api/pseudo/authorize'")[0][0]
+    print(f"audit_rows={rows - audit_before}")
+    print(f"checked_requests={checked_requests}")
+    return 0
 
 
 if __name__ == "__main__":

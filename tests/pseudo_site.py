@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pydicom
 import requests
@@ -45,32 +46,25 @@ class Site:
 
 
 @contextlib.contextmanager
-def pseudo_site(provider) -> Iterator[Site]:
-    """Research PACS + pseudoPACS in keycloak mode (tokens of `provider`), one study in the pseudoPACS, nginx on a
-    free port; everything stopped and removed at the end."""
+def https_proxy(running: RunningStack, edit=None) -> Iterator[tuple[str, str, Path]]:
+    """Debian's nginx with `nmdose proxy`'s configuration for `running` on a free port, with a certificate of a
+    local CA (`nmdose certs init`): yields (https base URL, CA file, nginx prefix folder). `edit(text) -> text`
+    may change the configuration first (a bench's extra location). Stopped at the end."""
     from nmdose.security import certs, tls
     from nmdose.stack import free_port
     from nmdose.web import proxy as P
 
-    running = RunningStack(
-        env={"NMDOSE_AUTH_MODE": "keycloak"},
-        keycloak={"issuer": provider.issuer, "client_id": "nmdose-cli"},
-        nodes={"simulationPACS": {"local": False}, "dosePACS": {"local": False}, "pseudoPACS": {}},
-    )
-    proc = None
+    cfg = running.cfg
+    certs.init(cfg)
+    port = free_port()
+    folder = tls.certificates_dir(cfg)
+    prefix = running.root / "proxy"
+    conf = P.write(cfg, prefix, listen=f"127.0.0.1:{port}", certificate=folder / "https.crt",
+                   private_key=folder / "https.key")  # fmt: skip
+    if edit is not None:
+        conf.write_text(edit(conf.read_text()))
+    proc = subprocess.Popen(P.nginx_argv(conf, prefix), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        cfg = running.cfg
-        pseudo = cfg.nodes["pseudoPACS"].http_url.rstrip("/")
-        r = requests.post(f"{pseudo}/instances", data=instance(), timeout=20)
-        assert r.status_code == 200, r.text
-        study_id = r.json()["ParentStudy"]
-        certs.init(cfg)
-        port = free_port()
-        folder = tls.certificates_dir(cfg)
-        prefix = running.root / "proxy"
-        conf = P.write(cfg, prefix, listen=f"127.0.0.1:{port}", certificate=folder / "https.crt",
-                       private_key=folder / "https.key")  # fmt: skip
-        proc = subprocess.Popen(P.nginx_argv(conf, prefix), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ca = str(tls.ca_file(cfg))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -78,9 +72,26 @@ def pseudo_site(provider) -> Iterator[Site]:
                 requests.get(f"https://127.0.0.1:{port}/nmdose/health", verify=ca, timeout=2)
                 break
             time.sleep(0.1)
-        yield Site(running, f"https://127.0.0.1:{port}", ca, study_id)
+        yield f"https://127.0.0.1:{port}", ca, prefix
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=15)
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def pseudo_site(provider, edit=None) -> Iterator[Site]:
+    """Research PACS + pseudoPACS in keycloak mode (tokens of `provider`), one study in the pseudoPACS, nginx on a
+    free port (`edit`: see https_proxy); everything stopped and removed at the end."""
+    running = RunningStack(
+        env={"NMDOSE_AUTH_MODE": "keycloak"},
+        keycloak={"issuer": provider.issuer, "client_id": "nmdose-cli"},
+        nodes={"simulationPACS": {"local": False}, "dosePACS": {"local": False}, "pseudoPACS": {}},
+    )
+    try:
+        pseudo = running.cfg.nodes["pseudoPACS"].http_url.rstrip("/")
+        r = requests.post(f"{pseudo}/instances", data=instance(), timeout=20)
+        assert r.status_code == 200, r.text
+        with https_proxy(running, edit) as (https, ca, _):
+            yield Site(running, https, ca, r.json()["ParentStudy"])
+    finally:
         running.close()

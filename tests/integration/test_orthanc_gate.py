@@ -153,31 +153,11 @@ def test_many_concurrent_gate_checks_leave_orthanc_answering(kc, provider):
 @pytest.fixture(scope="module")
 def proxy(kc):
     """nginx on a free port with a certificate of the local CA, in front of the keycloak-mode research PACS."""
-    import subprocess
-
-    from nmdose.security import certs, tls
-    from nmdose.stack import free_port
-    from nmdose.web import proxy as P
+    from tests.pseudo_site import https_proxy
 
     running, _ = kc
-    cfg = running.cfg
-    certs.init(cfg)
-    port = free_port()
-    folder = tls.certificates_dir(cfg)
-    prefix = running.root / "proxy"
-    conf = P.write(cfg, prefix, listen=f"127.0.0.1:{port}", certificate=folder / "https.crt",
-                   private_key=folder / "https.key")  # fmt: skip
-    proc = subprocess.Popen(P.nginx_argv(conf, prefix), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ca = str(tls.ca_file(cfg))
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            requests.get(f"https://127.0.0.1:{port}/nmdose/health", verify=ca, timeout=2)
-            break
-        time.sleep(0.1)
-    yield f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port}", ca, prefix
-    proc.terminate()
-    proc.wait(timeout=15)
+    with https_proxy(running) as (https, ca, prefix):
+        yield https, https.replace("https://", "http://"), ca, prefix
 
 
 def test_nginx_serves_the_pages_over_https_and_the_gate_still_decides(kc, provider, proxy):
