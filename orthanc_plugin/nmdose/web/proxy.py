@@ -130,7 +130,9 @@ def render(cfg: Config, *, listen: str, certificate: Path, private_key: Path, pr
     upstream = f"{node.host}:{node.http_port}"
     pseudo = pseudo_upstream(cfg)
     pseudo_block = PSEUDO_TEMPLATE.format(internal_header=INTERNAL_HEADER) if pseudo else ""
-    pseudo_upstream_line = f"    upstream nmdose_pseudo {{ server {pseudo}; keepalive 16; }}\n" if pseudo else ""
+    pseudo_upstream_line = (
+        f"    upstream nmdose_pseudo {{ server {pseudo}; keepalive 16; }}\n" if pseudo else ""
+    )
     return TEMPLATE.format(prefix=prefix, listen=listen, certificate=certificate, private_key=private_key,
                            upstream=upstream, internal_header=INTERNAL_HEADER, pseudo=pseudo_block,
                            pseudo_upstream=pseudo_upstream_line)  # fmt: skip

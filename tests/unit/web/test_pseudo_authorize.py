@@ -85,7 +85,9 @@ def test_the_proxy_serves_the_pseudopacs_only_when_it_is_configured(tmp_path):
     assert "proxy_set_header X-Original-Path $nmdose_pseudo_path;" in conf
     assert "location = /pseudo/tools/execute-script { return 403; }" in conf
     research = with_pseudo.research_node
-    assert f"upstream nmdose_research {{ server {research.host}:{research.http_port}; keepalive 16; }}" in conf
+    assert (
+        f"upstream nmdose_research {{ server {research.host}:{research.http_port}; keepalive 16; }}" in conf
+    )
     assert "proxy_pass http://nmdose_research/nmdose/api/pseudo/authorize;" in conf
     without = load(make_config_dir(tmp_path / "b"))
     assert "pseudo" not in _render(without, tmp_path)
